@@ -1,0 +1,30 @@
+// Row softmax and log-softmax, forward and backward.
+//
+// Every entry point works on `rows` contiguous rows of `cols` elements (the softmax runs
+// over the last, contiguous dim; the op layer moves another dim last first). Outputs are
+// overwritten, never accumulated into. Rows are independent and run in parallel.
+//
+// A row whose entries are all -inf has no defined softmax: it comes out NaN, as in
+// PyTorch. (Attention masks keys with its own key_mask instead, see kernels/attention.h.)
+#pragma once
+#include <cstdint>
+
+namespace mmg::cpu {
+
+// y_i = exp(x_i − m) / Σ_j exp(x_j − m),  m = max_j x_j  (subtracting m keeps exp finite)
+template <class T>
+void softmax_forward(const T* x, T* y, int64_t rows, int64_t cols);
+
+// dx_i = y_i · (dy_i − Σ_j dy_j y_j)   (y from the forward; dx may alias dy)
+template <class T>
+void softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols);
+
+// y_i = x_i − m − log Σ_j exp(x_j − m),  m = max_j x_j
+template <class T>
+void log_softmax_forward(const T* x, T* y, int64_t rows, int64_t cols);
+
+// dx_i = dy_i − exp(y_i) · Σ_j dy_j   (y = log_softmax output; dx may alias dy)
+template <class T>
+void log_softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols);
+
+}  // namespace mmg::cpu

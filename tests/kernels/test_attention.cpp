@@ -1,0 +1,333 @@
+// Fused attention kernels against a naive double reference written from the definition
+// (scores, masked softmax, weighted sum; the backward by the plain chain rule), and the
+// double backward against central finite differences. Covers key-padding masks, causal
+// (top-left aligned), Sq != Sk both ways, fully masked rows and odd sizes.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/cpu/parallel.h"
+
+namespace {
+
+const double kNegInf = -std::numeric_limits<double>::infinity();
+
+std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -1.5, double hi = 1.5) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<double> v(static_cast<size_t>(n));
+  for (auto& e : v) e = dist(gen);
+  return v;
+}
+
+double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  return m;
+}
+
+struct Cfg {
+  int64_t B, H, Sq, Sk, D;
+  bool causal;
+  int mask;  // 0: none; 1: random keys masked; 2: also batch 0 fully masked, batch 1 key 0
+  double scale;
+};
+
+struct Inputs {
+  std::vector<double> q, k, v, dout;
+  std::vector<uint8_t> mask;  // empty: none
+};
+
+Inputs make_inputs(const Cfg& c, uint32_t seed) {
+  Inputs in;
+  in.q = random_vec(c.B * c.H * c.Sq * c.D, seed);
+  in.k = random_vec(c.B * c.H * c.Sk * c.D, seed + 1);
+  in.v = random_vec(c.B * c.H * c.Sk * c.D, seed + 2);
+  in.dout = random_vec(c.B * c.H * c.Sq * c.D, seed + 3);
+  if (c.mask > 0) {
+    std::mt19937 gen(seed + 4);
+    in.mask.resize(static_cast<size_t>(c.B * c.Sk));
+    for (auto& m : in.mask) m = (gen() % 10) < 7;
+    if (c.mask == 2) {
+      for (int64_t j = 0; j < c.Sk; ++j) in.mask[j] = 0;  // batch 0 sees nothing
+      if (c.B > 1) in.mask[c.Sk] = 0;                       // batch 1, key 0 masked
+    }
+  }
+  return in;
+}
+
+bool visible(const Cfg& c, const Inputs& in, int64_t b, int64_t i, int64_t j) {
+  if (!in.mask.empty() && !in.mask[b * c.Sk + j]) return false;
+  return !(c.causal && j > i);  // top-left aligned: query i sees keys j <= i
+}
+
+struct Fwd {
+  std::vector<double> out, lse, P;  // P [B,H,Sq,Sk] kept for the reference backward
+};
+
+Fwd ref_forward(const Cfg& c, const Inputs& in) {
+  Fwd f{std::vector<double>(c.B * c.H * c.Sq * c.D, 0.0), std::vector<double>(c.B * c.H * c.Sq),
+        std::vector<double>(c.B * c.H * c.Sq * c.Sk, 0.0)};
+  for (int64_t b = 0; b < c.B; ++b)
+    for (int64_t h = 0; h < c.H; ++h)
+      for (int64_t i = 0; i < c.Sq; ++i) {
+        const int64_t bh = b * c.H + h;
+        std::vector<double> s(c.Sk, kNegInf);
+        double m = kNegInf;
+        for (int64_t j = 0; j < c.Sk; ++j) {
+          if (!visible(c, in, b, i, j)) continue;
+          double dot = 0;
+          for (int64_t d = 0; d < c.D; ++d)
+            dot += in.q[(bh * c.Sq + i) * c.D + d] * in.k[(bh * c.Sk + j) * c.D + d];
+          s[j] = c.scale * dot;
+          m = std::max(m, s[j]);
+        }
+        if (m == kNegInf) {  // no visible key: zeros, lse = −∞
+          f.lse[bh * c.Sq + i] = kNegInf;
+          continue;
+        }
+        double z = 0;
+        for (int64_t j = 0; j < c.Sk; ++j) z += std::exp(s[j] - m);
+        f.lse[bh * c.Sq + i] = m + std::log(z);
+        for (int64_t j = 0; j < c.Sk; ++j) {
+          double p = std::exp(s[j] - m) / z;
+          f.P[(bh * c.Sq + i) * c.Sk + j] = p;
+          for (int64_t d = 0; d < c.D; ++d)
+            f.out[(bh * c.Sq + i) * c.D + d] += p * in.v[(bh * c.Sk + j) * c.D + d];
+        }
+      }
+  return f;
+}
+
+struct Grads {
+  std::vector<double> dq, dk, dv;
+};
+
+// Chain rule through O = P V, P = softmax(S), S = scale Q Kᵀ, with the softmax backward
+// in its textbook form dS_ij = P_ij (dP_ij − Σ_k P_ik dP_ik).
+Grads ref_backward(const Cfg& c, const Inputs& in) {
+  Fwd f = ref_forward(c, in);
+  Grads g{std::vector<double>(in.q.size(), 0.0), std::vector<double>(in.k.size(), 0.0),
+          std::vector<double>(in.v.size(), 0.0)};
+  for (int64_t bh = 0; bh < c.B * c.H; ++bh)
+    for (int64_t i = 0; i < c.Sq; ++i) {
+      std::vector<double> dP(c.Sk, 0.0);
+      double sum = 0;
+      for (int64_t j = 0; j < c.Sk; ++j) {
+        double p = f.P[(bh * c.Sq + i) * c.Sk + j];
+        for (int64_t d = 0; d < c.D; ++d) {
+          double go = in.dout[(bh * c.Sq + i) * c.D + d];
+          g.dv[(bh * c.Sk + j) * c.D + d] += p * go;
+          dP[j] += go * in.v[(bh * c.Sk + j) * c.D + d];
+        }
+        sum += p * dP[j];
+      }
+      for (int64_t j = 0; j < c.Sk; ++j) {
+        double dS = f.P[(bh * c.Sq + i) * c.Sk + j] * (dP[j] - sum);
+        for (int64_t d = 0; d < c.D; ++d) {
+          g.dq[(bh * c.Sq + i) * c.D + d] += c.scale * dS * in.k[(bh * c.Sk + j) * c.D + d];
+          g.dk[(bh * c.Sk + j) * c.D + d] += c.scale * dS * in.q[(bh * c.Sq + i) * c.D + d];
+        }
+      }
+    }
+  return g;
+}
+
+template <class T>
+struct Result {
+  std::vector<double> out, lse, dq, dk, dv;
+};
+
+// Runs the kernels in T. Outputs are poisoned with NaN first, so a value the kernel
+// forgets to write shows up.
+template <class T>
+Result<T> run(const Cfg& c, const Inputs& in, bool backward = true) {
+  auto cast = [](const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); };
+  auto widen = [](const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); };
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  auto q = cast(in.q), k = cast(in.k), v = cast(in.v), dout = cast(in.dout);
+  std::vector<T> out(q.size(), nan), lse(c.B * c.H * c.Sq, nan);
+  std::vector<T> dq(q.size(), nan), dk(k.size(), nan), dv(v.size(), nan);
+  const uint8_t* mask = in.mask.empty() ? nullptr : in.mask.data();
+  mmg::cpu::attention_forward<T>(q.data(), k.data(), v.data(), mask, out.data(), lse.data(), c.B,
+                                 c.H, c.Sq, c.Sk, c.D, c.causal, T(c.scale));
+  if (backward) {
+    mmg::cpu::attention_backward<T>(q.data(), k.data(), v.data(), mask, out.data(), dout.data(),
+                                    lse.data(), dq.data(), dk.data(), dv.data(), c.B, c.H, c.Sq,
+                                    c.Sk, c.D, c.causal, T(c.scale));
+  }
+  return {widen(out), widen(lse), widen(dq), widen(dk), widen(dv)};
+}
+
+// lse compared with −∞ matched exactly.
+double lse_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] == kNegInf || b[i] == kNegInf) {
+      if (a[i] != b[i]) return INFINITY;
+      continue;
+    }
+    m = std::max(m, std::abs(a[i] - b[i]));
+  }
+  return m;
+}
+
+const Cfg kCfgs[] = {
+    {1, 1, 1, 1, 1, false, 0, 1.0},
+    {1, 1, 1, 1, 1, true, 0, 0.5},
+    {2, 3, 7, 7, 5, false, 0, 1 / std::sqrt(5.0)},
+    {2, 3, 7, 7, 5, true, 1, 1 / std::sqrt(5.0)},
+    {2, 2, 5, 11, 4, false, 1, 0.37},   // cross-attention, Sq < Sk
+    {2, 2, 5, 11, 4, true, 2, 0.37},    // Sq < Sk causal: keys 5.. seen by nobody
+    {1, 2, 13, 4, 3, true, 0, 0.8},     // Sq > Sk causal: queries 4.. see every key
+    {2, 1, 13, 4, 3, false, 2, 0.8},
+    {2, 2, 197, 197, 16, false, 1, 0.25},  // several query blocks, threads
+    {1, 3, 197, 130, 8, true, 2, 0.35},
+    {3, 1, 70, 1, 2, true, 1, 1.0},
+};
+
+}  // namespace
+
+TEST_CASE("attention forward matches the naive reference") {
+  for (const Cfg& c : kCfgs) {
+    CAPTURE(c.B);
+    CAPTURE(c.H);
+    CAPTURE(c.Sq);
+    CAPTURE(c.Sk);
+    CAPTURE(c.D);
+    CAPTURE(c.causal);
+    CAPTURE(c.mask);
+    Inputs in = make_inputs(c, static_cast<uint32_t>(c.Sq * 100 + c.Sk));
+    Fwd ref = ref_forward(c, in);
+    auto d = run<double>(c, in, false);
+    CHECK(max_abs_diff(d.out, ref.out) < 1e-13);
+    CHECK(lse_diff(d.lse, ref.lse) < 1e-13);
+    auto f = run<float>(c, in, false);
+    CHECK(max_abs_diff(f.out, ref.out) < 2e-6);
+    CHECK(lse_diff(f.lse, ref.lse) < 2e-6);
+  }
+}
+
+TEST_CASE("attention backward matches the naive chain rule") {
+  for (const Cfg& c : kCfgs) {
+    CAPTURE(c.B);
+    CAPTURE(c.H);
+    CAPTURE(c.Sq);
+    CAPTURE(c.Sk);
+    CAPTURE(c.D);
+    CAPTURE(c.causal);
+    CAPTURE(c.mask);
+    Inputs in = make_inputs(c, static_cast<uint32_t>(c.Sk * 100 + c.Sq));
+    Grads ref = ref_backward(c, in);
+    auto d = run<double>(c, in);
+    CHECK(max_abs_diff(d.dq, ref.dq) < 1e-12);
+    CHECK(max_abs_diff(d.dk, ref.dk) < 1e-12);
+    CHECK(max_abs_diff(d.dv, ref.dv) < 1e-12);
+    auto f = run<float>(c, in);
+    CHECK(max_abs_diff(f.dq, ref.dq) < 1e-5);
+    CHECK(max_abs_diff(f.dk, ref.dk) < 1e-5);
+    CHECK(max_abs_diff(f.dv, ref.dv) < 1e-5);
+  }
+}
+
+TEST_CASE("attention backward matches finite differences (double)") {
+  const Cfg cfgs[] = {
+      {1, 2, 3, 5, 4, false, 0, 0.5},
+      {2, 1, 4, 6, 3, true, 1, 0.7},
+      {2, 1, 6, 3, 2, true, 2, 1.1},  // Sq > Sk, fully masked rows
+      {1, 1, 5, 5, 3, false, 1, 0.9},
+  };
+  const double h = 1e-6;
+  for (const Cfg& c : cfgs) {
+    CAPTURE(c.Sq);
+    CAPTURE(c.Sk);
+    CAPTURE(c.causal);
+    CAPTURE(c.mask);
+    Inputs in = make_inputs(c, 42);
+    auto g = run<double>(c, in);  // dout = W, so these are the gradients of Σ W ⊙ O
+    auto loss = [&](const Inputs& x) {
+      auto out = run<double>(c, x, false).out;
+      double l = 0;
+      for (size_t i = 0; i < out.size(); ++i) l += in.dout[i] * out[i];
+      return l;
+    };
+    auto check_grad = [&](std::vector<double> Inputs::*field, const std::vector<double>& analytic) {
+      Inputs x = in;
+      for (size_t i = 0; i < analytic.size(); ++i) {
+        double saved = (x.*field)[i];
+        (x.*field)[i] = saved + h;
+        double lp = loss(x);
+        (x.*field)[i] = saved - h;
+        double lm = loss(x);
+        (x.*field)[i] = saved;
+        CHECK(analytic[i] == doctest::Approx((lp - lm) / (2 * h)).epsilon(1e-6).scale(1.0));
+      }
+    };
+    check_grad(&Inputs::q, g.dq);
+    check_grad(&Inputs::k, g.dk);
+    check_grad(&Inputs::v, g.dv);
+  }
+}
+
+TEST_CASE("attention: a fully masked query row gives zeros, lse = -inf and zero gradient") {
+  // Batch 0 has every key masked; with causal, batch 1's query 0 sees only key 0, masked.
+  const Cfg c{2, 2, 9, 6, 4, true, 2, 0.5};
+  Inputs in = make_inputs(c, 7);
+  auto r = run<double>(c, in);
+  for (int64_t h = 0; h < c.H; ++h) {
+    for (int64_t i = 0; i < c.Sq; ++i) {
+      const int64_t row = (0 * c.H + h) * c.Sq + i;  // batch 0: every row
+      CHECK(r.lse[row] == kNegInf);
+      for (int64_t d = 0; d < c.D; ++d) {
+        CHECK(r.out[row * c.D + d] == 0.0);
+        CHECK(r.dq[row * c.D + d] == 0.0);
+      }
+    }
+    for (int64_t j = 0; j < c.Sk; ++j)
+      for (int64_t d = 0; d < c.D; ++d) {
+        CHECK(r.dk[((0 * c.H + h) * c.Sk + j) * c.D + d] == 0.0);
+        CHECK(r.dv[((0 * c.H + h) * c.Sk + j) * c.D + d] == 0.0);
+      }
+    const int64_t row0 = (1 * c.H + h) * c.Sq;  // batch 1, query 0
+    CHECK(r.lse[row0] == kNegInf);
+    for (int64_t d = 0; d < c.D; ++d) {
+      CHECK(r.out[row0 * c.D + d] == 0.0);
+      CHECK(r.dq[row0 * c.D + d] == 0.0);
+    }
+    CHECK(std::isfinite(r.lse[row0 + 1]) == (in.mask[c.Sk + 1] == 1));
+  }
+}
+
+TEST_CASE("attention: causal is top-left aligned when Sq != Sk") {
+  // With Sk > Sq, key Sq.. is seen by no query: a change to it changes nothing, and its
+  // gradients are zero. (Bottom-right alignment would let the last query see it.)
+  const Cfg c{1, 1, 3, 5, 2, true, 0, 1.0};
+  Inputs in = make_inputs(c, 9);
+  auto r = run<double>(c, in);
+  for (int64_t j = c.Sq; j < c.Sk; ++j)
+    for (int64_t d = 0; d < c.D; ++d) {
+      CHECK(r.dk[j * c.D + d] == 0.0);
+      CHECK(r.dv[j * c.D + d] == 0.0);
+    }
+  // Query 0 sees only key 0: its output is v_0 exactly.
+  for (int64_t d = 0; d < c.D; ++d) CHECK(r.out[d] == doctest::Approx(in.v[d]).epsilon(1e-15));
+}
+
+TEST_CASE("attention gives the same result on one thread and on many") {
+  const Cfg c{2, 3, 150, 97, 8, true, 1, 0.3};
+  Inputs in = make_inputs(c, 3);
+  int saved = mmg::cpu::num_threads();
+  mmg::cpu::set_num_threads(1);
+  auto one = run<float>(c, in);
+  mmg::cpu::set_num_threads(4);
+  auto many = run<float>(c, in);
+  mmg::cpu::set_num_threads(saved);
+  CHECK(one.out == many.out);
+  CHECK(one.dq == many.dq);
+  CHECK(one.dk == many.dk);
+  CHECK(one.dv == many.dv);
+}
