@@ -38,5 +38,8 @@ void add(std::vector<GradcheckCase>& cases, std::string op, std::string detail, 
 void add_view_cases(std::vector<GradcheckCase>& cases);
 void add_elementwise_cases(std::vector<GradcheckCase>& cases);
 void add_reduce_cases(std::vector<GradcheckCase>& cases);
+void add_softmax_cases(std::vector<GradcheckCase>& cases);
+void add_layer_norm_cases(std::vector<GradcheckCase>& cases);
+void add_attention_cases(std::vector<GradcheckCase>& cases);
 
 }  // namespace mmg::gradcheck_cases

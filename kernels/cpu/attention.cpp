@@ -6,7 +6,9 @@
 // keys j < (last query of the block) + 1, which skips about half the work.
 //
 // The products run inside parallel_for's threads. Eigen does not start threads of its own
-// inside an OpenMP parallel region, so each task's product is single-threaded.
+// inside an OpenMP parallel region, so each task's product is single-threaded. (When
+// parallel_for runs the tasks inline — too little work, or one thread — a large product
+// may still use Eigen's own OpenMP threads, as Eigen::setNbThreads allows.)
 #include "kernels/attention.h"
 
 #include <Eigen/Dense>

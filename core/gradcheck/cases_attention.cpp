@@ -1,0 +1,26 @@
+// Gradcheck cases for scaled_dot_product_attention: self- and cross-attention (Sq != Sk),
+// key-padding masks, causal, and a batch whose keys are all masked.
+#include "core/gradcheck/cases.h"
+
+namespace mmg::gradcheck_cases {
+
+void add_attention_cases(std::vector<GradcheckCase>& c) {
+  add(c, "scaled_dot_product_attention", "q,k,v [2,2,5,3]", {f64({2, 2, 5, 3}), f64({2, 2, 5, 3}), f64({2, 2, 5, 3})},
+      [](const Args& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); });
+  add(c, "scaled_dot_product_attention", "causal, q,k,v [1,2,6,4]",
+      {f64({1, 2, 6, 4}), f64({1, 2, 6, 4}), f64({1, 2, 6, 4})},
+      [](const Args& x) { return scaled_dot_product_attention(x[0], x[1], x[2], Tensor(), true); });
+  add(c, "scaled_dot_product_attention", "cross Sq=3 Sk=7, key_mask [2,7], scale 0.7",
+      {f64({2, 1, 3, 4}), f64({2, 1, 7, 4}), f64({2, 1, 7, 4}), mask({2, 7})},
+      [](const Args& x) { return scaled_dot_product_attention(x[0], x[1], x[2], x[3], false, 0.7); });
+  add(c, "scaled_dot_product_attention", "causal Sq=7 > Sk=3, key_mask [2,3]",
+      {f64({2, 2, 7, 2}), f64({2, 2, 3, 2}), f64({2, 2, 3, 2}), mask({2, 3})},
+      [](const Args& x) { return scaled_dot_product_attention(x[0], x[1], x[2], x[3], true); });
+  add(c, "scaled_dot_product_attention", "batch 1 fully masked, q,k,v [2,1,4,3]",
+      {f64({2, 1, 4, 3}), f64({2, 1, 4, 3}), f64({2, 1, 4, 3})}, [](const Args& x) {
+        Tensor m = from_vector<bool>({true, false, true, true, false, false, false, false}, {2, 4});
+        return scaled_dot_product_attention(x[0], x[1], x[2], m);
+      });
+}
+
+}  // namespace mmg::gradcheck_cases

@@ -1,0 +1,89 @@
+// scaled_dot_product_attention on the fused kernels (kernels/attention.h).
+//
+// q [B,H,Sq,D], k and v [B,H,Sk,D]; per (b, h):
+//   S = scale · Q Kᵀ,  S_ij = −∞ where key j is masked (key_mask[b, j] false) or, with
+//   causal, j > i;   out = softmax_rows(S) V
+// causal is top-left aligned, as torch's is_causal=True: query i sees keys j <= i even when
+// Sq != Sk. A query that sees no key at all gets a zero output and zero gradients (PyTorch
+// gives NaN there); with padding masks this happens for rows of fully padded sequences.
+// The forward saves lse (the log-sum-exp of each score row) instead of P; the backward
+// kernel recomputes P from it. Mixed dtypes promote; bf16/f16 are computed in f32.
+#include <cmath>
+
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "core/ops/elementwise_impl.h"
+#include "kernels/attention.h"
+
+namespace mmg {
+
+static constexpr const char* kOp = "scaled_dot_product_attention";
+
+static void check_qkv(const char* name, const Tensor& t) {
+  MMG_CHECK(t.defined(), "{}: {} is undefined", kOp, name);
+  MMG_CHECK(is_floating(t.dtype()), "{}: {} needs a floating dtype, got {} {}", kOp, name, dtype_name(t.dtype()),
+            shape_str(t.shape()));
+  MMG_CHECK(t.dim() == 4, "{}: {} must be 4-D [B,H,S,D], got {}", kOp, name, shape_str(t.shape()));
+}
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
+                                    bool causal, std::optional<double> scale) {
+  check_qkv("q", q);
+  check_qkv("k", k);
+  check_qkv("v", v);
+  check_same_device(kOp, q, k);
+  check_same_device(kOp, q, v);
+  MMG_CHECK(q.device().is_cpu(), "{}: q {} {} is on {}; this op has a CPU kernel only", kOp, dtype_name(q.dtype()),
+            shape_str(q.shape()), q.device().str());
+  const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3), Sk = k.size(2);
+  MMG_CHECK(k.size(0) == B && k.size(1) == H && k.size(3) == D,
+            "{}: q {} and k {} differ in batch, heads or head dim (expected k [{},{},Sk,{}])", kOp,
+            shape_str(q.shape()), shape_str(k.shape()), B, H, D);
+  MMG_CHECK(v.shape() == k.shape(), "{}: v {} must have k's shape {}", kOp, shape_str(v.shape()),
+            shape_str(k.shape()));
+  if (key_mask.defined()) {
+    MMG_CHECK(key_mask.dtype() == DType::boolean || key_mask.dtype() == DType::u8,
+              "{}: key_mask must be bool (true = attend), got {} {}", kOp, dtype_name(key_mask.dtype()),
+              shape_str(key_mask.shape()));
+    MMG_CHECK(key_mask.shape() == Shape({B, Sk}), "{}: key_mask {} must be [B,Sk] = [{},{}] for q {} and k {}", kOp,
+              shape_str(key_mask.shape()), B, Sk, shape_str(q.shape()), shape_str(k.shape()));
+    check_same_device(kOp, q, key_mask);
+  }
+  const double s = scale.value_or(D > 0 ? 1.0 / std::sqrt(static_cast<double>(D)) : 1.0);
+  MMG_CHECK(std::isfinite(s), "{}: scale must be finite, got {}", kOp, s);
+
+  const DType result = promote_types(promote_types(q.dtype(), k.dtype()), v.dtype());
+  const DType compute = compute_dtype(result);
+  auto prepare = [compute](const Tensor& t) { return t.detach().to(compute).contiguous(); };
+  Tensor qc = prepare(q), kc = prepare(k), vc = prepare(v);
+  // The kernel reads the mask as bytes, nonzero = attend.
+  Tensor mc = key_mask.defined() ? key_mask.to(DType::u8).contiguous() : Tensor();
+  Tensor out = empty(q.shape(), {.dtype = compute});
+  Tensor lse = empty({B, H, Sq}, {.dtype = compute});
+  visit_float(compute, kOp, [&]<class T>() {
+    cpu::attention_forward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), mc.defined() ? mc.data<uint8_t>() : nullptr,
+                              out.data<T>(), lse.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s));
+  });
+  Tensor result_out = out.to(result);
+
+  // Backward: one kernel call gives dq, dk and dv together. It needs the forward's output;
+  // it holds a detached handle, since result_out may be `out` itself and must not own a
+  // closure that owns it.
+  Tensor saved_out = out.detach();
+  const DType q_dtype = q.dtype(), k_dtype = k.dtype(), v_dtype = v.dtype();
+  return record_op(kOp, result_out, {q, k, v}, [=](const Tensor& g) -> Grads {
+    Tensor gc = g.to(compute).contiguous();
+    Tensor dq = empty(qc.shape(), {.dtype = compute});
+    Tensor dk = empty(kc.shape(), {.dtype = compute});
+    Tensor dv = empty(vc.shape(), {.dtype = compute});
+    visit_float(compute, kOp, [&]<class T>() {
+      cpu::attention_backward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), mc.defined() ? mc.data<uint8_t>() : nullptr,
+                                 saved_out.data<T>(), gc.data<T>(), lse.data<T>(), dq.data<T>(), dk.data<T>(),
+                                 dv.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s));
+    });
+    return {dq.to(q_dtype), dk.to(k_dtype), dv.to(v_dtype)};
+  });
+}
+
+}  // namespace mmg

@@ -1,0 +1,67 @@
+// softmax and log_softmax over one dim, on the fused row kernels (kernels/softmax.h).
+//
+// The kernels work on contiguous rows, so the op swaps `dim` with the last dim, makes the
+// result contiguous, runs the kernel over rows = numel / size(dim), and swaps back. The
+// backward does the same with the incoming gradient and reuses the saved output y:
+//   softmax:      dx = y ⊙ (dy − Σ dy ⊙ y)
+//   log_softmax:  dx = dy − exp(y) · Σ dy
+// bf16/f16 inputs are computed in f32 and the result converted back.
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "kernels/softmax.h"
+
+namespace mmg {
+
+// t (no autograd) with dim d swapped last, contiguous, in dtype `compute`.
+static Tensor rows_last(const Tensor& t, int64_t d, DType compute) {
+  Tensor s = t.dim() <= 1 ? t : transpose(t, d, -1);
+  return s.to(compute).contiguous();
+}
+
+// The inverse of rows_last's swap: a contiguous tensor in the original dim order.
+static Tensor rows_back(const Tensor& t, int64_t d) {
+  return t.dim() <= 1 ? t : transpose(t, d, -1).contiguous();
+}
+
+static Tensor softmax_op(const char* op, bool log, const Tensor& x, int64_t dim) {
+  MMG_CHECK(x.defined(), "{}: undefined tensor argument", op);
+  MMG_CHECK(is_floating(x.dtype()), "{}: needs a floating dtype, got {} {}", op, dtype_name(x.dtype()),
+            shape_str(x.shape()));
+  MMG_CHECK(x.device().is_cpu(), "{}: {} {} is on {}; this op has a CPU kernel only", op, dtype_name(x.dtype()),
+            shape_str(x.shape()), x.device().str());
+  const int64_t d = wrap_dim(dim, x.dim(), op, x.shape());
+  const DType compute = compute_dtype(x.dtype());
+  const int64_t cols = x.dim() == 0 ? 1 : x.size(d);
+  const int64_t rows = cols == 0 ? 0 : x.numel() / cols;
+
+  Tensor xr = rows_last(x.detach(), d, compute);
+  Tensor yr = empty(xr.shape(), {.dtype = compute});
+  visit_float(compute, op, [&]<class T>() {
+    if (log) cpu::log_softmax_forward<T>(xr.data<T>(), yr.data<T>(), rows, cols);
+    else cpu::softmax_forward<T>(xr.data<T>(), yr.data<T>(), rows, cols);
+  });
+  Tensor out = rows_back(yr, d).to(x.dtype());
+
+  // Backward: the saved y stays in the rows-last layout and compute dtype, held through a
+  // detached handle (for 1-D input `out` is yr itself and must not own its own closure).
+  const DType in_dtype = x.dtype();
+  Tensor y = yr.detach();
+  return record_op(op, out, {x}, [op, log, y, d, rows, cols, compute, in_dtype](const Tensor& g) -> Grads {
+    Tensor gr = rows_last(g, d, compute);
+    Tensor dxr = empty(gr.shape(), {.dtype = compute});
+    visit_float(compute, op, [&]<class T>() {
+      if (log) cpu::log_softmax_backward<T>(y.data<T>(), gr.data<T>(), dxr.data<T>(), rows, cols);
+      else cpu::softmax_backward<T>(y.data<T>(), gr.data<T>(), dxr.data<T>(), rows, cols);
+    });
+    return {rows_back(dxr, d).to(in_dtype)};
+  });
+}
+
+// y_i = exp(x_i) / Σ_j exp(x_j) along `dim`.
+Tensor softmax(const Tensor& x, int64_t dim) { return softmax_op("softmax", false, x, dim); }
+
+// y_i = x_i − log Σ_j exp(x_j) along `dim`.
+Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_op("log_softmax", true, x, dim); }
+
+}  // namespace mmg
