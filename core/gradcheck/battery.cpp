@@ -39,6 +39,7 @@ std::vector<GradcheckCase> gradcheck_battery() {
   add_elementwise_cases(cases);
   add_reduce_cases(cases);
   add_index_cases(cases);
+  add_pointwise_cases(cases);
   return cases;
 }
 

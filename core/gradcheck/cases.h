@@ -39,5 +39,6 @@ void add_view_cases(std::vector<GradcheckCase>& cases);
 void add_elementwise_cases(std::vector<GradcheckCase>& cases);
 void add_reduce_cases(std::vector<GradcheckCase>& cases);
 void add_index_cases(std::vector<GradcheckCase>& cases);  // cases_index.cpp: joining, indexing, dropout
+void add_pointwise_cases(std::vector<GradcheckCase>& cases);
 
 }  // namespace mmg::gradcheck_cases
