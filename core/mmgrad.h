@@ -2,6 +2,7 @@
 #pragma once
 #include "core/autograd.h"
 #include "core/gradcheck.h"
+#include "core/io/safetensors.h"
 #include "core/ops.h"
 #include "core/rng.h"
 #include "core/tensor.h"

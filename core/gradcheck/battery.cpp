@@ -38,6 +38,8 @@ std::vector<GradcheckCase> gradcheck_battery() {
   add_view_cases(cases);
   add_elementwise_cases(cases);
   add_reduce_cases(cases);
+  add_index_cases(cases);
+  add_pointwise_cases(cases);
   add_softmax_cases(cases);
   add_layer_norm_cases(cases);
   add_attention_cases(cases);

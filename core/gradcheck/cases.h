@@ -38,6 +38,8 @@ void add(std::vector<GradcheckCase>& cases, std::string op, std::string detail, 
 void add_view_cases(std::vector<GradcheckCase>& cases);
 void add_elementwise_cases(std::vector<GradcheckCase>& cases);
 void add_reduce_cases(std::vector<GradcheckCase>& cases);
+void add_index_cases(std::vector<GradcheckCase>& cases);  // cases_index.cpp: joining, indexing, dropout
+void add_pointwise_cases(std::vector<GradcheckCase>& cases);
 void add_softmax_cases(std::vector<GradcheckCase>& cases);
 void add_layer_norm_cases(std::vector<GradcheckCase>& cases);
 void add_attention_cases(std::vector<GradcheckCase>& cases);

@@ -38,4 +38,38 @@ Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, DType re
   });
 }
 
+// ---- unary ----
+
+// out[i] = f(x[i]) for a floating x: bf16/f16 are computed in f32 and the result comes back
+// in x's dtype; a contiguous result, no autograd (the caller records the op). Integer input
+// is refused: "sqrt: needs a floating dtype, got i64 [3]".
+template <class F>
+Tensor unary_float_forward(const char* op, const Tensor& x, F f) {
+  MMG_CHECK(x.defined(), "{}: undefined tensor argument", op);
+  MMG_CHECK(is_floating(x.dtype()), "{}: needs a floating dtype, got {} {}", op, dtype_name(x.dtype()),
+            shape_str(x.shape()));
+  Tensor xc = x.detach().to(compute_dtype(x.dtype())).contiguous();
+  Tensor out = empty_like(xc);
+  visit_float(xc.dtype(), op, [&]<class T>() {
+    cpu::unary_kernel(xc.data<T>(), out.data<T>(), out.numel(), [&](T v) { return static_cast<T>(f(v)); });
+  });
+  return out.to(x.dtype());
+}
+
+// Like unary_float_forward, but integer inputs (i32, i64, u8) are computed in their own type
+// and keep it (abs, relu, clamp on indices). bool is refused.
+template <class F>
+Tensor unary_numeric_forward(const char* op, const Tensor& x, F f) {
+  MMG_CHECK(x.defined(), "{}: undefined tensor argument", op);
+  if (is_floating(x.dtype())) return unary_float_forward(op, x, f);
+  MMG_CHECK(x.dtype() != DType::boolean, "{}: needs a numeric dtype, got {} {}", op, dtype_name(x.dtype()),
+            shape_str(x.shape()));
+  Tensor xc = x.detach().contiguous();
+  Tensor out = empty_like(xc);
+  visit_arith(xc.dtype(), op, [&]<class T>() {
+    cpu::unary_kernel(xc.data<T>(), out.data<T>(), out.numel(), [&](T v) { return static_cast<T>(f(v)); });
+  });
+  return out;
+}
+
 }  // namespace mmg

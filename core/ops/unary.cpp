@@ -1,47 +1,186 @@
 // Unary elementwise ops. Each forward is a scalar lambda; its backward, right below, is the
 // derivative written with other ops (so it runs on any device).
+//
+// Kinks follow PyTorch: |x|' = sign(x) (0 at 0), relu'(0) = 0, and clamp passes the
+// gradient wherever min ≤ x ≤ max (both ends included).
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <numbers>
+#include <type_traits>
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
-#include "kernels/cpu/elementwise.h"
+#include "core/ops/elementwise_impl.h"
 
 namespace mmg {
-
-// out[i] = f(x[i]) for a floating x (bf16/f16 computed in f32); a contiguous result of x's dtype.
-template <class F>
-static Tensor unary_float(const char* op, const Tensor& x, F f) {
-  MMG_CHECK(x.defined(), "{}: undefined tensor argument", op);
-  MMG_CHECK(is_floating(x.dtype()), "{}: needs a floating dtype, got {} {}", op, dtype_name(x.dtype()),
-            shape_str(x.shape()));
-  Tensor xc = x.detach().to(compute_dtype(x.dtype())).contiguous();
-  Tensor out = empty_like(xc);
-  visit_float(xc.dtype(), op, [&]<class T>() {
-    cpu::unary_kernel(xc.data<T>(), out.data<T>(), out.numel(), [&](T v) { return static_cast<T>(f(v)); });
-  });
-  return out.to(x.dtype());
-}
 
 // -x;  ∂/∂x = -1. Integers negate too (no gradient for them).
 Tensor neg(const Tensor& x) {
   if (is_integral(x.dtype())) return sub(scalar_like(x, 0), x);
-  Tensor out = unary_float("neg", x, [](auto v) { return -v; });
+  Tensor out = unary_float_forward("neg", x, [](auto v) { return -v; });
   return record_op("neg", out, {x}, [](const Tensor& g) -> Grads { return {neg(g)}; });
 }
 
 // e^x;  ∂/∂x = e^x (the output itself).
 Tensor exp(const Tensor& x) {
-  Tensor out = unary_float("exp", x, [](auto v) { return std::exp(v); });
+  Tensor out = unary_float_forward("exp", x, [](auto v) { return std::exp(v); });
   Tensor y = out.detach();
   return record_op("exp", out, {x}, [y](const Tensor& g) -> Grads { return {mul(g, y)}; });
 }
 
 // ln x;  ∂/∂x = 1/x.
 Tensor log(const Tensor& x) {
-  Tensor out = unary_float("log", x, [](auto v) { return std::log(v); });
+  Tensor out = unary_float_forward("log", x, [](auto v) { return std::log(v); });
   Tensor xd = x.detach();
   return record_op("log", out, {x}, [xd](const Tensor& g) -> Grads { return {div(g, xd)}; });
+}
+
+// y = √x;  ∂y/∂x = 1/(2√x) = 1/(2y).
+Tensor sqrt(const Tensor& x) {
+  Tensor out = unary_float_forward("sqrt", x, [](auto v) { return std::sqrt(v); });
+  Tensor y = out.detach();
+  return record_op("sqrt", out, {x}, [y](const Tensor& g) -> Grads { return {div(g, y * 2.0)}; });
+}
+
+// y = 1/√x;  ∂y/∂x = -½·x^(-3/2) = -½·y³.
+Tensor rsqrt(const Tensor& x) {
+  Tensor out = unary_float_forward("rsqrt", x, [](auto v) { return decltype(v)(1) / std::sqrt(v); });
+  Tensor y = out.detach();
+  return record_op("rsqrt", out, {x}, [y](const Tensor& g) -> Grads { return {mul(g, y * y * y * -0.5)}; });
+}
+
+// sign(x) ∈ {-1, 0, 1} in dtype `dt`, built from two comparisons.
+static Tensor sign_of(const Tensor& x, DType dt) {
+  Tensor zero = scalar_like(x, 0);
+  return gt(x, zero).to(dt) - lt(x, zero).to(dt);
+}
+
+// |x|;  ∂|x|/∂x = sign(x), which is 0 at x = 0. Integers work too (no gradient).
+Tensor abs(const Tensor& x) {
+  Tensor out = unary_numeric_forward("abs", x, [](auto v) {
+    using T = decltype(v);
+    if constexpr (std::is_floating_point_v<T>) return std::abs(v);  // |−0| = +0
+    else if constexpr (std::is_unsigned_v<T>) return v;
+    else return v < 0 ? T(-v) : v;
+  });
+  Tensor xd = x.detach();
+  return record_op("abs", out, {x}, [xd](const Tensor& g) -> Grads { return {mul(g, sign_of(xd, g.dtype()))}; });
+}
+
+// y = tanh x;  ∂y/∂x = 1 − y².
+Tensor tanh(const Tensor& x) {
+  Tensor out = unary_float_forward("tanh", x, [](auto v) { return std::tanh(v); });
+  Tensor y = out.detach();
+  return record_op("tanh", out, {x}, [y](const Tensor& g) -> Grads { return {mul(g, 1.0 - y * y)}; });
+}
+
+// y = σ(x) = 1/(1 + e^(−x));  ∂y/∂x = y(1 − y).
+// For x < 0 the same value is e^x/(1 + e^x), which never overflows e^(−x).
+Tensor sigmoid(const Tensor& x) {
+  Tensor out = unary_float_forward("sigmoid", x, [](auto v) {
+    using T = decltype(v);
+    if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
+    T e = std::exp(v);
+    return e / (T(1) + e);
+  });
+  Tensor y = out.detach();
+  return record_op("sigmoid", out, {x}, [y](const Tensor& g) -> Grads { return {mul(g, y * (1.0 - y))}; });
+}
+
+// relu(x) = max(x, 0);  ∂/∂x = [x > 0] (0 at the kink x = 0). NaN passes through, as in
+// PyTorch. Integers work too (no gradient).
+Tensor relu(const Tensor& x) {
+  Tensor out = unary_numeric_forward("relu", x, [](auto v) {
+    using T = decltype(v);
+    if constexpr (std::is_floating_point_v<T>) return (v > T(0) || std::isnan(v)) ? v : T(0);
+    else return v > T(0) ? v : T(0);
+  });
+  Tensor xd = x.detach();
+  return record_op("relu", out, {x}, [xd](const Tensor& g) -> Grads {
+    return {mul(g, gt(xd, scalar_like(xd, 0)).to(g.dtype()))};
+  });
+}
+
+// ---- GELU ----
+// Φ(x) = ½(1 + erf(x/√2)), the standard normal CDF; φ(x) = e^(−x²/2)/√(2π), its density.
+static Tensor normal_cdf(const Tensor& x) {
+  return unary_float_forward("gelu", x, [](auto v) {
+    using T = decltype(v);
+    return T(0.5) * (T(1) + std::erf(v * T(1 / std::numbers::sqrt2)));
+  });
+}
+static Tensor normal_pdf(const Tensor& x) {
+  return exp(x * x * -0.5) * (std::numbers::inv_sqrtpi / std::numbers::sqrt2);
+}
+
+// approx none:  y = x·Φ(x);  ∂y/∂x = Φ(x) + x·φ(x).
+// approx tanh:  y = ½x(1 + tanh u),  u = √(2/π)(x + 0.044715x³);
+//               ∂y/∂x = ½(1 + tanh u) + ½x(1 − tanh² u)·√(2/π)(1 + 3·0.044715x²).
+Tensor gelu(const Tensor& x, GeluApprox approx) {
+  constexpr double k = std::numbers::sqrt2 * std::numbers::inv_sqrtpi;  // √(2/π)
+  constexpr double c = 0.044715;
+  MMG_CHECK(x.defined(), "gelu: undefined tensor argument");
+  Tensor xd = x.detach();
+  if (approx == GeluApprox::none) {
+    Tensor out = unary_float_forward("gelu", x, [](auto v) {
+      using T = decltype(v);
+      return T(0.5) * v * (T(1) + std::erf(v * T(1 / std::numbers::sqrt2)));
+    });
+    return record_op("gelu", out, {x}, [xd](const Tensor& g) -> Grads {
+      return {mul(g, normal_cdf(xd) + xd * normal_pdf(xd))};
+    });
+  }
+  MMG_CHECK(approx == GeluApprox::tanh, "gelu: unknown approximation {}", static_cast<int>(approx));
+  Tensor out = unary_float_forward("gelu", x, [k, c](auto v) {
+    using T = decltype(v);
+    return T(0.5) * v * (T(1) + std::tanh(T(k) * (v + T(c) * v * v * v)));
+  });
+  return record_op("gelu", out, {x}, [xd, k, c](const Tensor& g) -> Grads {
+    Tensor t = tanh((xd + xd * xd * xd * c) * k);
+    Tensor du = (1.0 + xd * xd * (3.0 * c)) * k;  // ∂u/∂x
+    return {mul(g, (1.0 + t) * 0.5 + xd * 0.5 * (1.0 - t * t) * du)};
+  });
+}
+
+// ---- clamp ----
+// y = min(max(x, lo), hi) with either bound optional;  ∂y/∂x = [lo ≤ x ≤ hi] (PyTorch's
+// choice at the ends). NaN passes through. Integer x keeps its dtype and needs integral bounds.
+Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max) {
+  MMG_CHECK(x.defined(), "clamp: undefined tensor argument");
+  MMG_CHECK(min || max, "clamp: {} {}: at least one of min and max must be given", dtype_name(x.dtype()),
+            shape_str(x.shape()));
+  MMG_CHECK(!(min && std::isnan(*min)) && !(max && std::isnan(*max)), "clamp: a bound is NaN");
+  MMG_CHECK(!(min && max) || *min <= *max, "clamp: min {} is greater than max {}", *min, *max);
+  if (is_integral(x.dtype())) {
+    for (std::optional<double> b : {min, max})
+      MMG_CHECK(!b || std::floor(*b) == *b, "clamp: bound {} is not an integer but the tensor is {} {}", *b,
+                dtype_name(x.dtype()), shape_str(x.shape()));
+  }
+  double lo = min.value_or(-INFINITY), hi = max.value_or(INFINITY);
+  Tensor out = unary_numeric_forward("clamp", x, [lo, hi](auto v) {
+    using T = decltype(v);
+    if constexpr (std::is_integral_v<T>) {
+      // Bounds past T's range are first brought into it (i32 clamped to min 1e10 is all 2^31 − 1).
+      double l = std::clamp(lo, double(std::numeric_limits<T>::lowest()), double(std::numeric_limits<T>::max()));
+      double h = std::clamp(hi, double(std::numeric_limits<T>::lowest()), double(std::numeric_limits<T>::max()));
+      if (static_cast<double>(v) < l) return static_cast<T>(l);
+      if (static_cast<double>(v) > h) return static_cast<T>(h);
+      return v;
+    } else {
+      return v < T(lo) ? T(lo) : (v > T(hi) ? T(hi) : v);
+    }
+  });
+  if (is_integral(x.dtype())) return out;
+  // The mask compares in the compute dtype, as the forward did (bf16 x against f32 bounds).
+  Tensor xc = x.detach().to(compute_dtype(x.dtype()));
+  return record_op("clamp", out, {x}, [xc, lo, hi](const Tensor& g) -> Grads {
+    Tensor inside = ones_like(xc);
+    if (lo > -INFINITY) inside = inside * ge(xc, scalar_like(xc, lo)).to(xc.dtype());
+    if (hi < INFINITY) inside = inside * le(xc, scalar_like(xc, hi)).to(xc.dtype());
+    return {mul(g, inside.to(g.dtype()))};
+  });
 }
 
 }  // namespace mmg

@@ -1,0 +1,272 @@
+// Joining, splitting and indexing: cat, stack, split, chunk, index_select, gather,
+// masked_fill, embedding.
+//
+// The forwards move elements (kernels/index.h) in the input's own dtype — no conversion,
+// so they work for integer and bool tensors too. Each backward sits below its forward:
+// the gradient goes back to where each element came from, summed where one input element
+// fed several outputs (a repeated index). Those scatter-adds are deterministic kernels.
+#include <cmath>
+#include <string>
+
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "core/ops/elementwise_impl.h"
+#include "kernels/cpu/copy.h"
+#include "kernels/index.h"
+#include "kernels/strided.h"
+
+namespace mmg {
+
+// "[2,3], [2,4], [5]": the shapes of a list of tensors, for error messages.
+static std::string shapes_str(const std::vector<Tensor>& ts) {
+  std::string s;
+  for (size_t i = 0; i < ts.size(); ++i) s += (i ? ", " : "") + (ts[i].defined() ? shape_str(ts[i].shape()) : "undefined");
+  return s;
+}
+
+static int64_t prod(const Shape& s, size_t begin, size_t end) {
+  int64_t p = 1;
+  for (size_t i = begin; i < end; ++i) p *= s[i];
+  return p;
+}
+
+static void check_index_dtype(const char* op, const Tensor& index) {
+  MMG_CHECK(index.dtype() == DType::i64 || index.dtype() == DType::i32, "{}: index must be i64 or i32, got {} {}", op,
+            dtype_name(index.dtype()), shape_str(index.shape()));
+}
+
+// The indices as a contiguous i64 tensor, each checked to lie in [0, size). `where` says
+// what is indexed, for the error: "index 7 is out of range for dim 0 (size 5) of [5,3]".
+static Tensor checked_index(const char* op, const Tensor& index, int64_t size, const std::string& where) {
+  Tensor idx = index.detach().to(DType::i64).contiguous();
+  const int64_t* p = idx.data<int64_t>();
+  for (int64_t k = 0; k < idx.numel(); ++k)
+    MMG_CHECK(p[k] >= 0 && p[k] < size, "{}: index {} is out of range for {} (size {})", op, p[k], where, size);
+  return idx;
+}
+
+// ---- cat ----
+// out = [t_0 | t_1 | ...] along dim; every other size must agree; the dtype is the
+// promotion of all dtypes.  ∂L/∂t_k = the slab of ∂L/∂out that t_k filled (a view of it).
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  MMG_CHECK(!tensors.empty(), "cat: expected a non-empty list of tensors");
+  std::string shapes = shapes_str(tensors);
+  for (size_t i = 0; i < tensors.size(); ++i) MMG_CHECK(tensors[i].defined(), "cat: tensor {} is undefined ({})", i, shapes);
+  const Tensor& first = tensors[0];
+  MMG_CHECK(first.dim() > 0, "cat: cannot concatenate 0-d tensors ({})", shapes);
+  int64_t d = wrap_dim(dim, first.dim(), "cat", first.shape());
+  Shape out_shape = first.shape();
+  out_shape[d] = 0;
+  DType dtype = first.dtype();
+  for (const Tensor& t : tensors) {
+    check_same_device("cat", first, t);
+    MMG_CHECK(t.dim() == first.dim(), "cat: tensors must have the same number of dims, got {}", shapes);
+    for (int64_t k = 0; k < t.dim(); ++k)
+      MMG_CHECK(k == d || t.shape()[k] == first.shape()[k], "cat: shapes {} must match except in dim {}", shapes, d);
+    out_shape[d] += t.shape()[d];
+    dtype = promote_types(dtype, t.dtype());
+  }
+  Tensor out = empty(out_shape, {.dtype = dtype, .device = first.device()});
+  int64_t outer = prod(out_shape, 0, d), inner = prod(out_shape, d + 1, out_shape.size());
+  int64_t col0 = 0;
+  Shape sizes;
+  for (const Tensor& t : tensors) {
+    Tensor tc = t.detach().to(dtype).contiguous();
+    int64_t cols = t.shape()[d] * inner;
+    visit_dtype(dtype, [&]<class T>() {
+      cpu::cat_piece<T>(tc.data<T>(), out.data<T>(), outer, cols, out_shape[d] * inner, col0);
+    });
+    col0 += cols;
+    sizes.push_back(t.shape()[d]);
+  }
+  return record_op("cat", out, tensors, [d, sizes](const Tensor& g) -> Grads {
+    Grads grads;
+    int64_t start = 0;
+    for (int64_t s : sizes) {
+      grads.push_back(narrow(g, d, start, s));
+      start += s;
+    }
+    return grads;
+  });
+}
+
+// ---- stack ----
+// stack(ts, dim) = cat of each t unsqueezed at dim: a new dim of size len(ts). All shapes
+// must be equal. The gradient flows back through cat and unsqueeze.
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
+  MMG_CHECK(!tensors.empty(), "stack: expected a non-empty list of tensors");
+  std::string shapes = shapes_str(tensors);
+  for (size_t i = 0; i < tensors.size(); ++i)
+    MMG_CHECK(tensors[i].defined(), "stack: tensor {} is undefined ({})", i, shapes);
+  for (const Tensor& t : tensors)
+    MMG_CHECK(t.shape() == tensors[0].shape(), "stack: all tensors must have the same shape, got {}", shapes);
+  int64_t d = wrap_dim(dim, tensors[0].dim() + 1, "stack", tensors[0].shape());
+  std::vector<Tensor> parts;
+  for (const Tensor& t : tensors) parts.push_back(unsqueeze(t, d));
+  return cat(parts, d);
+}
+
+// ---- split, chunk ----
+// Views (narrow) of consecutive pieces of split_size along dim; the last may be smaller.
+// Each piece's gradient flows back through its narrow.
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
+  MMG_CHECK(x.defined(), "split: undefined tensor argument");
+  MMG_CHECK(x.dim() > 0, "split: cannot split a 0-d tensor");
+  int64_t d = wrap_dim(dim, x.dim(), "split", x.shape());
+  int64_t size = x.shape()[d];
+  MMG_CHECK(split_size > 0 || (split_size == 0 && size == 0),
+            "split: split_size must be positive, got {} for dim {} of {}", split_size, d, shape_str(x.shape()));
+  if (size == 0) return {narrow(x, d, 0, 0)};  // one empty piece, as PyTorch
+  std::vector<Tensor> pieces;
+  for (int64_t start = 0; start < size; start += split_size)
+    pieces.push_back(narrow(x, d, start, std::min(split_size, size - start)));
+  return pieces;
+}
+
+// PyTorch's chunk: pieces of ceil(size / chunks), so there may be fewer than `chunks`
+// pieces (6 into 4 gives 3 pieces of 2). An empty dim gives `chunks` empty pieces.
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
+  MMG_CHECK(x.defined(), "chunk: undefined tensor argument");
+  MMG_CHECK(x.dim() > 0, "chunk: cannot chunk a 0-d tensor");
+  int64_t d = wrap_dim(dim, x.dim(), "chunk", x.shape());
+  MMG_CHECK(chunks > 0, "chunk: the number of chunks must be positive, got {} for {}", chunks, shape_str(x.shape()));
+  int64_t size = x.shape()[d];
+  if (size == 0) {
+    std::vector<Tensor> pieces;
+    for (int64_t k = 0; k < chunks; ++k) pieces.push_back(narrow(x, d, 0, 0));
+    return pieces;
+  }
+  return split(x, (size + chunks - 1) / chunks, d);
+}
+
+// ---- index_select ----
+// x viewed as [outer, size, inner]:  out[o, j, i] = x[o, index[j], i].
+// ∂L/∂x[o, k, i] = Σ_{j: index[j] = k} ∂L/∂out[o, j, i]   (an index_add).
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+  MMG_CHECK(x.defined() && index.defined(), "index_select: undefined tensor argument");
+  check_same_device("index_select", x, index);
+  MMG_CHECK(x.dim() > 0, "index_select: cannot index a 0-d tensor");
+  check_index_dtype("index_select", index);
+  MMG_CHECK(index.dim() == 1, "index_select: index must be 1-D, got {} (input {})", shape_str(index.shape()),
+            shape_str(x.shape()));
+  int64_t d = wrap_dim(dim, x.dim(), "index_select", x.shape());
+  int64_t size = x.shape()[d], n = index.numel();
+  Tensor idx = checked_index("index_select", index, size, fmt::format("dim {} of {}", d, shape_str(x.shape())));
+  int64_t outer = prod(x.shape(), 0, d), inner = prod(x.shape(), d + 1, x.shape().size());
+  Shape out_shape = x.shape();
+  out_shape[d] = n;
+  Tensor xc = x.detach().contiguous();
+  Tensor out = empty(out_shape, {.dtype = x.dtype(), .device = x.device()});
+  visit_dtype(x.dtype(), [&]<class T>() {
+    cpu::index_select_forward<T>(xc.data<T>(), idx.data<int64_t>(), out.data<T>(), outer, size, inner, n);
+  });
+  Shape in_shape = x.shape();
+  return record_op("index_select", out, {x}, [idx, in_shape, outer, size, inner, n](const Tensor& g) -> Grads {
+    DType cd = compute_dtype(g.dtype());
+    Tensor gc = g.to(cd).contiguous();
+    Tensor gx = zeros(in_shape, {.dtype = cd, .device = g.device()});
+    visit_float(cd, "index_select backward", [&]<class T>() {
+      cpu::index_select_backward<T>(gc.data<T>(), idx.data<int64_t>(), gx.data<T>(), outer, size, inner, n);
+    });
+    return {gx};
+  });
+}
+
+// ---- gather ----
+// torch.gather: out has the index's shape, and (for dim = 1 of a 3-d x)
+//   out[a, b, c] = x[a, index[a, b, c], c]
+// The index has x's number of dims and is no larger than x outside dim.
+// ∂L/∂x is the scatter-add of ∂L/∂out to the same places.
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
+  MMG_CHECK(x.defined() && index.defined(), "gather: undefined tensor argument");
+  check_same_device("gather", x, index);
+  MMG_CHECK(x.dim() > 0, "gather: cannot gather from a 0-d tensor");
+  MMG_CHECK(x.dim() <= kMaxDims, "gather: input {} has more than {} dims", shape_str(x.shape()), kMaxDims);
+  check_index_dtype("gather", index);
+  MMG_CHECK(index.dim() == x.dim(), "gather: index {} must have as many dims as the input {}",
+            shape_str(index.shape()), shape_str(x.shape()));
+  int64_t d = wrap_dim(dim, x.dim(), "gather", x.shape());
+  for (int64_t k = 0; k < x.dim(); ++k)
+    MMG_CHECK(k == d || index.shape()[k] <= x.shape()[k],
+              "gather: index {} is larger than the input {} in dim {} (gathering along dim {})",
+              shape_str(index.shape()), shape_str(x.shape()), k, d);
+  Tensor idx = checked_index("gather", index, x.shape()[d], fmt::format("dim {} of {}", d, shape_str(x.shape())));
+  Tensor xd = x.detach();
+  Tensor out = empty(index.shape(), {.dtype = x.dtype(), .device = x.device()});
+  int ndim = static_cast<int>(x.dim());
+  visit_dtype(x.dtype(), [&]<class T>() {
+    cpu::gather_forward<T>(xd.data<T>(), xd.strides().data(), idx.data<int64_t>(), out.data<T>(), ndim,
+                           idx.shape().data(), d);
+  });
+  Shape in_shape = x.shape();
+  return record_op("gather", out, {x}, [idx, in_shape, ndim, d](const Tensor& g) -> Grads {
+    DType cd = compute_dtype(g.dtype());
+    Tensor gc = g.to(cd).contiguous();
+    Tensor gx = zeros(in_shape, {.dtype = cd, .device = g.device()});
+    visit_float(cd, "gather backward", [&]<class T>() {
+      cpu::gather_backward<T>(gc.data<T>(), idx.data<int64_t>(), gx.data<T>(), gx.strides().data(), ndim,
+                              idx.shape().data(), d);
+    });
+    return {gx};
+  });
+}
+
+// ---- masked_fill ----
+// out = mask ? value : x, the bool mask broadcast to x's shape.
+// ∂L/∂x = ∂L/∂out where the mask is false, 0 where it is true (those elements are constants).
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  MMG_CHECK(x.defined() && mask.defined(), "masked_fill: undefined tensor argument");
+  check_same_device("masked_fill", x, mask);
+  MMG_CHECK(mask.dtype() == DType::boolean, "masked_fill: mask must be bool, got {} {}", dtype_name(mask.dtype()),
+            shape_str(mask.shape()));
+  bool broadcasts = mask.dim() <= x.dim();
+  for (int64_t k = 1; broadcasts && k <= mask.dim(); ++k) {
+    int64_t m = mask.shape()[mask.dim() - k], s = x.shape()[x.dim() - k];
+    broadcasts = m == s || m == 1;
+  }
+  MMG_CHECK(broadcasts, "masked_fill: mask {} does not broadcast to the input {}", shape_str(mask.shape()),
+            shape_str(x.shape()));
+  MMG_CHECK(x.dim() <= kMaxDims, "masked_fill: input {} has more than {} dims", shape_str(x.shape()), kMaxDims);
+  MMG_CHECK(is_floating(x.dtype()) || std::isfinite(value), "masked_fill: value {} cannot be stored in {} {}", value,
+            dtype_name(x.dtype()), shape_str(x.shape()));
+  Tensor xd = x.detach();
+  Tensor m = expand(mask.detach(), x.shape());  // stride 0 along the broadcast dims
+  Tensor out = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
+  visit_dtype(x.dtype(), [&]<class T>() {
+    cpu::masked_fill<T>(xd.data<T>(), xd.strides().data(), m.data<bool>(), m.strides().data(),
+                        cpu::convert_value<T>(value), out.data<T>(), static_cast<int>(x.dim()), x.shape().data());
+  });
+  Tensor md = mask.detach();
+  return record_op("masked_fill", out, {x}, [md](const Tensor& g) -> Grads { return {masked_fill(g, md, 0.0)}; });
+}
+
+// ---- embedding ----
+// weight [V, D], indices of any shape:  out[..., :] = weight[indices[...], :], shape [..., D].
+// ∂L/∂weight[v, :] = Σ_{positions p with indices[p] = v} ∂L/∂out[p, :]  (deterministic scatter-add).
+Tensor embedding(const Tensor& weight, const Tensor& indices) {
+  MMG_CHECK(weight.defined() && indices.defined(), "embedding: undefined tensor argument");
+  check_same_device("embedding", weight, indices);
+  MMG_CHECK(weight.dim() == 2, "embedding: weight must be 2-D [V,D], got {}", shape_str(weight.shape()));
+  check_index_dtype("embedding", indices);
+  int64_t V = weight.shape()[0], D = weight.shape()[1], n = indices.numel();
+  Tensor idx = checked_index("embedding", indices, V, fmt::format("the rows of weight {}", shape_str(weight.shape())));
+  Shape out_shape = indices.shape();
+  out_shape.push_back(D);
+  Tensor wc = weight.detach().contiguous();
+  Tensor out = empty(out_shape, {.dtype = weight.dtype(), .device = weight.device()});
+  visit_dtype(weight.dtype(), [&]<class T>() {
+    cpu::embedding_forward<T>(wc.data<T>(), idx.data<int64_t>(), out.data<T>(), n, D);
+  });
+  return record_op("embedding", out, {weight}, [idx, V, D, n](const Tensor& g) -> Grads {
+    DType cd = compute_dtype(g.dtype());
+    Tensor gc = g.to(cd).contiguous();
+    Tensor dw = zeros({V, D}, {.dtype = cd, .device = g.device()});
+    visit_float(cd, "embedding backward", [&]<class T>() {
+      cpu::embedding_backward<T>(gc.data<T>(), idx.data<int64_t>(), dw.data<T>(), n, D);
+    });
+    return {dw};
+  });
+}
+
+}  // namespace mmg
