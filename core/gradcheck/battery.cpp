@@ -38,6 +38,7 @@ std::vector<GradcheckCase> gradcheck_battery() {
   add_view_cases(cases);
   add_elementwise_cases(cases);
   add_reduce_cases(cases);
+  add_reduce_more_cases(cases);
   return cases;
 }
 
