@@ -322,7 +322,7 @@ void norm_rows(const T* x, T* out, int64_t rows, int64_t cols, double p) {
 }
 
 // ---- instantiations ----
-#define MMG_SUM(T)                                             \
+#define MMG_SUM(T)                                          \
   template void sum_rows<T>(const T*, T*, int64_t, int64_t); \
   template void sum_mid<T>(const T*, T*, int64_t, int64_t, int64_t);
 MMG_SUM(float)
@@ -331,7 +331,7 @@ MMG_SUM(int32_t)
 MMG_SUM(int64_t)
 #undef MMG_SUM
 
-#define MMG_EXTREME(T)                                                            \
+#define MMG_EXTREME(T)                                                 \
   template void max_rows<T>(const T*, T*, int64_t*, int64_t, int64_t); \
   template void min_rows<T>(const T*, T*, int64_t*, int64_t, int64_t);
 MMG_EXTREME(float)
@@ -341,10 +341,10 @@ MMG_EXTREME(int64_t)
 MMG_EXTREME(uint8_t)
 #undef MMG_EXTREME
 
-#define MMG_FLOAT(T)                                                           \
-  template void var_rows<T>(const T*, T*, T*, int64_t, int64_t, int64_t);    \
-  template void std_rows<T>(const T*, T*, T*, int64_t, int64_t, int64_t);    \
-  template void logsumexp_rows<T>(const T*, T*, T*, int64_t, int64_t);       \
+#define MMG_FLOAT(T)                                                        \
+  template void var_rows<T>(const T*, T*, T*, int64_t, int64_t, int64_t); \
+  template void std_rows<T>(const T*, T*, T*, int64_t, int64_t, int64_t); \
+  template void logsumexp_rows<T>(const T*, T*, T*, int64_t, int64_t);    \
   template void norm_rows<T>(const T*, T*, int64_t, int64_t, double);
 MMG_FLOAT(float)
 MMG_FLOAT(double)

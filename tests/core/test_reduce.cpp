@@ -9,6 +9,7 @@
 
 #include "core/mmgrad.h"
 #include "core/ops/reduce_impl.h"
+#include "kernels/cpu/parallel.h"
 
 using namespace mmg;
 
@@ -470,4 +471,26 @@ TEST_CASE("0-d inputs reduce to themselves") {
   CHECK(sum(s, {0}).item() == 2.5);
   CHECK(norm(s).item() == 2.5);
   CHECK(logsumexp(s, {}).item() == 2.5);
+}
+
+TEST_CASE("results do not depend on the thread count (chunks are fixed by the sizes)") {
+  Generator gen(6);
+  Tensor row = randn({3, 50000}, {}, &gen);    // long rows: chunked and merged
+  Tensor tall = randn({20000, 40}, {}, &gen);  // dim 0: the reduced dim is cut into pieces
+  auto run = [&] {
+    std::vector<std::vector<float>> r;
+    r.push_back(sum(row, {1}).to_vector<float>());
+    r.push_back(sum(row).to_vector<float>());
+    r.push_back(var(row, {1}).to_vector<float>());
+    r.push_back(logsumexp(row, {1}).to_vector<float>());
+    r.push_back(norm(row, 3, {1}).to_vector<float>());
+    r.push_back(sum(tall, {0}).to_vector<float>());
+    return r;
+  };
+  cpu::set_num_threads(1);
+  auto one = run();
+  cpu::set_num_threads(3);
+  auto three = run();
+  cpu::set_num_threads(0);  // back to the default
+  CHECK(one == three);
 }
