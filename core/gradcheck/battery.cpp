@@ -43,6 +43,7 @@ std::vector<GradcheckCase> gradcheck_battery() {
   add_softmax_cases(cases);
   add_layer_norm_cases(cases);
   add_attention_cases(cases);
+  add_reduce_more_cases(cases);
   return cases;
 }
 
