@@ -1,0 +1,37 @@
+#include "core/device.h"
+
+#include "core/error.h"
+
+#ifdef MMG_WITH_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+
+namespace mmg {
+
+Device Device::parse(const std::string& text) {
+  if (text == "cpu") return cpu();
+  if (text == "cuda") return cuda(0);
+  if (text.rfind("cuda:", 0) == 0 && text.size() > 5) {
+    int index = 0;
+    for (char c : text.substr(5)) {
+      MMG_CHECK(c >= '0' && c <= '9', "device: cannot parse '{}' (expected cpu, cuda or cuda:N)", text);
+      index = index * 10 + (c - '0');
+    }
+    return cuda(index);
+  }
+  MMG_FAIL("device: cannot parse '{}' (expected cpu, cuda or cuda:N)", text);
+}
+
+std::string Device::str() const { return is_cpu() ? "cpu" : fmt::format("cuda:{}", index); }
+
+#ifdef MMG_WITH_CUDA
+bool cuda_compiled() { return true; }
+int cuda_device_count() { return cuda::device_count(); }
+std::string cuda_status() { return cuda::status(); }
+#else
+bool cuda_compiled() { return false; }
+int cuda_device_count() { return 0; }
+std::string cuda_status() { return "this build has no CUDA (configured with MMG_CUDA=OFF or nvcc not found)"; }
+#endif
+
+}  // namespace mmg

@@ -1,0 +1,31 @@
+// Device: where a tensor's storage lives — "cpu" or "cuda:N".
+#pragma once
+#include <string>
+
+namespace mmg {
+
+enum class DeviceType : uint8_t { cpu, cuda };
+
+struct Device {
+  DeviceType type = DeviceType::cpu;
+  int index = 0;
+
+  static Device cpu() { return {DeviceType::cpu, 0}; }
+  static Device cuda(int index = 0) { return {DeviceType::cuda, index}; }
+  static Device parse(const std::string& text);  // "cpu", "cuda", "cuda:1"
+
+  bool is_cpu() const { return type == DeviceType::cpu; }
+  bool is_cuda() const { return type == DeviceType::cuda; }
+  std::string str() const;
+  bool operator==(const Device& o) const { return type == o.type && (is_cpu() || index == o.index); }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+};
+
+// Whether this build was compiled with the CUDA sources (MMG_CUDA).
+bool cuda_compiled();
+// Number of usable CUDA devices: 0 in a CPU-only build or when the driver finds no GPU.
+int cuda_device_count();
+// A one-line description of why CUDA is or is not usable, for error messages and `mmg info`.
+std::string cuda_status();
+
+}  // namespace mmg

@@ -1,0 +1,7 @@
+// Everything of the core layer in one include: tensors, ops, autograd, RNG, gradcheck.
+#pragma once
+#include "core/autograd.h"
+#include "core/gradcheck.h"
+#include "core/ops.h"
+#include "core/rng.h"
+#include "core/tensor.h"

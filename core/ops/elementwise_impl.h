@@ -1,0 +1,41 @@
+// Shared machinery of the elementwise ops (core/ops/elementwise.cpp, unary.cpp): broadcast
+// two tensors, run a scalar lambda over them in the compute dtype, return the result dtype.
+#pragma once
+#include <functional>
+#include <type_traits>
+
+#include "core/dispatch.h"
+#include "core/tensor.h"
+#include "kernels/cpu/elementwise.h"
+
+namespace mmg {
+
+void check_same_device(const char* op, const Tensor& a, const Tensor& b);
+
+// Broadcasts a and b (checks devices and shapes, naming `op`), converts both to the compute
+// dtype (the promoted dtype, f32 for bf16/f16, i64 for bool arithmetic), allocates the
+// output (bool if `compare`, else the compute dtype), calls `run`, and converts the output
+// to `result` if that differs (bf16 in, bf16 out).
+Tensor binary_forward_impl(const char* op, const Tensor& a, const Tensor& b, DType result, bool compare,
+                           const std::function<void(DType compute, const Tensor& a, const Tensor& b, Tensor& out)>& run);
+
+// out[i] = f(a[i], b[i]) with broadcasting; f is a generic lambda on scalars, returning
+// bool when Compare (comparisons) and the compute type otherwise.
+template <bool Compare, class F>
+Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, DType result, F f) {
+  return binary_forward_impl(op, a, b, result, Compare, [&](DType compute, const Tensor& ac, const Tensor& bc, Tensor& out) {
+    visit_dtype(compute, [&]<class T>() {
+      if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>) {
+        MMG_FAIL("{}: internal error: half types are computed in f32", op);
+      } else {
+        using R = std::conditional_t<Compare, bool, T>;
+        cpu::binary_kernel(static_cast<const T*>(ac.data_ptr()), ac.strides().data(),
+                           static_cast<const T*>(bc.data_ptr()), bc.strides().data(), static_cast<R*>(out.data_ptr()),
+                           static_cast<int>(out.dim()), out.shape().data(), out.numel(),
+                           ac.is_contiguous() && bc.is_contiguous(), [&](T x, T y) { return static_cast<R>(f(x, y)); });
+      }
+    });
+  });
+}
+
+}  // namespace mmg

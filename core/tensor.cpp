@@ -1,0 +1,221 @@
+#include "core/tensor.h"
+
+#include <cmath>
+
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "kernels/cpu/copy.h"
+
+namespace mmg {
+
+// ---- metadata ----
+static TensorImpl* checked(const std::shared_ptr<TensorImpl>& p) {
+  MMG_CHECK(p != nullptr, "tensor: use of an undefined tensor");
+  return p.get();
+}
+
+const Shape& Tensor::shape() const { return checked(impl_)->shape; }
+const Shape& Tensor::strides() const { return checked(impl_)->strides; }
+int64_t Tensor::offset() const { return checked(impl_)->offset; }
+int64_t Tensor::dim() const { return static_cast<int64_t>(shape().size()); }
+int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size", shape())]; }
+int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride", shape())]; }
+int64_t Tensor::numel() const { return numel_of(shape()); }
+DType Tensor::dtype() const { return checked(impl_)->dtype; }
+Device Tensor::device() const { return checked(impl_)->storage->device(); }
+const std::shared_ptr<Storage>& Tensor::storage() const { return checked(impl_)->storage; }
+
+bool Tensor::is_contiguous() const {
+  const Shape& sh = shape();
+  const Shape& st = strides();
+  int64_t expected = 1;
+  for (size_t i = sh.size(); i-- > 0;) {
+    if (sh[i] == 1) continue;  // the stride of a size-1 dim never matters
+    if (st[i] != expected) return false;
+    expected *= sh[i];
+  }
+  return true;
+}
+
+void* Tensor::data_ptr() const {
+  TensorImpl* p = checked(impl_);
+  return static_cast<char*>(p->storage->data()) + p->offset * static_cast<int64_t>(dtype_size(p->dtype));
+}
+
+void Tensor::check_dtype(DType expected, const char* what) const {
+  MMG_CHECK(dtype() == expected, "{}: tensor has dtype {}, accessed as {}", what, dtype_name(dtype()),
+            dtype_name(expected));
+}
+
+// ---- autograd ----
+bool Tensor::requires_grad() const { return checked(impl_)->requires_grad; }
+
+Tensor& Tensor::requires_grad_(bool on) {
+  TensorImpl* p = checked(impl_);
+  MMG_CHECK(!on || is_floating(p->dtype), "requires_grad_: only floating tensors can require grad, got {} {}",
+            dtype_name(p->dtype), shape_str(p->shape));
+  MMG_CHECK(p->grad_fn == nullptr || on,
+            "requires_grad_: cannot turn off requires_grad on a non-leaf tensor {} (use detach())",
+            shape_str(p->shape));
+  p->requires_grad = on;
+  return *this;
+}
+
+Tensor Tensor::grad() const { return checked(impl_)->grad; }
+void Tensor::set_grad(const Tensor& g) {
+  MMG_CHECK(!g.defined() || g.shape() == shape(), "set_grad: gradient shape {} does not match tensor shape {}",
+            shape_str(g.shape()), shape_str(shape()));
+  checked(impl_)->grad = g;
+}
+void Tensor::zero_grad() { checked(impl_)->grad = Tensor(); }
+const std::shared_ptr<Node>& Tensor::grad_fn() const { return checked(impl_)->grad_fn; }
+bool Tensor::is_leaf() const { return checked(impl_)->grad_fn == nullptr; }
+
+void Tensor::backward(const Tensor& grad, bool retain_graph) const { run_backward(*this, grad, retain_graph); }
+
+Tensor Tensor::detach() const {
+  TensorImpl* p = checked(impl_);
+  auto d = std::make_shared<TensorImpl>();
+  d->storage = p->storage;
+  d->shape = p->shape;
+  d->strides = p->strides;
+  d->offset = p->offset;
+  d->dtype = p->dtype;
+  return Tensor(d);
+}
+
+// ---- copies and conversion ----
+
+// A new contiguous tensor of `dtype` holding the values of `src` (no autograd).
+static Tensor copy_as(const Tensor& src, DType dtype) {
+  Tensor out = empty(src.shape(), {.dtype = dtype, .device = src.device()});
+  Shape out_strides = out.strides();
+  int ndim = static_cast<int>(src.dim());
+  MMG_CHECK(ndim <= kMaxDims, "copy: tensors have at most {} dims, got {}", kMaxDims, shape_str(src.shape()));
+  bool both_contiguous = src.is_contiguous();
+  visit_dtype(src.dtype(), [&]<class S>() {
+    visit_dtype(dtype, [&]<class D>() {
+      cpu::copy_cast<D, S>(static_cast<const S*>(src.data_ptr()), src.strides().data(),
+                           static_cast<D*>(out.data_ptr()), out_strides.data(), ndim, src.shape().data(),
+                           src.numel(), both_contiguous);
+    });
+  });
+  return out;
+}
+
+Tensor Tensor::to(DType target) const {
+  if (dtype() == target) return *this;
+  MMG_CHECK(!(requires_grad() && grad_mode_enabled()) || is_floating(target),
+            "to: cannot convert a tensor that requires grad to {} (gradients need a floating dtype)",
+            dtype_name(target));
+  DType source = dtype();
+  Tensor out = copy_as(*this, target);
+  return record_op("to", out, {*this}, [source](const Tensor& g) -> Grads { return {g.to(source)}; });
+}
+
+Tensor Tensor::to(Device target) const {
+  if (device() == target) return *this;
+  MMG_CHECK(target.is_cpu(), "to: cannot move {} {} from {} to {}: CUDA tensor storage comes with the CUDA backend; {}",
+            dtype_name(dtype()), shape_str(shape()), device().str(), target.str(), cuda_status());
+  return copy_as(*this, dtype());
+}
+
+Tensor Tensor::contiguous() const {
+  if (is_contiguous()) return *this;
+  Tensor out = copy_as(*this, dtype());
+  return record_op("contiguous", out, {*this}, [](const Tensor& g) -> Grads { return {g}; });
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = copy_as(*this, dtype());
+  return record_op("clone", out, {*this}, [](const Tensor& g) -> Grads { return {g}; });
+}
+
+double Tensor::item() const {
+  MMG_CHECK(numel() == 1, "item: tensor has {} elements (shape {}); item() needs exactly one", numel(),
+            shape_str(shape()));
+  return visit_dtype(dtype(), [&]<class T>() { return cpu::convert_value<double>(*static_cast<const T*>(data_ptr())); });
+}
+
+template <class T>
+std::vector<T> Tensor::to_vector() const {
+  Tensor c = detach().to(dtype_of<T>()).contiguous();
+  const T* p = static_cast<const T*>(c.data_ptr());
+  return std::vector<T>(p, p + c.numel());
+}
+template std::vector<float> Tensor::to_vector<float>() const;
+template std::vector<double> Tensor::to_vector<double>() const;
+template std::vector<int32_t> Tensor::to_vector<int32_t>() const;
+template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
+template std::vector<uint8_t> Tensor::to_vector<uint8_t>() const;
+template std::vector<bool> Tensor::to_vector<bool>() const;
+
+static void check_inplace(const Tensor& t, const char* op) {
+  MMG_CHECK(!(grad_mode_enabled() && t.requires_grad() && t.is_leaf()),
+            "{}: in-place write into a leaf {} that requires grad; do it under NoGradGuard", op,
+            shape_str(t.shape()));
+  MMG_CHECK(!(grad_mode_enabled() && t.grad_fn()),
+            "{}: in-place write into a tensor {} produced by '{}' would corrupt its graph; detach() it first", op,
+            shape_str(t.shape()), t.grad_fn()->name);
+}
+
+Tensor& Tensor::fill_(double value) {
+  check_inplace(*this, "fill_");
+  Tensor v = scalar_tensor(value, {.dtype = dtype()});
+  return copy_(v);
+}
+
+Tensor& Tensor::copy_(const Tensor& src) {
+  check_inplace(*this, "copy_");
+  MMG_CHECK(src.device() == device(), "copy_: source on {} but destination on {}", src.device().str(),
+            device().str());
+  Shape b = broadcast_shapes(src.shape(), shape(), "copy_");
+  MMG_CHECK(b == shape(), "copy_: source {} does not broadcast to destination {}", shape_str(src.shape()),
+            shape_str(shape()));
+  Tensor s = mmg::expand(src.detach(), shape());
+  // Copy through a temporary when source and destination share storage (e.g. x.copy_(x.t())).
+  if (s.storage() == storage()) s = copy_as(s, s.dtype());
+  int ndim = static_cast<int>(dim());
+  visit_dtype(s.dtype(), [&]<class S>() {
+    visit_dtype(dtype(), [&]<class D>() {
+      cpu::copy_cast<D, S>(static_cast<const S*>(s.data_ptr()), s.strides().data(), static_cast<D*>(data_ptr()),
+                           strides().data(), ndim, shape().data(), numel(), s.is_contiguous() && is_contiguous());
+    });
+  });
+  return *this;
+}
+
+// ---- method sugar ----
+Tensor Tensor::view(const Shape& s) const { return mmg::view(*this, s); }
+Tensor Tensor::reshape(const Shape& s) const { return mmg::reshape(*this, s); }
+Tensor Tensor::transpose(int64_t a, int64_t b) const { return mmg::transpose(*this, a, b); }
+Tensor Tensor::permute(const Shape& dims) const { return mmg::permute(*this, dims); }
+Tensor Tensor::unsqueeze(int64_t d) const { return mmg::unsqueeze(*this, d); }
+Tensor Tensor::squeeze(int64_t d) const { return mmg::squeeze(*this, d); }
+Tensor Tensor::expand(const Shape& s) const { return mmg::expand(*this, s); }
+Tensor Tensor::slice(int64_t d, int64_t s, int64_t e, int64_t st) const { return mmg::slice(*this, d, s, e, st); }
+Tensor Tensor::sum() const { return mmg::sum(*this); }
+Tensor Tensor::sum(const Shape& dims, bool keepdim) const { return mmg::sum(*this, dims, keepdim); }
+Tensor Tensor::mean() const { return mmg::mean(*this); }
+Tensor Tensor::mean(const Shape& dims, bool keepdim) const { return mmg::mean(*this, dims, keepdim); }
+Tensor Tensor::exp() const { return mmg::exp(*this); }
+Tensor Tensor::log() const { return mmg::log(*this); }
+
+// ---- comparison of values ----
+bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol, bool equal_nan) {
+  Shape s = broadcast_shapes(a.shape(), b.shape(), "allclose");
+  std::vector<double> x = a.detach().expand(s).to_vector<double>();
+  std::vector<double> y = b.detach().expand(s).to_vector<double>();
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i]) || std::isnan(y[i])) {
+      if (equal_nan && std::isnan(x[i]) && std::isnan(y[i])) continue;
+      return false;
+    }
+    if (x[i] == y[i]) continue;  // equal infinities
+    if (!(std::abs(x[i] - y[i]) <= atol + rtol * std::abs(y[i]))) return false;
+  }
+  return true;
+}
+
+}  // namespace mmg

@@ -1,0 +1,21 @@
+// The subcommands of the `mmg` program, as functions (so tests can run them too).
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace mmg {
+
+struct DemoOptions {
+  int steps = 300;
+  uint64_t seed = 0;
+};
+
+// Trains and evaluates the demo model, printing progress and a result table. Returns the
+// process exit code.
+int run_demo(const DemoOptions& options);
+
+// Runs the gradcheck battery (all cases, or those of `op`), one line per case; returns 0
+// when every case passes, 1 otherwise (2 when `op` matches no case).
+int run_gradcheck_command(const std::string& op, bool list_only);
+
+}  // namespace mmg
