@@ -12,9 +12,11 @@
 // C must not overlap A or B.
 //
 // Threads: one large product is split by Eigen itself over mmg::cpu::num_threads() OpenMP
-// threads; a batch of small products is spread over the batch with parallel_for, each
-// product running single-threaded inside its chunk (threading one tiny product costs more
-// than it gains, but a batch of them parallelises perfectly).
+// threads (a product under ~4M multiply-adds stays on one thread: splitting it costs more
+// than it gains); a batch of small products is spread over the batch with parallel_for,
+// each product running single-threaded inside its chunk. Calling gemm from inside a
+// parallel_for is fine (it then runs on its calling thread); calling it from several
+// std::threads at once is not (Eigen's thread setting is global).
 #pragma once
 #include <cstdint>
 

@@ -38,6 +38,8 @@ std::vector<GradcheckCase> gradcheck_battery() {
   add_view_cases(cases);
   add_elementwise_cases(cases);
   add_reduce_cases(cases);
+  add_matmul_cases(cases);
+  add_losses_cases(cases);
   return cases;
 }
 

@@ -38,5 +38,7 @@ void add(std::vector<GradcheckCase>& cases, std::string op, std::string detail, 
 void add_view_cases(std::vector<GradcheckCase>& cases);
 void add_elementwise_cases(std::vector<GradcheckCase>& cases);
 void add_reduce_cases(std::vector<GradcheckCase>& cases);
+void add_matmul_cases(std::vector<GradcheckCase>& cases);
+void add_losses_cases(std::vector<GradcheckCase>& cases);
 
 }  // namespace mmg::gradcheck_cases

@@ -23,6 +23,16 @@ constexpr double kSmallProduct = 4.0 * 1024 * 1024;
 // more than it saves.
 constexpr double kMinChunkWork = 64.0 * 1024;
 
+// Eigen's thread count is one global setting. Inside a parallel region Eigen stays on one
+// thread by itself, and writing the global from several threads at once would race, so
+// only a caller outside any parallel region changes it.
+static void set_eigen_threads(int n) {
+#ifdef _OPENMP
+  if (omp_in_parallel()) return;
+#endif
+  if (Eigen::nbThreads() != n) Eigen::setNbThreads(n);
+}
+
 // C = beta·C scaled in place, honouring "beta == 0 does not read C".
 template <class T>
 static void scale_c(MatrixMap<T>& c, T beta) {
@@ -63,8 +73,10 @@ static void gemm_one(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  // Eigen's thread count is global; set it each call so set_num_threads() is honoured.
-  Eigen::setNbThreads(num_threads());
+  // Set Eigen's threads each call so set_num_threads() is honoured, and keep small products
+  // on one thread (Eigen's own cut-off, 50k multiply-adds, is far lower).
+  const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  set_eigen_threads(work < kSmallProduct ? 1 : num_threads());
   gemm_one(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
@@ -84,17 +96,15 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
   // batch is long enough that its uneven split over threads costs little (<= 1/4 idle).
   const bool spread = batch > 1 && threads > 1 && (work < kSmallProduct || batch >= 4 * threads);
   if (!spread) {
-    Eigen::setNbThreads(threads);
+    set_eigen_threads(work < kSmallProduct ? 1 : threads);
     for (int64_t i = 0; i < batch; ++i) one(i);
     return;
   }
-  const int saved = Eigen::nbThreads();
-  Eigen::setNbThreads(1);  // each product single-threaded inside its chunk
+  set_eigen_threads(1);  // each product single-threaded inside its chunk
   const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(kMinChunkWork / work));
   parallel_for(batch, grain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) one(i);
   });
-  Eigen::setNbThreads(saved);
 }
 
 #define MMG_INSTANTIATE_GEMM(T)                                                              \
