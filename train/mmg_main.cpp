@@ -1,4 +1,4 @@
-// mmg: the command-line program. Subcommands: demo, gradcheck, info.
+// mmg: the command-line program. Subcommands: demo, gradcheck, inspect, info.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -25,12 +25,19 @@ int main(int argc, char** argv) {
   gc->add_flag("--all", all, "Check every case of the built-in battery (the default)");
   gc->add_flag("--list", list, "List the cases without running them");
 
+  auto* inspect = app.add_subcommand("inspect", "Print a model's config, parameter names, shapes and count");
+  mmg::InspectOptions inspect_opts;
+  inspect->add_option("--preset", inspect_opts.preset, "A model preset, e.g. vit-tiny or albef-micro");
+  inspect->add_option("--config", inspect_opts.config_path, "A model config file (JSON with a \"family\" key)");
+  inspect->add_flag("--list", inspect_opts.list, "List the presets");
+
   auto* info = app.add_subcommand("info", "Print the build configuration and the devices found");
 
   CLI11_PARSE(app, argc, argv);
   try {
     if (demo->parsed()) return mmg::run_demo(demo_opts);
     if (gc->parsed()) return mmg::run_gradcheck_command(op, list);
+    if (inspect->parsed()) return mmg::run_inspect_command(inspect_opts);
     if (info->parsed()) {
       std::printf("mmgrad: CPU threads %d; CUDA compiled: %s; %s\n", mmg::cpu::num_threads(),
                   mmg::cuda_compiled() ? "yes" : "no", mmg::cuda_status().c_str());
