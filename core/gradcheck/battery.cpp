@@ -44,6 +44,8 @@ std::vector<GradcheckCase> gradcheck_battery() {
   add_layer_norm_cases(cases);
   add_attention_cases(cases);
   add_reduce_more_cases(cases);
+  add_matmul_cases(cases);
+  add_losses_cases(cases);
   return cases;
 }
 
