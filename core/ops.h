@@ -54,14 +54,20 @@ struct ValuesIndices {
   Tensor values;
   Tensor indices;  // i64
 };
+// max/min/argmax take every numeric dtype (and bool). A row holding NaN gives NaN and the
+// index of its first NaN, as PyTorch; reducing zero elements is an error.
 ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim = false);  // first index among ties
 ValuesIndices min(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor max(const Tensor& x);  // over all elements; the gradient is shared among ties
 Tensor min(const Tensor& x);
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
+// var/std/logsumexp/norm: floating dtypes only. var and std divide by max(0, n − correction):
+// correction ≥ n gives inf, or NaN where all elements are equal (as PyTorch).
 Tensor var(const Tensor& x, const Shape& dims = {}, int64_t correction = 1, bool keepdim = false);
 Tensor std(const Tensor& x, const Shape& dims = {}, int64_t correction = 1, bool keepdim = false);
+// A row of −inf gives −inf, and gradient 0 there (PyTorch: NaN).
 Tensor logsumexp(const Tensor& x, const Shape& dims, bool keepdim = false);
+// p > 0 or inf. The gradient where the norm is 0 is 0 (not NaN), for every p.
 Tensor norm(const Tensor& x, double p = 2.0, const Shape& dims = {}, bool keepdim = false);
 // Sum `x` down to `shape` over the dims that broadcasting expanded (backward of broadcasts).
 Tensor sum_to(const Tensor& x, const Shape& shape);

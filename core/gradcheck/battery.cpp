@@ -43,6 +43,9 @@ std::vector<GradcheckCase> gradcheck_battery() {
   add_softmax_cases(cases);
   add_layer_norm_cases(cases);
   add_attention_cases(cases);
+  add_reduce_more_cases(cases);
+  add_matmul_cases(cases);
+  add_losses_cases(cases);
   return cases;
 }
 

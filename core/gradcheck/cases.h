@@ -43,5 +43,8 @@ void add_pointwise_cases(std::vector<GradcheckCase>& cases);
 void add_softmax_cases(std::vector<GradcheckCase>& cases);
 void add_layer_norm_cases(std::vector<GradcheckCase>& cases);
 void add_attention_cases(std::vector<GradcheckCase>& cases);
+void add_reduce_more_cases(std::vector<GradcheckCase>& cases);
+void add_matmul_cases(std::vector<GradcheckCase>& cases);
+void add_losses_cases(std::vector<GradcheckCase>& cases);
 
 }  // namespace mmg::gradcheck_cases

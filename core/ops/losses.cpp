@@ -1,0 +1,148 @@
+// Losses: cross_entropy, clip_loss (symmetric InfoNCE) and hinge_ranking_loss.
+//
+// Each is a fused op: its forward runs one kernel (kernels/losses.h, where the math and its
+// derivation are written out), saves what the backward kernel needs, and its backward,
+// right below, calls that kernel. bf16/f16 inputs are computed in f32; the loss and the
+// gradients come back in the inputs' dtypes.
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "core/ops/elementwise_impl.h"
+#include "kernels/losses.h"
+
+namespace mmg {
+
+// A floating tensor of the compute dtype, contiguous, cut from the graph: what a kernel reads.
+static Tensor kernel_input(const Tensor& x) { return x.detach().to(compute_dtype(x.dtype())).contiguous(); }
+
+// The incoming gradient of a scalar loss as a number (g is a one-element tensor).
+static double scalar_grad(const Tensor& g) { return g.item(); }
+
+// ---- cross_entropy ----
+// logits [N,C], target [N] (i64 or i32): mean over the rows whose target != ignore_index of
+// −Σ_c q_c log softmax(x)_c, q = (1−ε)·onehot + ε/C. Every row ignored gives 0 (not NaN).
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double label_smoothing) {
+  MMG_CHECK(logits.defined() && target.defined(), "cross_entropy: undefined tensor argument");
+  check_same_device("cross_entropy", logits, target);
+  MMG_CHECK(is_floating(logits.dtype()), "cross_entropy: logits must be floating, got {} {}",
+            dtype_name(logits.dtype()), shape_str(logits.shape()));
+  MMG_CHECK(logits.dim() == 2, "cross_entropy: logits must be [N,C], got {}", shape_str(logits.shape()));
+  MMG_CHECK(target.dtype() == DType::i64 || target.dtype() == DType::i32,
+            "cross_entropy: target must be i64 or i32 class indices, got {} {}", dtype_name(target.dtype()),
+            shape_str(target.shape()));
+  const int64_t N = logits.size(0), C = logits.size(1);
+  MMG_CHECK(target.dim() == 1 && target.size(0) == N, "cross_entropy: logits {} need target [{}], got {}",
+            shape_str(logits.shape()), N, shape_str(target.shape()));
+  MMG_CHECK(C >= 1, "cross_entropy: logits {} have no classes", shape_str(logits.shape()));
+  MMG_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0, "cross_entropy: label_smoothing {} is outside [0, 1]",
+            label_smoothing);
+  Tensor t = target.to(DType::i64).contiguous();
+  const int64_t* pt = t.data<int64_t>();
+  for (int64_t i = 0; i < N; ++i)
+    MMG_CHECK(pt[i] == ignore_index || (pt[i] >= 0 && pt[i] < C),
+              "cross_entropy: target {} at row {} is out of range for {} classes (ignore_index {})", pt[i], i, C,
+              ignore_index);
+
+  Tensor x = kernel_input(logits);
+  Tensor loss = empty({}, {.dtype = x.dtype(), .device = x.device()});
+  Tensor lse = empty({N}, {.dtype = x.dtype(), .device = x.device()});
+  visit_float(x.dtype(), "cross_entropy", [&]<class T>() {
+    int64_t count = 0;
+    cpu::cross_entropy_forward<T>(x.data<T>(), pt, N, C, ignore_index, static_cast<T>(label_smoothing),
+                                  loss.data<T>(), lse.data<T>(), &count);
+  });
+  const DType dtype = logits.dtype();
+  return record_op("cross_entropy", loss.to(dtype), {logits},
+                   [x, t, lse, ignore_index, label_smoothing, dtype](const Tensor& g) -> Grads {
+                     const int64_t N = x.size(0), C = x.size(1);
+                     Tensor dx = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
+                     visit_float(x.dtype(), "cross_entropy backward", [&]<class T>() {
+                       cpu::cross_entropy_backward<T>(x.data<T>(), t.data<int64_t>(), lse.data<T>(), N, C,
+                                                      ignore_index, static_cast<T>(label_smoothing),
+                                                      static_cast<T>(scalar_grad(g)), dx.data<T>());
+                     });
+                     return {dx.to(dtype)};
+                   });
+}
+
+// Checks shared by the two image–text losses: img and txt [N,d] of one floating dtype, N >= 1.
+static void check_pair_embeddings(const char* op, const Tensor& img, const Tensor& txt) {
+  MMG_CHECK(img.defined() && txt.defined(), "{}: undefined tensor argument", op);
+  check_same_device(op, img, txt);
+  MMG_CHECK(img.dim() == 2 && txt.dim() == 2 && img.shape() == txt.shape(),
+            "{}: image {} and text {} embeddings must both be [N,d]", op, shape_str(img.shape()),
+            shape_str(txt.shape()));
+  MMG_CHECK(is_floating(img.dtype()) && img.dtype() == txt.dtype(),
+            "{}: image and text embeddings need one floating dtype, got {} and {}", op, dtype_name(img.dtype()),
+            dtype_name(txt.dtype()));
+  MMG_CHECK(img.size(0) >= 1, "{}: needs at least one pair, got {}", op, shape_str(img.shape()));
+}
+
+// ---- clip_loss ----
+// loss = ½ CE(L, arange) + ½ CE(Lᵀ, arange), L = exp(t)·img·txtᵀ; the N×N logits are never
+// stored, only the row and column log-sum-exps (O(N) saved for backward).
+Tensor clip_loss(const Tensor& image_emb, const Tensor& text_emb, const Tensor& logit_scale) {
+  check_pair_embeddings("clip_loss", image_emb, text_emb);
+  MMG_CHECK(logit_scale.defined(), "clip_loss: undefined logit_scale");
+  check_same_device("clip_loss", image_emb, logit_scale);
+  MMG_CHECK(is_floating(logit_scale.dtype()) && logit_scale.numel() == 1 && logit_scale.dim() <= 1,
+            "clip_loss: logit_scale must be one floating number (0-d or [1]), got {} {}",
+            dtype_name(logit_scale.dtype()), shape_str(logit_scale.shape()));
+  Tensor u = kernel_input(image_emb), v = kernel_input(text_emb);
+  const int64_t N = u.size(0), d = u.size(1);
+  const double t = logit_scale.item();
+  Tensor loss = empty({}, {.dtype = u.dtype(), .device = u.device()});
+  Tensor row_lse = empty({N}, {.dtype = u.dtype(), .device = u.device()});
+  Tensor col_lse = empty({N}, {.dtype = u.dtype(), .device = u.device()});
+  visit_float(u.dtype(), "clip_loss", [&]<class T>() {
+    cpu::clip_loss_forward<T>(u.data<T>(), v.data<T>(), N, d, static_cast<T>(t), loss.data<T>(), row_lse.data<T>(),
+                              col_lse.data<T>());
+  });
+  const DType emb_dtype = image_emb.dtype(), scale_dtype = logit_scale.dtype();
+  const Shape scale_shape = logit_scale.shape();
+  return record_op(
+      "clip_loss", loss.to(emb_dtype), {image_emb, text_emb, logit_scale},
+      [u, v, t, row_lse, col_lse, emb_dtype, scale_dtype, scale_shape](const Tensor& g) -> Grads {
+        const int64_t N = u.size(0), d = u.size(1);
+        Tensor du = empty(u.shape(), {.dtype = u.dtype(), .device = u.device()});
+        Tensor dv = empty(v.shape(), {.dtype = u.dtype(), .device = u.device()});
+        double dt = 0;
+        visit_float(u.dtype(), "clip_loss backward", [&]<class T>() {
+          T dt_t = T(0);
+          cpu::clip_loss_backward<T>(u.data<T>(), v.data<T>(), N, d, static_cast<T>(t), row_lse.data<T>(),
+                                     col_lse.data<T>(), static_cast<T>(scalar_grad(g)), du.data<T>(), dv.data<T>(),
+                                     &dt_t);
+          dt = dt_t;
+        });
+        Tensor dscale = full(scale_shape, dt, {.dtype = scale_dtype, .device = u.device()});
+        return {du.to(emb_dtype), dv.to(emb_dtype), dscale};
+      });
+}
+
+// ---- hinge_ranking_loss ----
+// (1/N)·Σ_i Σ_{j≠i} [m − s_ii + s_ij]₊ + [m − s_ii + s_ji]₊ with s = img·txtᵀ; subgradient
+// 0 at the kinks.
+Tensor hinge_ranking_loss(const Tensor& image_emb, const Tensor& text_emb, double margin) {
+  check_pair_embeddings("hinge_ranking_loss", image_emb, text_emb);
+  Tensor u = kernel_input(image_emb), v = kernel_input(text_emb);
+  const int64_t N = u.size(0), d = u.size(1);
+  Tensor loss = empty({}, {.dtype = u.dtype(), .device = u.device()});
+  visit_float(u.dtype(), "hinge_ranking_loss", [&]<class T>() {
+    cpu::hinge_ranking_loss_forward<T>(u.data<T>(), v.data<T>(), N, d, static_cast<T>(margin), loss.data<T>());
+  });
+  const DType dtype = image_emb.dtype();
+  return record_op("hinge_ranking_loss", loss.to(dtype), {image_emb, text_emb},
+                   [u, v, margin, dtype](const Tensor& g) -> Grads {
+                     const int64_t N = u.size(0), d = u.size(1);
+                     Tensor du = empty(u.shape(), {.dtype = u.dtype(), .device = u.device()});
+                     Tensor dv = empty(v.shape(), {.dtype = u.dtype(), .device = u.device()});
+                     visit_float(u.dtype(), "hinge_ranking_loss backward", [&]<class T>() {
+                       cpu::hinge_ranking_loss_backward<T>(u.data<T>(), v.data<T>(), N, d, static_cast<T>(margin),
+                                                           static_cast<T>(scalar_grad(g)), du.data<T>(),
+                                                           dv.data<T>());
+                     });
+                     return {du.to(dtype), dv.to(dtype)};
+                   });
+}
+
+}  // namespace mmg

@@ -1,0 +1,222 @@
+// Matrix products: matmul (NumPy / PyTorch semantics) and linear (x·Wᵀ + b).
+//
+// Both run on the gemm kernel (kernels/gemm.h) without copying their inputs where the
+// layout allows: a transposed view becomes the kernel's trans flag, a broadcast batch
+// becomes a batch stride of 0, and a batch of rows times one matrix becomes a single tall
+// product. Their backward is written with matmul itself, so it runs on any device:
+//   C = A·B   ⇒   ∂L/∂A = ∂L/∂C · Bᵀ,   ∂L/∂B = Aᵀ · ∂L/∂C
+// summed over the batch dims that broadcasting expanded.
+#include <algorithm>
+#include <optional>
+#include <string>
+
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "core/ops.h"
+#include "core/ops/elementwise_impl.h"
+#include "kernels/gemm.h"
+
+namespace mmg {
+
+// "[2,3] @ [4,5]", the prefix of every matmul error.
+static std::string pair_str(const Tensor& a, const Tensor& b) {
+  return shape_str(a.shape()) + " @ " + shape_str(b.shape());
+}
+
+// How one operand looks to gemm_batched: batch entry i is the matrix at data + i·batch_stride,
+// stored row-major with leading dimension ld, transposed if trans.
+struct GemmOperand {
+  Tensor keep;  // owns the memory (x itself, or a contiguous copy)
+  bool trans = false;
+  int64_t ld = 1;
+  int64_t batch_stride = 0;
+};
+
+// The single stride that walks the (flattened) batch dims of x in order, if one exists:
+// every size-1 dim is free, the rest must nest like a row-major array (or all be 0, a
+// fully broadcast operand).
+static std::optional<int64_t> flat_batch_stride(const Tensor& x, int64_t batch_dims) {
+  std::optional<int64_t> stride;
+  int64_t expected = 0;  // the stride the next (outer) dim needs
+  for (int64_t d = batch_dims - 1; d >= 0; --d) {
+    if (x.size(d) == 1) continue;
+    if (!stride) {
+      stride = x.stride(d);
+    } else if (x.stride(d) != expected) {
+      return std::nullopt;
+    }
+    expected = x.stride(d) * x.size(d);
+  }
+  return stride.value_or(0);
+}
+
+// x [..., R, C] (already of the compute dtype) expanded to batch + [R, C], described for gemm.
+// Falls back to a contiguous copy only when no (trans, ld, batch stride) can describe it:
+// a matrix with neither unit row nor unit column stride, or a batch broadcast in one dim
+// but not another ([B1,1,R,C] against [1,B2,C,N]).
+static GemmOperand gemm_operand(const Tensor& x, const Shape& batch) {
+  Shape full = batch;
+  const int64_t R = x.size(-2), C = x.size(-1);
+  full.push_back(R);
+  full.push_back(C);
+  Tensor e = expand(x, full);
+  const int64_t nb = static_cast<int64_t>(batch.size());
+  const int64_t sr = e.stride(-2), sc = e.stride(-1);
+  auto stride = flat_batch_stride(e, nb);
+  if (stride) {
+    if ((C == 1 || sc == 1) && (R == 1 || sr >= C)) return {e, false, R == 1 ? std::max<int64_t>(C, 1) : sr, *stride};
+    if ((R == 1 || sr == 1) && (C == 1 || sc >= R)) return {e, true, C == 1 ? std::max<int64_t>(R, 1) : sc, *stride};
+  }
+  Tensor c = e.contiguous();
+  return {c, false, std::max<int64_t>(C, 1), R * C};
+}
+
+// The product of a [..., M, K] and b [..., K, N] (both at least 2-D, same compute dtype,
+// already checked): a new contiguous [batch..., M, N] tensor, batch = the broadcast batch dims.
+static Tensor batched_product(const Tensor& a, const Tensor& b, const Shape& batch) {
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  Shape out_shape = batch;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  Tensor out = empty(out_shape, {.dtype = a.dtype(), .device = a.device()});
+  const int64_t count = numel_of(batch);
+  if (out.numel() == 0) return out;
+  GemmOperand A = gemm_operand(a, batch), B = gemm_operand(b, batch);
+  visit_float(a.dtype(), "matmul", [&]<class T>() {
+    const T* pa = static_cast<const T*>(A.keep.data_ptr());
+    const T* pb = static_cast<const T*>(B.keep.data_ptr());
+    T* pc = out.data<T>();
+    // A batch of row blocks times one shared B is one tall product: [count·M, K] · [K, N].
+    if (count > 1 && B.batch_stride == 0 && !A.trans && A.batch_stride == M * A.ld) {
+      cpu::gemm<T>(false, B.trans, count * M, N, K, T(1), pa, A.ld, pb, B.ld, T(0), pc, N);
+      return;
+    }
+    cpu::gemm_batched<T>(A.trans, B.trans, M, N, K, T(1), pa, A.ld, pb, B.ld, T(0), pc, N, count,
+                         A.batch_stride, B.batch_stride, M * N);
+  });
+  return out;
+}
+
+// Checks shared by matmul and linear: defined, same device, same floating dtype.
+static void check_operands(const char* op, const Tensor& a, const Tensor& b, const std::string& what) {
+  MMG_CHECK(a.defined() && b.defined(), "{}: undefined tensor argument", op);
+  check_same_device(op, a, b);
+  MMG_CHECK(is_floating(a.dtype()) && a.dtype() == b.dtype(), "{}: {}: needs two tensors of one floating dtype, got {} and {}",
+            op, what, dtype_name(a.dtype()), dtype_name(b.dtype()));
+}
+
+// ---- matmul, both operands at least 2-D ----
+// C[b] = A[b]·B[b] over the broadcast batch b;  ∂L/∂A = sum_to(∂L/∂C · Bᵀ),  ∂L/∂B = sum_to(Aᵀ · ∂L/∂C).
+static Tensor matmul_nd(const Tensor& a, const Tensor& b, const std::string& shapes) {
+  const int64_t K = a.size(-1);
+  MMG_CHECK(K == b.size(-2), "matmul: {}: inner sizes {} and {} differ", shapes, K, b.size(-2));
+  Shape batch_a(a.shape().begin(), a.shape().end() - 2), batch_b(b.shape().begin(), b.shape().end() - 2);
+  Shape batch;
+  {
+    // broadcast_shapes names only the batch dims; say which product they belong to.
+    const int64_t n = std::max(batch_a.size(), batch_b.size());
+    batch.resize(n);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t ia = i - (n - static_cast<int64_t>(batch_a.size()));
+      const int64_t ib = i - (n - static_cast<int64_t>(batch_b.size()));
+      const int64_t sa = ia >= 0 ? batch_a[ia] : 1, sb = ib >= 0 ? batch_b[ib] : 1;
+      MMG_CHECK(sa == sb || sa == 1 || sb == 1, "matmul: {}: batch dims {} and {} do not broadcast", shapes,
+                shape_str(batch_a), shape_str(batch_b));
+      batch[i] = sa == 1 ? sb : sa;
+    }
+  }
+  const DType compute = compute_dtype(a.dtype());
+  Tensor out = batched_product(a.detach().to(compute), b.detach().to(compute), batch).to(a.dtype());
+
+  Tensor ad = a.detach(), bd = b.detach();
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  return record_op("matmul", out, {a, b}, [ad, bd, need_a, need_b](const Tensor& g) -> Grads {
+    Tensor ga, gb;
+    if (need_a) ga = sum_to(matmul(g, transpose(bd, -1, -2)), ad.shape());
+    if (need_b) {
+      if (bd.dim() == 2 && ad.dim() > 2) {
+        // B shared by the whole batch: Σ_b A[b]ᵀ·G[b] is one product over the stacked rows.
+        const int64_t rows = numel_of(Shape(ad.shape().begin(), ad.shape().end() - 1));
+        gb = matmul(transpose(reshape(ad, {rows, ad.size(-1)}), 0, 1), reshape(g, {rows, bd.size(-1)}));
+      } else {
+        gb = sum_to(matmul(transpose(ad, -1, -2), g), bd.shape());
+      }
+    }
+    return {ga, gb};
+  });
+}
+
+// NumPy semantics: 1-D · 1-D is a dot product (0-d result); a 1-D left operand is a row
+// [1,K] and a 1-D right operand a column [K,1], the added dim removed from the result;
+// otherwise a batch of matrix products with broadcast batch dims.
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  MMG_CHECK(a.defined() && b.defined(), "matmul: undefined tensor argument");
+  const std::string shapes = pair_str(a, b);
+  check_operands("matmul", a, b, shapes);
+  MMG_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: {}: both arguments need at least 1 dim", shapes);
+  if (a.dim() == 1 && b.dim() == 1) {
+    MMG_CHECK(a.size(0) == b.size(0), "matmul: {}: inner sizes {} and {} differ", shapes, a.size(0), b.size(0));
+    return reshape(matmul_nd(unsqueeze(a, 0), unsqueeze(b, 1), shapes), {});
+  }
+  if (a.dim() == 1) return squeeze(matmul_nd(unsqueeze(a, 0), b, shapes), -2);
+  if (b.dim() == 1) return squeeze(matmul_nd(a, unsqueeze(b, 1), shapes), -1);
+  return matmul_nd(a, b, shapes);
+}
+
+Tensor Tensor::matmul(const Tensor& other) const { return mmg::matmul(*this, other); }
+
+// ---- linear ----
+// y = x·Wᵀ + b for x [..., in], W [out, in], b [out]: one gemm over all rows of x, the bias
+// written into y first and accumulated onto (beta = 1), so there is no separate add pass.
+//   ∂L/∂x = G·W,   ∂L/∂W = Gᵀ·x (rows stacked),   ∂L/∂b = Σ_rows G
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  MMG_CHECK(x.defined() && weight.defined(), "linear: undefined tensor argument");
+  const std::string shapes = fmt::format("x {} with weight {}", shape_str(x.shape()), shape_str(weight.shape()));
+  check_operands("linear", x, weight, shapes);
+  MMG_CHECK(weight.dim() == 2, "linear: {}: weight must be 2-D [out, in]", shapes);
+  MMG_CHECK(x.dim() >= 1, "linear: {}: x needs at least 1 dim", shapes);
+  const int64_t in = weight.size(1), out_f = weight.size(0);
+  MMG_CHECK(x.size(-1) == in, "linear: {}: x has {} features but weight expects {}", shapes, x.size(-1), in);
+  if (bias.defined()) {
+    check_operands("linear", x, bias, shapes + " and bias " + shape_str(bias.shape()));
+    MMG_CHECK(bias.dim() == 1 && bias.size(0) == out_f, "linear: {}: bias {} must be [{}]", shapes,
+              shape_str(bias.shape()), out_f);
+  }
+
+  const DType compute = compute_dtype(x.dtype());
+  Shape out_shape(x.shape().begin(), x.shape().end() - 1);  // x's leading dims, then out_f
+  const int64_t rows = numel_of(out_shape);
+  out_shape.push_back(out_f);
+  Tensor xc = reshape(x.detach().to(compute), {rows, in}).contiguous();
+  Tensor wc = weight.detach().to(compute).contiguous();
+  Tensor y = empty({rows, out_f}, {.dtype = compute, .device = x.device()});
+  visit_float(compute, "linear", [&]<class T>() {
+    T* py = y.data<T>();
+    T beta = T(0);
+    if (bias.defined() && rows > 0) {
+      Tensor bc = bias.detach().to(compute).contiguous();
+      const T* pb = bc.data<T>();
+      for (int64_t r = 0; r < rows; ++r) std::copy(pb, pb + out_f, py + r * out_f);
+      beta = T(1);
+    }
+    // y[rows, out] = x[rows, in] · W[out, in]ᵀ (+ y)
+    cpu::gemm<T>(false, true, rows, out_f, in, T(1), xc.data<T>(), std::max<int64_t>(in, 1), wc.data<T>(),
+                 std::max<int64_t>(in, 1), beta, py, std::max<int64_t>(out_f, 1));
+  });
+  Tensor out = reshape(y, out_shape).to(x.dtype());
+
+  Tensor xd = x.detach(), wd = weight.detach();
+  const bool need_x = x.requires_grad(), need_w = weight.requires_grad();
+  const bool need_b = bias.defined() && bias.requires_grad();
+  return record_op("linear", out, {x, weight, bias}, [xd, wd, need_x, need_w, need_b](const Tensor& g) -> Grads {
+    const int64_t in = wd.size(1), out_f = wd.size(0), rows = numel_of(Shape(g.shape().begin(), g.shape().end() - 1));
+    Tensor g2 = reshape(g, {rows, out_f});
+    Tensor gx, gw, gb;
+    if (need_x) gx = reshape(matmul(g2, wd), xd.shape());
+    if (need_w) gw = matmul(transpose(g2, 0, 1), reshape(xd, {rows, in}));
+    if (need_b) gb = sum(g2, {0});
+    return {gx, gw, gb};
+  });
+}
+
+}  // namespace mmg
