@@ -14,6 +14,7 @@
 #include "core/mmgrad.h"
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
+#include "nn/layers.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
 
@@ -714,4 +715,19 @@ TEST_CASE("optim: load_training_state refuses a wrong file and leaves model and 
     CHECK_THROWS_WITH_AS(nn::save_training_state(path, m, adam, {{"mmgrad.optimizer", "x"}}),
                          doctest::Contains("metadata key 'mmgrad.optimizer' is reserved"), Error);
   }
+}
+
+TEST_CASE("optim: param_groups_for on the library's layers: Linear and Embedding weights decay, the rest does not") {
+  struct Net : nn::Module {
+    Net() {
+      register_module("embed", std::make_shared<nn::Embedding>(10, 4));
+      register_module("ln", std::make_shared<nn::LayerNorm>(4));
+      register_module("head", std::make_shared<nn::Linear>(4, 3));
+    }
+  };
+  Net net;
+  auto groups = nn::param_groups_for(net, 1e-3, 0.01);
+  REQUIRE(groups.size() == 2);
+  CHECK(names_of(groups[0]) == std::vector<std::string>{"embed.weight", "head.weight"});
+  CHECK(names_of(groups[1]) == std::vector<std::string>{"ln.weight", "ln.bias", "head.bias"});
 }
