@@ -70,11 +70,13 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
         numeric = (plus - minus) / (2 * opt.eps);
       }
       double abs_err = std::abs(analytic[k] - numeric);
-      double rel_err = abs_err / std::max(std::abs(numeric), 1e-12);
+      // Relative to the larger magnitude; elements that are ~0 on both sides have no scale.
+      double scale = std::max(std::abs(analytic[k]), std::abs(numeric));
+      double rel_err = scale > 1e-6 ? abs_err / scale : 0.0;
       double ratio = abs_err / (opt.atol + opt.rtol * std::abs(numeric));
       if (std::isnan(analytic[k]) || std::isnan(numeric)) ratio = INFINITY;
       res.max_abs_err = std::max(res.max_abs_err, abs_err);
-      if (abs_err > opt.atol) res.max_rel_err = std::max(res.max_rel_err, rel_err);
+      res.max_rel_err = std::max(res.max_rel_err, rel_err);
       ++res.elements_checked;
       if (ratio > worst_ratio) {
         worst_ratio = ratio;

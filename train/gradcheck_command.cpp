@@ -39,7 +39,7 @@ int run_gradcheck_command(const std::string& op, bool list_only) {
   }
   if (list_only) return 0;
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("%zu cases, %zu passed, %d failed (%.1f s)\n", cases.size(), cases.size() - failed, failed, secs);
+  std::printf("%zu cases, %zu passed, %d failed (%.2f s)\n", cases.size(), cases.size() - failed, failed, secs);
   return failed == 0 ? 0 : 1;
 }
 

@@ -23,6 +23,15 @@ void add_elementwise_cases(std::vector<GradcheckCase>& c) {
   add(c, "mul", "[2,3,5] * [3,1]", {f64({2, 3, 5}), f64({3, 1})}, [](const Args& x) { return mul(x[0], x[1]); });
   add(c, "mul", "x * x (same input twice)", {f64({7})}, [](const Args& x) { return mul(x[0], x[0]); });
   add(c, "div", "[4,3] / [3] (positive)", {f64({4, 3}), pos({3})}, [](const Args& x) { return div(x[0], x[1]); });
+  add(c, "neg", "[5,3]", {f64({5, 3})}, [](const Args& x) { return neg(x[0]); });
+  add(c, "exp", "[3,7]", {f64({3, 7})}, [](const Args& x) { return exp(x[0]); });
+  add(c, "log", "[11] (positive)", {pos({11})}, [](const Args& x) { return log(x[0]); });
+  add(c, "sum_to", "[2,3,5] -> [3,1]", {f64({2, 3, 5})}, [](const Args& x) { return sum_to(x[0], {3, 1}); });
+  add(c, "contiguous", "transposed [4,6]", {f64({6, 4})},
+      [](const Args& x) { return transpose(x[0], 0, 1).contiguous(); });
+  add(c, "to", "f64 -> f32 -> f64 (rounding is below tolerance)", {f64({5})},
+      [](const Args& x) { return x[0].to(DType::f32).to(DType::f64) * 1.0; },
+      {.eps = 1e-3, .atol = 1e-4, .rtol = 1e-3, .check = {}});
 }
 
 void add_reduce_cases(std::vector<GradcheckCase>& c) {

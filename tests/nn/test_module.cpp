@@ -31,12 +31,12 @@ struct Net : Module {
 };
 }  // namespace
 
-TEST_CASE("named_parameters gives dotted names in registration order") {
+TEST_CASE("named_parameters gives dotted names: a module's own first, then its children's (as PyTorch)") {
   Net net;
   std::vector<std::string> names;
   for (auto& [n, t] : net.named_parameters()) names.push_back(n);
-  CHECK(names == std::vector<std::string>{"a.proj.weight", "a.proj.bias", "a.norm.weight", "a.norm.bias", "a.scale",
-                                          "b.proj.weight", "b.proj.bias", "b.norm.weight", "b.norm.bias", "b.scale"});
+  CHECK(names == std::vector<std::string>{"a.scale", "a.proj.weight", "a.proj.bias", "a.norm.weight", "a.norm.bias",
+                                          "b.scale", "b.proj.weight", "b.proj.bias", "b.norm.weight", "b.norm.bias"});
   CHECK(net.num_parameters() == 2 * (12 + 3 + 3 + 3 + 1));
   CHECK(net.named_buffers().size() == 2);
   CHECK(net.state_dict().size() == 12);
@@ -68,7 +68,7 @@ TEST_CASE("state_dict round trip gives bit-identical outputs") {
   CHECK(r.ok());
   CHECK(allclose(out(src), out(dst), 0, 0));
   // Loading copies values: the parameters keep their identity (optimisers hold them).
-  CHECK(dst.a->proj->weight.is_same(dst.named_parameters()[0].second));
+  CHECK(dst.a->proj->weight.is_same(dst.named_parameters()[1].second));
 }
 
 TEST_CASE("load_state_dict lists missing, unexpected and mis-shaped keys") {
