@@ -1,0 +1,228 @@
+#include "nn/optim.h"
+
+#include <cmath>
+#include <set>
+
+#include "core/autograd.h"
+#include "core/dispatch.h"
+#include "core/ops.h"
+
+namespace mmg::nn {
+
+// ---- grouping ----
+
+static bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::vector<ParamGroup> param_groups_for(const Module& model, double lr, double weight_decay,
+                                         const std::vector<std::string>& no_decay_suffixes) {
+  ParamGroup decay{.params = {}, .lr = lr, .weight_decay = weight_decay};
+  ParamGroup no_decay{.params = {}, .lr = lr, .weight_decay = 0.0};
+  for (auto& [name, p] : model.named_parameters()) {
+    if (!p.requires_grad()) continue;  // frozen: not trained at all
+    bool exempt = p.dim() < 2;
+    for (const auto& suffix : no_decay_suffixes) exempt = exempt || ends_with(name, suffix);
+    (exempt ? no_decay : decay).params.emplace_back(name, p);
+  }
+  std::vector<ParamGroup> groups;
+  if (!decay.params.empty()) groups.push_back(std::move(decay));
+  if (!no_decay.params.empty()) groups.push_back(std::move(no_decay));
+  return groups;
+}
+
+// ---- the base class ----
+
+static void check_rate(const std::string& type, const char* what, double value) {
+  MMG_CHECK(std::isfinite(value) && value >= 0.0, "{}: {} must be finite and >= 0, got {}", type, what, value);
+}
+
+Optimizer::Optimizer(std::vector<ParamGroup> groups, const std::string& type)
+    : type_(type), groups_(std::move(groups)) {
+  std::set<std::string> names;
+  std::set<const TensorImpl*> seen;
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const ParamGroup& g = groups_[gi];
+    check_rate(type_, "lr", g.lr);
+    check_rate(type_, "weight_decay", g.weight_decay);
+    MMG_CHECK(std::isfinite(g.lr_scale) && g.lr_scale > 0.0, "{}: lr_scale of group {} must be finite and > 0, got {}",
+              type_, gi, g.lr_scale);
+    for (const auto& [name, p] : g.params) {
+      MMG_CHECK(!name.empty(), "{}: group {} has a parameter with an empty name", type_, gi);
+      MMG_CHECK(p.defined(), "{}: parameter '{}' is undefined", type_, name);
+      MMG_CHECK(is_floating(p.dtype()), "{}: parameter '{}' has dtype {}; only floating parameters can be trained",
+                type_, name, dtype_name(p.dtype()));
+      MMG_CHECK(p.is_leaf(), "{}: parameter '{}' {} is not a leaf (it was computed by '{}'); optimise the leaf it "
+                "came from", type_, name, shape_str(p.shape()), p.grad_fn()->name);
+      MMG_CHECK(names.insert(name).second, "{}: parameter name '{}' appears twice", type_, name);
+      MMG_CHECK(seen.insert(p.impl()).second, "{}: parameter '{}' is the same tensor as an earlier parameter", type_,
+                name);
+    }
+  }
+  MMG_CHECK(!names.empty(), "{}: no parameters to optimise (are they all frozen?)", type_);
+  counters_["step"] = 0;
+}
+
+Tensor Optimizer::zero_state_like(const Tensor& param) {
+  return zeros(param.shape(), {.dtype = compute_dtype(param.dtype()), .device = param.device()});
+}
+
+void Optimizer::step() {
+  NoGradGuard no_grad;
+  for (const ParamGroup& group : groups_) {
+    for (const auto& [name, p] : group.params) {
+      Tensor grad = p.grad();
+      if (!grad.defined()) continue;  // frozen or unused this step
+      Tensor data = p.detach();
+      update(group, name, data, grad.to(compute_dtype(p.dtype())));
+    }
+  }
+  counters_["step"] += 1;
+}
+
+void Optimizer::zero_grad() {
+  for (ParamGroup& group : groups_)
+    for (auto& [name, p] : group.params) p.zero_grad();
+}
+
+double Optimizer::lr() const { return groups_.front().lr / groups_.front().lr_scale; }
+
+void Optimizer::set_lr(double lr) {
+  check_rate(type_, "lr", lr);
+  for (ParamGroup& g : groups_) g.lr = lr * g.lr_scale;
+}
+
+// ---- state ----
+
+StateDict Optimizer::state_dict() const {
+  StateDict out;
+  for (const auto& [key, t] : state_) out[key] = t.detach();
+  for (const auto& [key, n] : counters_) out[key] = full({}, static_cast<double>(n), {.dtype = DType::i64});
+  return out;
+}
+
+void Optimizer::check_state_dict(const StateDict& state) const {
+  std::vector<std::string> missing, unexpected, bad;
+  for (const auto& [key, mine] : state_) {
+    auto it = state.find(key);
+    if (it == state.end()) {
+      missing.push_back(key);
+    } else if (!it->second.defined()) {
+      bad.push_back(fmt::format("{}: undefined tensor", key));
+    } else if (it->second.shape() != mine.shape()) {
+      bad.push_back(fmt::format("{}: expected {}, got {}", key, shape_str(mine.shape()), shape_str(it->second.shape())));
+    } else if (!is_floating(it->second.dtype())) {
+      bad.push_back(fmt::format("{}: expected a floating tensor, got {}", key, dtype_name(it->second.dtype())));
+    }
+  }
+  for (const auto& [key, n] : counters_) {
+    auto it = state.find(key);
+    if (it == state.end()) {
+      missing.push_back(key);
+    } else if (!it->second.defined() || it->second.dim() != 0) {
+      bad.push_back(fmt::format("{}: expected a 0-d count, got {}", key,
+                                it->second.defined() ? shape_str(it->second.shape()) : "an undefined tensor"));
+    } else {
+      double v = it->second.item();
+      if (!(v >= 0.0 && v == std::floor(v) && v < 9.007199254740992e15))
+        bad.push_back(fmt::format("{}: expected a count (an integer >= 0), got {}", key, v));
+    }
+  }
+  for (const auto& [key, t] : state)
+    if (!state_.count(key) && !counters_.count(key)) unexpected.push_back(key);
+  if (missing.empty() && unexpected.empty() && bad.empty()) return;
+  auto list = [](const std::vector<std::string>& v) {
+    return v.empty() ? std::string("none") : fmt::format("{}", fmt::join(v, ", "));
+  };
+  MMG_FAIL("{}.load_state_dict: missing keys: {}; unexpected keys: {}; mis-shaped or invalid: {}", type_,
+           list(missing), list(unexpected), list(bad));
+}
+
+void Optimizer::load_state_dict(const StateDict& state) {
+  check_state_dict(state);  // throws before anything changes
+  NoGradGuard no_grad;
+  for (auto& [key, mine] : state_) {
+    // A copy of our own (clone), so later writes to the caller's tensor cannot reach our state.
+    mine = state.at(key).detach().to(mine.device()).to(mine.dtype()).clone();
+  }
+  for (auto& [key, n] : counters_) n = static_cast<int64_t>(state.at(key).item());
+}
+
+// ---- SGD ----
+
+SGD::SGD(std::vector<ParamGroup> groups, SGDOptions options) : Optimizer(std::move(groups), "SGD"), options_(options) {
+  MMG_CHECK(std::isfinite(options_.momentum) && options_.momentum >= 0.0, "SGD: momentum must be finite and >= 0, got {}",
+            options_.momentum);
+  MMG_CHECK(!options_.nesterov || options_.momentum > 0.0, "SGD: Nesterov momentum needs momentum > 0, got {}",
+            options_.momentum);
+  if (options_.momentum != 0.0)
+    for (const ParamGroup& g : groups_)
+      for (const auto& [name, p] : g.params) state_["momentum_buffer." + name] = zero_state_like(p);
+}
+
+SGD::SGD(const Module& model, double lr, double weight_decay, SGDOptions options)
+    : SGD(param_groups_for(model, lr, weight_decay), options) {}
+
+void SGD::update(const ParamGroup& group, const std::string& name, Tensor& param, const Tensor& grad) {
+  const double lr = group.lr, wd = group.weight_decay, mu = options_.momentum;
+  Tensor theta = param.to(grad.dtype());
+  // g ← ∇θ + λ·θ   (L2 penalty folded into the gradient)
+  Tensor g = wd != 0.0 ? grad + theta * wd : grad;
+  if (mu != 0.0) {
+    // b ← μ·b + g   (dampening 0; b starts at 0, so the first step gives b = g exactly)
+    Tensor& b = state_.at("momentum_buffer." + name);
+    b = b * mu + g;
+    // Nesterov looks ahead along the momentum: g ← g + μ·b; classical momentum steps along b.
+    g = options_.nesterov ? g + b * mu : b;
+  }
+  // θ ← θ − η·g
+  param.copy_(theta - g * lr);
+}
+
+// ---- AdamW ----
+
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options)
+    : Optimizer(std::move(groups), "AdamW"), options_(options) {
+  auto check_beta = [](const char* what, double b) {
+    MMG_CHECK(b >= 0.0 && b < 1.0, "AdamW: {} must be in [0, 1), got {}", what, b);
+  };
+  check_beta("beta1", options_.beta1);
+  check_beta("beta2", options_.beta2);
+  check_rate("AdamW", "eps", options_.eps);
+  for (const ParamGroup& g : groups_) {
+    for (const auto& [name, p] : g.params) {
+      state_["exp_avg." + name] = zero_state_like(p);
+      state_["exp_avg_sq." + name] = zero_state_like(p);
+      counters_["step." + name] = 0;
+    }
+  }
+}
+
+AdamW::AdamW(const Module& model, double lr, double weight_decay, AdamWOptions options)
+    : AdamW(param_groups_for(model, lr, weight_decay), options) {}
+
+void AdamW::update(const ParamGroup& group, const std::string& name, Tensor& param, const Tensor& g) {
+  const double lr = group.lr, wd = group.weight_decay;
+  const double beta1 = options_.beta1, beta2 = options_.beta2, eps = options_.eps;
+  Tensor& m = state_.at("exp_avg." + name);
+  Tensor& v = state_.at("exp_avg_sq." + name);
+  int64_t& t = counters_.at("step." + name);
+  t += 1;
+
+  Tensor theta = param.to(g.dtype());
+  // θ ← θ − η·λ·θ   (decoupled: the decay does not pass through the moments)
+  if (wd != 0.0) theta = theta * (1.0 - lr * wd);
+  // m ← β₁·m + (1−β₁)·g        first moment: a running mean of the gradient
+  m = m * beta1 + g * (1.0 - beta1);
+  // v ← β₂·v + (1−β₂)·g²       second moment: a running mean of its square
+  v = v * beta2 + (g * g) * (1.0 - beta2);
+  // m and v start at 0, so early on they are biased toward 0 by factors 1−β₁ᵗ and 1−β₂ᵗ.
+  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(t));
+  const double bc2 = 1.0 - std::pow(beta2, static_cast<double>(t));
+  // θ ← θ − η·m̂/(√v̂ + ε) with m̂ = m/bc1, v̂ = v/bc2; computed as PyTorch does, as
+  //     θ − (η/bc1)·m/(√v/√bc2 + ε), so the bias corrections are host scalars.
+  Tensor denom = sqrt(v) / std::sqrt(bc2) + eps;
+  param.copy_(theta - (m / denom) * (lr / bc1));
+}
+
+}  // namespace mmg::nn
