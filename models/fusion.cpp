@@ -174,6 +174,19 @@ SingleStreamConfig SingleStreamConfig::preset(const std::string& name) {
 // ---------------------------------------------------------------------------------------------
 // SingleStreamEncoder
 
+FixedPositionalEmbedding::FixedPositionalEmbedding(const Tensor& table) {
+  MMG_CHECK(table.defined() && table.dim() == 2, "FixedPositionalEmbedding: table {} must be [len,D]",
+            table.defined() ? shape_str(table.shape()) : "undefined");
+  weight = register_buffer("weight", table);
+}
+
+Tensor FixedPositionalEmbedding::forward(const Tensor& x) const {
+  MMG_CHECK(x.defined() && x.dim() >= 2 && x.size(-1) == weight.size(1) && x.size(-2) <= weight.size(0),
+            "FixedPositionalEmbedding: x {} must be [...,S,{}] with S <= {}",
+            x.defined() ? shape_str(x.shape()) : "undefined", weight.size(1), weight.size(0));
+  return x + weight.slice(0, 0, x.size(-2));
+}
+
 SingleStreamEncoder::SingleStreamEncoder(const SingleStreamConfig& cfg, Generator* gen) : config(cfg) {
   config.validate();
   const int64_t D = config.dim, N = config.num_patches();
@@ -183,10 +196,10 @@ SingleStreamEncoder::SingleStreamEncoder(const SingleStreamConfig& cfg, Generato
   patch_embed = register_module(
       "patch_embed", std::make_shared<nn::PatchEmbedding>(config.image_size, config.patch_size, config.channels, D, gen));
   if (config.pos == "learned") {
-    image_pos_embed = register_parameter("image_pos_embed", zeros({1, N, D}));
+    learned_pos = register_module("image_pos_embed", std::make_shared<nn::LearnedPositionalEmbedding>(N, D, gen));
   } else {
     const int64_t g = config.image_size / config.patch_size;
-    image_pos_embed = register_buffer("image_pos_embed", nn::sinusoidal_2d(g, g, D).view({1, N, D}));
+    fixed_pos = register_module("image_pos_embed", std::make_shared<FixedPositionalEmbedding>(nn::sinusoidal_2d(g, g, D)));
   }
   modality_embeddings = register_parameter("modality_embeddings", zeros({2, D}));
   drop = register_module("drop", std::make_shared<nn::Dropout>(config.dropout, gen));
@@ -194,8 +207,7 @@ SingleStreamEncoder::SingleStreamEncoder(const SingleStreamConfig& cfg, Generato
                            .eps = config.eps};
   encoder = register_module("encoder", std::make_shared<nn::TransformerEncoder>(o, config.depth, true, gen));
 
-  init_transformer_weights(*this, gen);
-  if (config.pos == "learned") nn::init::trunc_normal_(image_pos_embed, 0.02, 0.0, std::nullopt, std::nullopt, gen);
+  init_transformer_weights(*this, gen);  // (LearnedPositionalEmbedding is trunc_normal(0.02) already)
   nn::init::trunc_normal_(modality_embeddings, 0.02, 0.0, std::nullopt, std::nullopt, gen);
 }
 
@@ -212,7 +224,8 @@ SingleStreamEncoder::Joint SingleStreamEncoder::embed(const Tensor& images, cons
 
   Tensor text = embeddings_ln->forward(word_embeddings->forward(ids) + position_embeddings->forward(arange(L)));
   text = text + select(modality_embeddings, 0, 0);
-  Tensor image = patch_embed->forward(images) + image_pos_embed + select(modality_embeddings, 0, 1);
+  Tensor image = patch_embed->forward(images);
+  image = (learned_pos ? learned_pos->forward(image) : fixed_pos->forward(image)) + select(modality_embeddings, 0, 1);
   // Image patches are never padding: their keys are always attended.
   Tensor mask = cat({text_mask, ones({B, N}, {.dtype = DType::boolean})}, 1);
   return {drop->forward(cat({text, image}, 1)), mask};
@@ -404,11 +417,14 @@ FusionModelConfig FusionModelConfig::from_json(const json& j) {
   if (c.family == "cross" || c.family == "pooled") {
     const json* fusion_json = r.object("fusion");
     // Widths left out follow from the encoders.
-    c.fusion.dim = c.dual.text.dim;
-    c.fusion.image_dim = c.dual.vision.dim;
-    c.pooled.dim = c.dual.embed_dim;
-    if (fusion_json && c.family == "cross") read_cross_fields(*fusion_json, c.fusion);
-    if (fusion_json && c.family == "pooled") read_pooled_fields(*fusion_json, c.pooled);
+    if (c.family == "cross") {
+      c.fusion.dim = c.dual.text.dim;
+      c.fusion.image_dim = c.dual.vision.dim;
+      if (fusion_json) read_cross_fields(*fusion_json, c.fusion);
+    } else {
+      c.pooled.dim = c.dual.embed_dim;
+      if (fusion_json) read_pooled_fields(*fusion_json, c.pooled);
+    }
   }
   r.finish();
   c.validate();
@@ -453,8 +469,7 @@ void FusionModel::adopt(const nn::Module& part, const std::vector<std::string>& 
   auto skipped = [&](const std::string& n) { return std::find(skip.begin(), skip.end(), n) != skip.end(); };
   for (auto& [n, p] : part.named_parameters(false))
     if (!skipped(n)) register_parameter(n, p);
-  for (auto& [n, b] : part.named_buffers(false))
-    if (!skipped(n)) register_buffer(n, b);
+  MMG_CHECK(part.named_buffers(false).empty(), "FusionModel: cannot adopt the buffers of a {}", part.type_name());
   for (auto& [n, c] : part.named_children())
     if (!skipped(n)) register_module(n, c);
 }

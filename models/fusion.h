@@ -115,12 +115,24 @@ struct SingleStreamOutput {
   Tensor pooled;        // [B,D]    = tokens[:,0], the text's [CLS]
 };
 
+// A fixed table added to tokens: x [B,S,D] -> x + weight[0..S), weight [len,D] a buffer
+// (saved with the model, never trained). The sinusoidal counterpart of
+// nn::LearnedPositionalEmbedding, with the same name for its table.
+class FixedPositionalEmbedding : public nn::Module {
+ public:
+  explicit FixedPositionalEmbedding(const Tensor& table);
+  Tensor forward(const Tensor& x) const;
+  std::string type_name() const override { return "FixedPositionalEmbedding"; }
+  Tensor weight;
+};
+
 //   text  = embeddings_ln(word_embeddings[ids] + position_embeddings[0..S)) + modality_embeddings[0]
-//   image = patch_embed(images) + image_pos_embed                     + modality_embeddings[1]
+//   image = patch_embed(images) + image_pos_embed[0..N)                 + modality_embeddings[1]
 //   tokens = encoder(dropout([text ; image]), key mask = [attention_mask ; all true])
 // Parameters: word_embeddings.weight, position_embeddings.weight, embeddings_ln.*,
-// patch_embed.proj.*, image_pos_embed [1,N,D] (a buffer when pos = "sincos"),
-// modality_embeddings [2,D] (row 0 text, row 1 image), encoder.layers.{i}.*, encoder.ln_f.*.
+// patch_embed.proj.*, image_pos_embed.weight [N,D] (trunc_normal(0.02), or with pos = "sincos"
+// the 2-D sinusoidal table as a buffer), modality_embeddings [2,D] (row 0 text, row 1 image),
+// encoder.layers.{i}.*, encoder.ln_f.*.
 class SingleStreamEncoder : public nn::Module {
  public:
   explicit SingleStreamEncoder(const SingleStreamConfig& config, Generator* gen = nullptr);
@@ -134,7 +146,9 @@ class SingleStreamEncoder : public nn::Module {
   std::shared_ptr<nn::Embedding> word_embeddings, position_embeddings;
   std::shared_ptr<nn::LayerNorm> embeddings_ln;
   std::shared_ptr<nn::PatchEmbedding> patch_embed;
-  Tensor image_pos_embed;      // [1,N,D]
+  // The image positions: one of the two (the other null), registered as "image_pos_embed".
+  std::shared_ptr<nn::LearnedPositionalEmbedding> learned_pos;
+  std::shared_ptr<FixedPositionalEmbedding> fixed_pos;
   Tensor modality_embeddings;  // [2,D]
   std::shared_ptr<nn::Dropout> drop;
   std::shared_ptr<nn::TransformerEncoder> encoder;
@@ -276,8 +290,9 @@ class FusionModel : public nn::Module {
   std::shared_ptr<SingleStreamEncoder> single;
 
  private:
-  // Registers the children and own parameters/buffers of `part` as this module's own, under
-  // the same names (skipping `skip`), so the state dict has no extra prefix.
+  // Registers the children and own parameters of `part` as this module's own, under the same
+  // names (skipping `skip`), so the state dict has no extra prefix. The part must have no
+  // buffers of its own (registering one again would make a second handle to it).
   void adopt(const nn::Module& part, const std::vector<std::string>& skip = {});
 };
 
