@@ -117,7 +117,8 @@ class WordPieceTokenizer {
   TokenBatch encode_batch(const std::vector<std::string>& texts, int64_t max_len, bool truncate = true) const;
 
   // Tokens joined by spaces, "##" pieces glued to the piece before them; special tokens
-  // (including [PAD]) left out when `skip_special`.  decode(encode("Un-affable!")) == "un - affable !"
+  // (including [PAD] and [UNK]) left out when `skip_special`, as in Hugging Face:
+  // the ids of [CLS] un ##aff ##able ! [SEP] decode to "unaffable !".
   std::string decode(const std::vector<int64_t>& ids, bool skip_special = true) const;
 
  private:
