@@ -202,7 +202,7 @@ SingleStreamEncoder::SingleStreamEncoder(const SingleStreamConfig& cfg, Generato
     fixed_pos = register_module("image_pos_embed", std::make_shared<FixedPositionalEmbedding>(nn::sinusoidal_2d(g, g, D)));
   }
   modality_embeddings = register_parameter("modality_embeddings", zeros({2, D}));
-  drop = register_module("drop", std::make_shared<nn::Dropout>(config.dropout, gen));
+  drop = register_module("drop", std::make_shared<nn::Dropout>(config.dropout));
   nn::TransformerOptions o{.dim = D, .heads = config.heads, .mlp_ratio = config.mlp_ratio, .dropout = config.dropout,
                            .eps = config.eps};
   encoder = register_module("encoder", std::make_shared<nn::TransformerEncoder>(o, config.depth, true, gen));

@@ -90,7 +90,7 @@ TextEncoder::TextEncoder(const TextEncoderConfig& cfg, Generator* gen) : config(
   token_type_embeddings =
       register_module("token_type_embeddings", std::make_shared<nn::Embedding>(config.type_vocab_size, D, gen));
   embeddings_ln = register_module("embeddings_ln", std::make_shared<nn::LayerNorm>(D, config.eps));
-  embeddings_drop = register_module("embeddings_drop", std::make_shared<nn::Dropout>(config.dropout, gen));
+  embeddings_drop = register_module("embeddings_drop", std::make_shared<nn::Dropout>(config.dropout));
   nn::TransformerOptions o{.dim = D, .heads = config.heads, .mlp_ratio = config.mlp_ratio, .dropout = config.dropout,
                            .eps = config.eps};
   encoder = register_module("encoder", std::make_shared<nn::TransformerEncoder>(o, config.depth, true, gen));

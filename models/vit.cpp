@@ -84,7 +84,7 @@ ViT::ViT(const ViTConfig& cfg, Generator* gen) : config(cfg) {
     Tensor table = cat({zeros({1, D}), nn::sinusoidal_2d(g, g, D)}, 0);  // the CLS row is zero (MAE)
     pos_embed = register_buffer("pos_embed", table.view({1, 1 + N, D}));
   }
-  pos_drop = register_module("pos_drop", std::make_shared<nn::Dropout>(config.dropout, gen));
+  pos_drop = register_module("pos_drop", std::make_shared<nn::Dropout>(config.dropout));
   nn::TransformerOptions o{.dim = D, .heads = config.heads, .mlp_ratio = config.mlp_ratio, .dropout = config.dropout,
                            .eps = config.eps};
   encoder = register_module("encoder", std::make_shared<nn::TransformerEncoder>(o, config.depth, true, gen));
