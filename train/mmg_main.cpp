@@ -1,4 +1,4 @@
-// mmg: the command-line program. Subcommands: demo, gradcheck, info.
+// mmg: the command-line program. Subcommands: demo, gradcheck, data, info.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -25,12 +25,22 @@ int main(int argc, char** argv) {
   gc->add_flag("--all", all, "Check every case of the built-in battery (the default)");
   gc->add_flag("--list", list, "List the cases without running them");
 
+  auto* data = app.add_subcommand("data", "Write data sets to disk");
+  data->require_subcommand(1);
+  auto* scenes = data->add_subcommand("scenes", "Generated scenes: PNG images + captions.jsonl (captions, negatives, questions)");
+  mmg::DataScenesOptions scenes_opts;
+  scenes->add_option("--out", scenes_opts.out, "Output folder")->required();
+  scenes->add_option("--n", scenes_opts.n, "Number of scenes (train + val + test)");
+  scenes->add_option("--seed", scenes_opts.seed, "Random seed");
+  scenes->add_option("--size", scenes_opts.size, "Image side in pixels (32 or 64)");
+
   auto* info = app.add_subcommand("info", "Print the build configuration and the devices found");
 
   CLI11_PARSE(app, argc, argv);
   try {
     if (demo->parsed()) return mmg::run_demo(demo_opts);
     if (gc->parsed()) return mmg::run_gradcheck_command(op, list);
+    if (scenes->parsed()) return mmg::run_data_scenes(scenes_opts);
     if (info->parsed()) {
       std::printf("mmgrad: CPU threads %d; CUDA compiled: %s; %s\n", mmg::cpu::num_threads(),
                   mmg::cuda_compiled() ? "yes" : "no", mmg::cuda_status().c_str());
