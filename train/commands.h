@@ -23,6 +23,7 @@ struct DataScenesOptions {
   int64_t n = 1000;      // scenes in all splits together
   uint64_t seed = 0;
   int size = 32;         // image side in pixels
+  bool verbose = true;   // progress and a summary line
 };
 
 // `mmg data scenes`: writes the generated scenes as out/images/NNNNNN.png plus

@@ -81,7 +81,7 @@ int run_data_scenes(const DataScenesOptions& options) {
     std::string file = fmt::format("images/{:06d}.png", sc.index);
     save_png(sc.image, (fs::path(options.out) / file).string());
     lines += scene_json(sc, file).dump() + "\n";
-    if ((sc.index + 1) % 1000 == 0 || sc.index + 1 == config.n) {
+    if (options.verbose && ((sc.index + 1) % 1000 == 0 || sc.index + 1 == config.n)) {
       std::fprintf(stderr, "\rdata scenes: %lld / %lld images written", static_cast<long long>(sc.index + 1),
                    static_cast<long long>(config.n));
       std::fflush(stderr);
@@ -89,6 +89,7 @@ int run_data_scenes(const DataScenesOptions& options) {
   }
   write_file_atomic((fs::path(options.out) / "captions.jsonl").string(), lines);
   write_file_atomic((fs::path(options.out) / "dataset.json").string(), dataset_json(config, ds).dump(2) + "\n");
+  if (!options.verbose) return 0;
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "\n");
   std::printf("wrote %lld scenes (%zu train, %zu val, %zu test) of %dx%d pixels to %s in %.1f s\n",

@@ -30,9 +30,9 @@ int main(int argc, char** argv) {
   auto* scenes = data->add_subcommand("scenes", "Generated scenes: PNG images + captions.jsonl (captions, negatives, questions)");
   mmg::DataScenesOptions scenes_opts;
   scenes->add_option("--out", scenes_opts.out, "Output folder")->required();
-  scenes->add_option("--n", scenes_opts.n, "Number of scenes (train + val + test)");
-  scenes->add_option("--seed", scenes_opts.seed, "Random seed");
-  scenes->add_option("--size", scenes_opts.size, "Image side in pixels (32 or 64)");
+  scenes->add_option("--n", scenes_opts.n, "Number of scenes (train + val + test)")->capture_default_str();
+  scenes->add_option("--seed", scenes_opts.seed, "Random seed")->capture_default_str();
+  scenes->add_option("--size", scenes_opts.size, "Image side in pixels (32 or 64)")->capture_default_str();
 
   auto* info = app.add_subcommand("info", "Print the build configuration and the devices found");
 

@@ -3,16 +3,22 @@
 // judged against the object positions by a reader written here, independently of the
 // generator's own caption_true().
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
 #include <set>
 #include <sstream>
 
+#include "core/io/atomic_file.h"
 #include "core/mmgrad.h"
+#include "train/commands.h"
 #include "train/scenes.h"
 
 using namespace mmg;
@@ -572,4 +578,53 @@ TEST_CASE("scenes: a bad configuration is an error naming the setting") {
   c.max_objects = 4;
   c.held_out = {{9, 0}};
   CHECK_THROWS_WITH_AS(generate_scenes(c), doctest::Contains("shape 9"), Error);
+}
+
+TEST_CASE("scenes: mmg data scenes writes the PNGs and one JSON line per image") {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / fmt::format("mmg_data_scenes_{}", static_cast<long>(::getpid()));
+  fs::remove_all(dir);
+  DataScenesOptions opt;
+  opt.out = dir.string();
+  opt.n = 30;
+  opt.seed = 9;
+  opt.size = 64;
+  opt.verbose = false;
+  REQUIRE(run_data_scenes(opt) == 0);
+  SceneConfig c;
+  c.n = 30;
+  c.seed = 9;
+  c.image_size = 64;
+  SceneDataset ds = generate_scenes(c);  // what the files must hold
+  std::ifstream in(dir / "captions.jsonl");
+  std::string line;
+  size_t i = 0;
+  for (; std::getline(in, line); ++i) {
+    REQUIRE(i < ds.scenes.size());
+    const Scene& sc = ds.scenes[i];
+    nlohmann::json j = nlohmann::json::parse(line);
+    CHECK(j["split"] == split_name(sc.split));
+    CHECK(j["held_out"] == sc.held_out);
+    CHECK(load_image((dir / j["image"].get<std::string>()).string()).data == sc.image.data);
+    REQUIRE(j["captions"].size() == sc.captions.size());
+    for (size_t k = 0; k < sc.captions.size(); ++k) {
+      CHECK(j["captions"][k]["text"] == sc.captions[k].text);
+      REQUIRE(j["captions"][k]["negatives"].size() == sc.captions[k].negatives.size());
+      for (size_t m = 0; m < sc.captions[k].negatives.size(); ++m)
+        CHECK(j["captions"][k]["negatives"][m]["edit"] == edit_name(sc.captions[k].negatives[m].edit));
+    }
+    REQUIRE(j["questions"].size() == sc.questions.size());
+    for (size_t k = 0; k < sc.questions.size(); ++k) {
+      CHECK(j["questions"][k]["question"] == sc.questions[k].text);
+      CHECK(j["questions"][k]["answer"] == sc.questions[k].answer);
+      CHECK(j["questions"][k]["type"] == question_type_name(sc.questions[k].type));
+    }
+    REQUIRE(j["objects"].size() == sc.objects.size());
+    CHECK(j["objects"][0]["shape"] == scene_shape_name(sc.objects[0].shape));
+  }
+  CHECK(i == 30);
+  nlohmann::json meta = nlohmann::json::parse(read_file((dir / "dataset.json").string()));
+  CHECK(meta["held_out_combinations"].size() == c.held_out.size());
+  CHECK(meta["splits"]["train"] == ds.split(Split::train).size());
+  fs::remove_all(dir);
 }
