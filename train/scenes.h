@@ -139,6 +139,9 @@ struct SceneConfig {
   int64_t n = 1000;  // scenes in all splits together
   uint64_t seed = 0;
   int image_size = 32;  // pixels per side (32 or 64 suggested; any size from 16 works)
+  // Split sizes. A val or test split of more than about 2800 scenes runs out of distinct
+  // one-object first captions (9 places × 80 objects); it then holds fewer one-object
+  // scenes and, answers being balanced, fewer count questions.
   double val_fraction = 0.1, test_fraction = 0.1;
   int min_objects = 1, max_objects = 4;
   // (shape, colour) pairs kept out of the train split.

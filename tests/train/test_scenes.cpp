@@ -532,11 +532,11 @@ TEST_CASE("scenes: splits share no picture and the test gallery's captions are u
 
 TEST_CASE("scenes: held-out combinations never appear in training, and are flagged elsewhere") {
   const SceneDataset& ds = shared_scenes();
-  std::vector<std::string> held;  // "pink circle", ...
+  std::vector<std::string> held;  // "yellow circle", ...
   for (auto [s, c] : ds.config.held_out) held.push_back(fmt::format("{} {}", scene_colour_name(c), scene_shape_name(s)));
   REQUIRE(held.size() == 5);
   auto mentions_held = [&](const std::string& text) {
-    // "a small pink circle" and "the pink circle" both mention "pink circle"
+    // "a small yellow circle" and "the yellow circle" both mention "yellow circle"
     for (const std::string& h : held)
       if (text.find(h) != std::string::npos) return true;
     return false;
