@@ -141,6 +141,24 @@ void Module::zero_grad() {
   for (auto& [n, t] : named_parameters()) Tensor(t).zero_grad();
 }
 
+void Module::to(DType dtype) {
+  MMG_CHECK(is_floating(dtype), "{}.to: parameters need a floating dtype, got {}", type_name(), dtype_name(dtype));
+  NoGradGuard no_grad;
+  NamedTensors all = named_parameters();
+  NamedTensors bufs = named_buffers();
+  all.insert(all.end(), bufs.begin(), bufs.end());
+  for (auto& [n, t] : all) {
+    if (!is_floating(t.dtype()) || t.dtype() == dtype) continue;
+    Tensor converted = t.detach().to(dtype).contiguous();
+    TensorImpl* impl = t.impl();  // swap the storage under the shared handle
+    impl->storage = converted.storage();
+    impl->strides = converted.strides();
+    impl->offset = converted.offset();
+    impl->dtype = dtype;
+    impl->grad = Tensor();
+  }
+}
+
 std::string Module::summary() const {
   std::string out;
   for (auto& [n, t] : named_parameters())

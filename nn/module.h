@@ -67,6 +67,9 @@ class Module : public std::enable_shared_from_this<Module> {
   void freeze();    // stop training this sub-tree (requires_grad off), for partial fine-tuning
   void unfreeze();
   void zero_grad();  // drops every parameter's .grad
+  // Converts every floating parameter and buffer to `dtype` in place (e.g. f64 for
+  // gradcheck): the handles the module and an optimiser hold stay the same tensors.
+  void to(DType dtype);
 
   // A summary: one line per parameter with its shape, then the count.
   std::string summary() const;

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace mmg {
 
@@ -18,6 +19,28 @@ int run_demo(const DemoOptions& options);
 // when every case passes, 1 otherwise (2 when `op` matches no case).
 int run_gradcheck_command(const std::string& op, bool list_only);
 
+// `mmg tokenizer train`: learns a WordPiece vocabulary from the texts of `input` (a .txt file
+// with one text per line, or a .jsonl file whose lines name caption(s)/text/question/answer/
+// label) and writes it as a Hugging Face vocab.txt.
+struct TokenizerTrainOptions {
+  std::string input;
+  std::string out = "vocab.txt";
+  int64_t vocab_size = 1000;
+  int64_t min_frequency = 1;
+};
+int run_tokenizer_train(const TokenizerTrainOptions& options);
+// The texts `mmg tokenizer train` learns from; errors name the file and line.
+std::vector<std::string> read_tokenizer_corpus(const std::string& path);
+
+// `mmg tokenizer encode`: prints the tokens, ids (and mask) of each text under a vocab.txt.
+struct TokenizerEncodeOptions {
+  std::string vocab;
+  std::vector<std::string> texts;
+  int64_t max_len = 512;
+  bool pad = false;
+};
+int run_tokenizer_encode(const TokenizerEncodeOptions& options);
+
 struct DataScenesOptions {
   std::string out;       // output folder (created if missing)
   int64_t n = 1000;      // scenes in all splits together
@@ -27,8 +50,8 @@ struct DataScenesOptions {
 };
 
 // `mmg data scenes`: writes the generated scenes as out/images/NNNNNN.png plus
-// out/captions.jsonl (one JSON object per image: image file, split, objects, captions with
-// their negatives, questions with answers) and out/dataset.json (the vocabulary and the
+// out/captions.jsonl (one JSON object per image: image file, split, held-out flag, objects,
+// captions (strings), negatives (one list per caption), questions with answers and types) and out/dataset.json (the vocabulary and the
 // held-out combinations). Returns the process exit code.
 int run_data_scenes(const DataScenesOptions& options);
 

@@ -25,17 +25,20 @@ json scene_json(const Scene& sc, const std::string& image_file) {
                        {"size", scene_size_name(o.size)},
                        {"x", o.x},
                        {"y", o.y}});
-  json captions = json::array();
+  // Captions as plain strings (what other readers of captions.jsonl expect), and beside
+  // them, caption by caption, the negatives.
+  json captions = json::array(), negatives = json::array();
   for (const SceneCaption& c : sc.captions) {
-    json negatives = json::array();
-    for (const CaptionNegative& n : c.negatives) negatives.push_back({{"text", n.text}, {"edit", edit_name(n.edit)}});
-    captions.push_back({{"text", c.text}, {"negatives", negatives}});
+    json negs = json::array();
+    for (const CaptionNegative& n : c.negatives) negs.push_back({{"text", n.text}, {"edit", edit_name(n.edit)}});
+    captions.push_back(c.text);
+    negatives.push_back(negs);
   }
   json questions = json::array();
   for (const SceneQuestion& q : sc.questions)
     questions.push_back({{"question", q.text}, {"answer", q.answer}, {"type", question_type_name(q.type)}});
-  return {{"image", image_file},      {"split", split_name(sc.split)}, {"held_out", sc.held_out},
-          {"objects", objects},       {"captions", captions},          {"questions", questions}};
+  return {{"image", image_file}, {"split", split_name(sc.split)}, {"held_out", sc.held_out}, {"objects", objects},
+          {"captions", captions},  {"negatives", negatives},       {"questions", questions}};
 }
 
 json dataset_json(const SceneConfig& config, const SceneDataset& ds) {

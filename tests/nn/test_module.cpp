@@ -154,3 +154,21 @@ TEST_CASE("initialisers: bounds, moments, reproducibility") {
   init::trunc_normal_(b, 1.0, 0.0, std::nullopt, std::nullopt, &g2);
   CHECK(allclose(a, b, 0, 0));
 }
+
+TEST_CASE("Module::to converts parameters in place, keeping their handles") {
+  manual_seed(3);
+  Linear lin(3, 2);
+  Tensor w = lin.weight;
+  Tensor x = randn({4, 3});
+  Tensor y32 = lin.forward(x);
+  lin.to(DType::f64);
+  CHECK(w.dtype() == DType::f64);
+  CHECK(lin.named_parameters()[0].second.dtype() == DType::f64);
+  Tensor y64 = lin.forward(x.to(DType::f64));
+  CHECK(y64.dtype() == DType::f64);
+  CHECK(allclose(y64, y32.to(DType::f64), 1e-6, 1e-6));
+  // Gradcheck through a module: its parameters are now f64 leaves.
+  sum(lin.forward(x.to(DType::f64))).backward();
+  CHECK(lin.weight.grad().dtype() == DType::f64);
+  CHECK_THROWS_WITH_AS(lin.to(DType::i64), doctest::Contains("Linear.to: parameters need a floating dtype"), Error);
+}

@@ -607,11 +607,14 @@ TEST_CASE("scenes: mmg data scenes writes the PNGs and one JSON line per image")
     CHECK(j["held_out"] == sc.held_out);
     CHECK(load_image((dir / j["image"].get<std::string>()).string()).data == sc.image.data);
     REQUIRE(j["captions"].size() == sc.captions.size());
+    REQUIRE(j["negatives"].size() == sc.captions.size());
     for (size_t k = 0; k < sc.captions.size(); ++k) {
-      CHECK(j["captions"][k]["text"] == sc.captions[k].text);
-      REQUIRE(j["captions"][k]["negatives"].size() == sc.captions[k].negatives.size());
-      for (size_t m = 0; m < sc.captions[k].negatives.size(); ++m)
-        CHECK(j["captions"][k]["negatives"][m]["edit"] == edit_name(sc.captions[k].negatives[m].edit));
+      CHECK(j["captions"][k] == sc.captions[k].text);
+      REQUIRE(j["negatives"][k].size() == sc.captions[k].negatives.size());
+      for (size_t m = 0; m < sc.captions[k].negatives.size(); ++m) {
+        CHECK(j["negatives"][k][m]["text"] == sc.captions[k].negatives[m].text);
+        CHECK(j["negatives"][k][m]["edit"] == edit_name(sc.captions[k].negatives[m].edit));
+      }
     }
     REQUIRE(j["questions"].size() == sc.questions.size());
     for (size_t k = 0; k < sc.questions.size(); ++k) {

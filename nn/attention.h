@@ -1,0 +1,60 @@
+// MultiHeadAttention: self- and cross-attention over the fused scaled_dot_product_attention op.
+//
+//   Q = x_q·W_qᵀ + b_q           [B,Sq,D]   -> heads [B,H,Sq,D/H]
+//   K = x_kv·W_kᵀ + b_k          [B,Sk,Dkv] -> [B,Sk,D] -> [B,H,Sk,D/H]
+//   V = x_kv·W_vᵀ + b_v          likewise
+//   O_h = softmax(Q_h K_hᵀ / √(D/H) + mask) V_h    (one fused op for every head)
+//   out = dropout(concat_h(O_h)·W_oᵀ + b_o)         [B,Sq,D]
+//
+// Self-attention passes the same tensor as x_q and x_kv; cross-attention passes another
+// modality's tokens as x_kv, whose width kv_dim may differ from dim (text of width 256
+// attending to image patches of width 384: k_proj and v_proj are [D, Dkv]).
+// The mask is a padding mask over keys, key_mask [B,Sk] bool, true = attend; `causal` lets
+// query i see keys j <= i only. A query that sees no key gets a zero output (see
+// core/ops/attention.cpp).
+//
+// Parameters: q_proj, k_proj, v_proj, out_proj (Linear: weight [out,in], bias [out]), the
+// names of Hugging Face's BERT/CLIP attention. Dropout applies to the output projection
+// (timm's proj_drop); the fused op has no dropout on the attention probabilities.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "nn/layers.h"
+
+namespace mmg::nn {
+
+class MultiHeadAttention : public Module {
+ public:
+  // kv_dim <= 0 means dim (self-attention, or cross-attention between equal widths).
+  MultiHeadAttention(int64_t dim, int64_t heads, double dropout = 0.0, int64_t kv_dim = 0, bool bias = true,
+                     Generator* gen = nullptr);
+
+  // x_q [B,Sq,dim], x_kv [B,Sk,kv_dim], key_mask [B,Sk] bool or undefined -> [B,Sq,dim].
+  Tensor forward(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask = Tensor(), bool causal = false) const;
+
+  // The attention probabilities for pictures of what attends to what: P = softmax(QKᵀ/√d + mask)
+  // computed with plain ops (not the fused kernel) and averaged over heads, [B,Sq,Sk]. Rows of a
+  // query that sees no key are zero, as the fused op's output is.
+  Tensor attention_weights(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask = Tensor(),
+                           bool causal = false) const;
+
+  struct WithWeights {
+    Tensor out;      // forward(...)
+    Tensor weights;  // attention_weights(...)
+  };
+  WithWeights forward_with_weights(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask = Tensor(),
+                                   bool causal = false) const;
+
+  std::string type_name() const override { return "MultiHeadAttention"; }
+
+  int64_t dim, heads, head_dim, kv_dim;
+  std::shared_ptr<Linear> q_proj, k_proj, v_proj, out_proj;
+  std::shared_ptr<Dropout> dropout;
+
+ private:
+  void check_inputs(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask) const;
+  Tensor split_heads(const Tensor& x) const;  // [B,S,D] -> [B,H,S,D/H]
+};
+
+}  // namespace mmg::nn
