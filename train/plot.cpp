@@ -1,7 +1,6 @@
 #include "train/plot.h"
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <cmath>
 #include <limits>

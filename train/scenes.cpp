@@ -1,10 +1,8 @@
 #include "train/scenes.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <numeric>
-#include <set>
 #include <unordered_set>
 
 #include "core/error.h"
