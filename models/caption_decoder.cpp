@@ -50,10 +50,10 @@ CaptionDecoderConfig CaptionDecoderConfig::preset(const std::string& name) {
   CaptionDecoderConfig c;
   if (name == "decoder-tiny") {
     c.vocab_size = 1000, c.max_len = 32, c.dim = 128, c.depth = 2, c.heads = 4, c.mlp_ratio = 4.0;
-    c.dropout = 0.1, c.memory_dim = 192;
+    c.dropout = 0.1, c.memory_dim = 128;
   } else if (name == "decoder-micro") {
-    c.vocab_size = 64, c.max_len = 12, c.dim = 32, c.depth = 1, c.heads = 2, c.mlp_ratio = 2.0;
-    c.dropout = 0.0, c.memory_dim = 32;
+    c.vocab_size = 50, c.max_len = 8, c.dim = 16, c.depth = 1, c.heads = 2, c.mlp_ratio = 2.0;
+    c.dropout = 0.0, c.memory_dim = 16;
   } else {
     MMG_FAIL("CaptionDecoderConfig: unknown preset '{}' (known: {})", name, fmt::join(preset_names(), ", "));
   }

@@ -47,7 +47,7 @@ struct CaptionDecoderConfig {
   int64_t heads = 4;
   double mlp_ratio = 4.0;
   double dropout = 0.0;
-  int64_t memory_dim = 192;  // width of the image tokens the decoder attends to
+  int64_t memory_dim = 128;  // width of the image tokens the decoder attends to
   // The tokenizer's [CLS], [SEP] and [PAD] (train/tokenizer.h puts [PAD] [UNK] [CLS] [SEP] [MASK]
   // first), so a caption encoded as "[CLS] words [SEP] [PAD]..." is the decoder's input as it is.
   int64_t bos_id = 2;
@@ -59,8 +59,10 @@ struct CaptionDecoderConfig {
   // Keys missing from `j` keep their defaults; an unknown key is an error (a typo would
   // otherwise pass silently). The result is validated (see validate()).
   static CaptionDecoderConfig from_json(const nlohmann::json& j);
-  // "decoder-tiny" (D 128, depth 2, 4 heads, memory 192 = vit-tiny's width) and
-  // "decoder-micro" (D 32, depth 1, 2 heads, memory 32: for tests and gradchecks).
+  // "decoder-tiny": D 128, depth 2, 4 heads, dropout 0.1, vocabulary 1000 and 32 positions
+  // (text-tiny's), memory 128 (vit-tiny's width).
+  // "decoder-micro": D 16, depth 1, 2 heads, vocabulary 50 and 8 positions (text-micro's),
+  // memory 16 (vit-micro's): for tests.
   static CaptionDecoderConfig preset(const std::string& name);
   static std::vector<std::string> preset_names();
   void validate() const;  // throws Error naming the bad field

@@ -68,7 +68,7 @@ TEST_CASE("CaptionDecoderConfig: presets, JSON round trip and errors") {
     CaptionDecoderConfig back = CaptionDecoderConfig::from_json(c.to_json());
     CHECK(back.to_json() == c.to_json());
   }
-  CHECK(CaptionDecoderConfig::preset("decoder-tiny").memory_dim == 192);
+  CHECK(CaptionDecoderConfig::preset("decoder-tiny").memory_dim == 128);
   CaptionDecoderConfig partial = CaptionDecoderConfig::from_json({{"dim", 64}, {"heads", 2}});
   CHECK(partial.dim == 64);
   CHECK(partial.vocab_size == CaptionDecoderConfig{}.vocab_size);  // absent keys keep their defaults
@@ -90,14 +90,14 @@ TEST_CASE("CaptionDecoder: parameter names and shapes, tied and untied") {
   manual_seed(1);
   CaptionDecoder dec(CaptionDecoderConfig::preset("decoder-micro"));
   auto sd = dec.state_dict();
-  CHECK(sd.at("token_embedding.weight").shape() == Shape{64, 32});
-  CHECK(sd.at("position_embedding.weight").shape() == Shape{12, 32});
-  CHECK(sd.at("layers.0.cross_attn.k_proj.weight").shape() == Shape{32, 32});
-  CHECK(sd.at("layers.0.self_attn.q_proj.weight").shape() == Shape{32, 32});
+  CHECK(sd.at("token_embedding.weight").shape() == Shape{50, 16});
+  CHECK(sd.at("position_embedding.weight").shape() == Shape{8, 16});
+  CHECK(sd.at("layers.0.cross_attn.k_proj.weight").shape() == Shape{16, 16});
+  CHECK(sd.at("layers.0.self_attn.q_proj.weight").shape() == Shape{16, 16});
   CHECK(sd.count("layers.0.ln_3.weight") == 1);
-  CHECK(sd.at("ln_f.weight").shape() == Shape{32});
-  CHECK(sd.at("lm_head.weight").shape() == Shape{64, 32});
-  CHECK(sd.at("lm_head.bias").shape() == Shape{64});
+  CHECK(sd.at("ln_f.weight").shape() == Shape{16});
+  CHECK(sd.at("lm_head.weight").shape() == Shape{50, 16});
+  CHECK(sd.at("lm_head.bias").shape() == Shape{50});
 
   CaptionDecoderConfig c = nano_config(/*tied=*/true);
   CaptionDecoder tied(c);
@@ -110,15 +110,15 @@ TEST_CASE("CaptionDecoder: parameter names and shapes, tied and untied") {
 TEST_CASE("CaptionDecoder: logits shape, and the errors for bad inputs") {
   manual_seed(2);
   CaptionDecoder dec(CaptionDecoderConfig::preset("decoder-micro"));
-  Tensor tokens = randint(0, 64, {3, 7});
-  Tensor image = randn({3, 5, 32});
-  CHECK(dec.forward(tokens, image).shape() == Shape{3, 7, 64});
-  CHECK_THROWS_WITH_AS(dec.forward(tokens, randn({3, 5, 31})), doctest::Contains("image tokens [3,5,31] must be [B=3,N,32]"),
+  Tensor tokens = randint(0, 50, {3, 7});
+  Tensor image = randn({3, 5, 16});
+  CHECK(dec.forward(tokens, image).shape() == Shape{3, 7, 50});
+  CHECK_THROWS_WITH_AS(dec.forward(tokens, randn({3, 5, 15})), doctest::Contains("image tokens [3,5,15] must be [B=3,N,16]"),
                        Error);
-  CHECK_THROWS_WITH_AS(dec.forward(randint(0, 64, {3, 13}), image),
-                       doctest::Contains("tokens [3,13] has 13 positions; max_len is 12"), Error);
+  CHECK_THROWS_WITH_AS(dec.forward(randint(0, 50, {3, 9}), image),
+                       doctest::Contains("tokens [3,9] has 9 positions; max_len is 8"), Error);
   CHECK_THROWS_WITH_AS(dec.forward(randn({3, 7}), image), doctest::Contains("must be [B,T] i64"), Error);
-  CHECK_THROWS_WITH_AS(dec.greedy_decode(image, 13), doctest::Contains("max_new 13 must be in [1, max_len 12]"),
+  CHECK_THROWS_WITH_AS(dec.greedy_decode(image, 9), doctest::Contains("max_new 9 must be in [1, max_len 8]"),
                        Error);
   CHECK_THROWS_WITH_AS(dec.beam_search(image, 0), doctest::Contains("beam must be >= 1"), Error);
 }
@@ -126,7 +126,7 @@ TEST_CASE("CaptionDecoder: logits shape, and the errors for bad inputs") {
 TEST_CASE("CaptionDecoder: position t sees tokens <= t only, and every image token not masked out") {
   manual_seed(3);
   CaptionDecoder dec(CaptionDecoderConfig::preset("decoder-micro"));
-  Tensor image = randn({2, 4, 32});
+  Tensor image = randn({2, 4, 16});
   std::vector<std::vector<int64_t>> rows{{1, 5, 6, 7, 8, 9}, {1, 10, 11, 12, 13, 14}};
   Tensor base = dec.forward(ids(rows), image);
   rows[0][3] = 40;  // change token 3 of row 0
@@ -140,8 +140,8 @@ TEST_CASE("CaptionDecoder: position t sees tokens <= t only, and every image tok
   Tensor other = image.clone();
   {
     NoGradGuard g;
-    other.slice(1, 3, 4).copy_(randn({2, 1, 32}));  // hidden in both rows
-    other.slice(0, 0, 1).slice(1, 2, 3).copy_(randn({1, 1, 32}));  // hidden in row 0 only
+    other.slice(1, 3, 4).copy_(randn({2, 1, 16}));  // hidden in both rows
+    other.slice(0, 0, 1).slice(1, 2, 3).copy_(randn({1, 1, 16}));  // hidden in row 0 only
   }
   CHECK(allclose(dec.forward(ids(rows), image, mask).slice(0, 0, 1), dec.forward(ids(rows), other, mask).slice(0, 0, 1),
                  1e-6, 1e-6));
@@ -204,7 +204,7 @@ TEST_CASE("CaptionDecoder: after one backward of the caption loss every paramete
     c.tie_word_embeddings = tied;
     c.dropout = 0.1;
     CaptionDecoder dec(c);
-    Tensor image = randn({3, 4, 32}).requires_grad_();
+    Tensor image = randn({3, 4, 16}).requires_grad_();
     Tensor tokens = ids({{2, 7, 8, 9, 3, 0}, {2, 10, 3, 0, 0, 0}, {2, 11, 12, 13, 14, 3}});
     caption_lm_loss(dec.forward(tokens, image), tokens, c.pad_id).backward();
     check_every_parameter_has_a_gradient(dec);
@@ -217,7 +217,7 @@ TEST_CASE("CaptionDecoder: 20 Adam steps on a fixed batch lower the caption loss
   manual_seed(7);
   CaptionDecoder dec(CaptionDecoderConfig::preset("decoder-micro"));
   // Three images, three different captions.
-  Tensor image = randn({3, 4, 32});
+  Tensor image = randn({3, 4, 16});
   Tensor tokens = ids({{2, 7, 8, 9, 3, 0}, {2, 10, 3, 0, 0, 0}, {2, 11, 12, 13, 14, 3}});
   auto losses = train_losses(trainable(dec),
                              [&] { return caption_lm_loss(dec.forward(tokens, image), tokens, 0); }, 20, 1e-2);
@@ -245,7 +245,7 @@ TEST_CASE("greedy_decode equals a loop of forward + argmax, row by row") {
   c.vocab_size = 8;  // EOS (3) wins now and then
   CaptionDecoder dec(c);
   dec.eval();
-  Tensor image = randn({4, 3, 32}) * 3.0;
+  Tensor image = randn({4, 3, 16}) * 3.0;
   const int64_t max_new = 6;
   auto out = dec.greedy_decode(image, max_new);
   REQUIRE(out.size() == 4);
@@ -271,7 +271,7 @@ TEST_CASE("beam search with beam 1 is greedy decoding, for every length penalty"
     CaptionDecoderConfig c = CaptionDecoderConfig::preset("decoder-micro");
     c.vocab_size = 6;
     CaptionDecoder dec(c);
-    Tensor image = randn({5, 3, 32}) * 3.0;
+    Tensor image = randn({5, 3, 16}) * 3.0;
     auto greedy = dec.greedy_decode(image, 8);
     for (double lp : {0.0, 0.6, 1.0, 2.0}) {
       CAPTURE(lp);
@@ -291,7 +291,7 @@ TEST_CASE("beam search: scores recomputed by teacher forcing, ranked best first,
   c.vocab_size = 6;
   CaptionDecoder dec(c);
   dec.eval();
-  Tensor image = randn({3, 3, 32}) * 3.0;
+  Tensor image = randn({3, 3, 16}) * 3.0;
   for (double lp : {0.0, 1.0}) {
     auto beams = dec.beam_search(image, 4, 6, lp);
     for (size_t b = 0; b < beams.size(); ++b) {
