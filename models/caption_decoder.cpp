@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <set>
 
 #include "core/autograd.h"
-#include "nn/init.h"
+#include "models/config.h"
+#include "models/init_weights.h"
 
 namespace mmg::models {
 
@@ -13,35 +13,37 @@ namespace mmg::models {
 // Config
 
 nlohmann::json CaptionDecoderConfig::to_json() const {
-  return {{"vocab_size", vocab_size}, {"max_len", max_len},       {"dim", dim},
-          {"depth", depth},           {"heads", heads},           {"mlp_ratio", mlp_ratio},
-          {"dropout", dropout},       {"memory_dim", memory_dim}, {"bos_id", bos_id},
-          {"eos_id", eos_id},         {"pad_id", pad_id},         {"tie_word_embeddings", tie_word_embeddings}};
+  return {{"family", "decoder"},
+          {"vocab_size", vocab_size},
+          {"max_len", max_len},
+          {"dim", dim},
+          {"depth", depth},
+          {"heads", heads},
+          {"mlp_ratio", mlp_ratio},
+          {"dropout", dropout},
+          {"memory_dim", memory_dim},
+          {"bos_id", bos_id},
+          {"eos_id", eos_id},
+          {"pad_id", pad_id},
+          {"tie_word_embeddings", tie_word_embeddings}};
 }
 
 CaptionDecoderConfig CaptionDecoderConfig::from_json(const nlohmann::json& j) {
-  MMG_CHECK(j.is_object(), "CaptionDecoderConfig: expected a JSON object, got {}", j.dump());
   CaptionDecoderConfig c;
-  const nlohmann::json known = c.to_json();
-  for (auto it = j.begin(); it != j.end(); ++it)
-    MMG_CHECK(known.contains(it.key()), "CaptionDecoderConfig: unknown key '{}' (known: {})", it.key(),
-              known.dump());
-  try {
-    c.vocab_size = j.value("vocab_size", c.vocab_size);
-    c.max_len = j.value("max_len", c.max_len);
-    c.dim = j.value("dim", c.dim);
-    c.depth = j.value("depth", c.depth);
-    c.heads = j.value("heads", c.heads);
-    c.mlp_ratio = j.value("mlp_ratio", c.mlp_ratio);
-    c.dropout = j.value("dropout", c.dropout);
-    c.memory_dim = j.value("memory_dim", c.memory_dim);
-    c.bos_id = j.value("bos_id", c.bos_id);
-    c.eos_id = j.value("eos_id", c.eos_id);
-    c.pad_id = j.value("pad_id", c.pad_id);
-    c.tie_word_embeddings = j.value("tie_word_embeddings", c.tie_word_embeddings);
-  } catch (const nlohmann::json::exception& e) {
-    MMG_FAIL("CaptionDecoderConfig: a field has the wrong type in {}: {}", j.dump(), e.what());
-  }
+  ConfigReader r(j, "CaptionDecoderConfig", "decoder");
+  r.read("vocab_size", c.vocab_size);
+  r.read("max_len", c.max_len);
+  r.read("dim", c.dim);
+  r.read("depth", c.depth);
+  r.read("heads", c.heads);
+  r.read("mlp_ratio", c.mlp_ratio);
+  r.read("dropout", c.dropout);
+  r.read("memory_dim", c.memory_dim);
+  r.read("bos_id", c.bos_id);
+  r.read("eos_id", c.eos_id);
+  r.read("pad_id", c.pad_id);
+  r.read("tie_word_embeddings", c.tie_word_embeddings);
+  r.finish();
   c.validate();
   return c;
 }
@@ -84,11 +86,9 @@ void CaptionDecoderConfig::validate() const {
 CaptionDecoder::CaptionDecoder(const CaptionDecoderConfig& c, Generator* gen) : config(c) {
   config.validate();
   token_embedding = register_module("token_embedding", std::make_shared<nn::Embedding>(c.vocab_size, c.dim, gen));
-  // N(0,1) rows would make a tied head's first logits huge; GPT-2 and BERT use std 0.02.
-  nn::init::trunc_normal_(token_embedding->weight, 0.02, 0.0, std::nullopt, std::nullopt, gen);
   position_embedding =
       register_module("position_embedding", std::make_shared<nn::LearnedPositionalEmbedding>(c.max_len, c.dim, gen));
-  dropout = register_module("dropout", std::make_shared<nn::Dropout>(c.dropout, gen));
+  dropout = register_module("dropout", std::make_shared<nn::Dropout>(c.dropout));  // masks from the global generator
   layers = register_module("layers", std::make_shared<nn::ModuleList<nn::TransformerDecoderLayer>>());
   const nn::TransformerOptions o{
       .dim = c.dim, .heads = c.heads, .mlp_ratio = c.mlp_ratio, .dropout = c.dropout, .memory_dim = c.memory_dim};
@@ -96,6 +96,9 @@ CaptionDecoder::CaptionDecoder(const CaptionDecoderConfig& c, Generator* gen) : 
   ln_f = register_module("ln_f", std::make_shared<nn::LayerNorm>(c.dim));
   if (!c.tie_word_embeddings)
     lm_head = register_module("lm_head", std::make_shared<nn::Linear>(c.dim, c.vocab_size, true, gen));
+  // As the encoders (models/init_weights.h): Linear weights and the token table ~ trunc_normal(0.02),
+  // biases 0. (N(0,1) token rows would also make a tied head's first logits huge.)
+  init_transformer_weights(*this, gen);
 }
 
 Tensor CaptionDecoder::project(const Tensor& hidden) const {

@@ -11,11 +11,13 @@
 // seeing it; no key mask is needed for the self-attention.
 //
 // Parameters (state-dict keys):
-//   token_embedding.weight        [V,D]   trunc_normal(0.02)
+//   token_embedding.weight        [V,D]
 //   position_embedding.weight     [max_len,D]
 //   layers.{l}.ln_1 / self_attn / ln_2 / cross_attn / ln_3 / mlp.{fc1,fc2}   (nn/transformer.h)
 //   ln_f.weight, ln_f.bias        [D]
 //   lm_head.weight [V,D], lm_head.bias [V]   — only when the head is untied (the default).
+// Init as the encoders (models/init_weights.h): every Linear weight and both tables
+// ~ trunc_normal(0.02), biases 0, LayerNorms 1/0.
 // With tie_word_embeddings the output projection reuses token_embedding.weight (logits = x·Eᵀ,
 // no bias, as GPT-2): the state dict then has no lm_head keys. The presets keep it untied so the
 // input and output tables can learn different things on a small vocabulary; tying halves the
@@ -56,8 +58,9 @@ struct CaptionDecoderConfig {
   bool tie_word_embeddings = false;
 
   nlohmann::json to_json() const;
-  // Keys missing from `j` keep their defaults; an unknown key is an error (a typo would
-  // otherwise pass silently). The result is validated (see validate()).
+  // {"family": "decoder", "vocab_size": ..., ...}, read strictly by models/config.h's ConfigReader:
+  // keys missing from `j` keep their defaults, an unknown key or a wrong type is an error. The
+  // result is validated (see validate()).
   static CaptionDecoderConfig from_json(const nlohmann::json& j);
   // "decoder-tiny": D 128, depth 2, 4 heads, dropout 0.1, vocabulary 1000 and 32 positions
   // (text-tiny's), memory 128 (vit-tiny's width).
@@ -78,6 +81,8 @@ struct Hypothesis {
 
 class CaptionDecoder : public nn::Module {
  public:
+  // `gen` draws the initial weights (the global generator when null); dropout masks come from
+  // the global generator, as in every layer (nn/layers.h).
   explicit CaptionDecoder(const CaptionDecoderConfig& config, Generator* gen = nullptr);
 
   // tokens [B,T] i64 with T <= max_len; image_tokens [B,N,memory_dim]; image_mask [B,N] bool

@@ -9,7 +9,8 @@
 //   ClassificationHead pooled image [B,D]             norm [D], fc [C,D]
 //
 // The contrastive objective needs no head here: its projections and logit scale belong to the
-// dual encoder (models/fusion.h). Names follow the models they come from: ALBEF (itm_head a
+// dual encoder (models/fusion.h). Init as the encoders (models/init_weights.h): Linear weights
+// ~ trunc_normal(0.02), biases 0, LayerNorms 1/0. Names follow the models they come from: ALBEF (itm_head a
 // plain Linear), BERT's prediction head (cls.predictions.transform.dense →
 // dense, transform.LayerNorm → layer_norm, decoder → decoder), ViLT's VQA classifier
 // (Linear, LayerNorm, GELU, Linear) and timm's ViT head (fc_norm → norm, head → fc).
@@ -25,7 +26,7 @@ namespace mmg::models {
 // Image–text matching (ALBEF): is this (image, text) pair a real pair? Two logits, class 1 = match.
 class ITMHead : public nn::Linear {
  public:
-  explicit ITMHead(int64_t dim, Generator* gen = nullptr) : nn::Linear(dim, 2, true, gen) {}
+  explicit ITMHead(int64_t dim, Generator* gen = nullptr);
   std::string type_name() const override { return "ITMHead"; }
 };
 

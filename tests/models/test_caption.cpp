@@ -74,7 +74,7 @@ TEST_CASE("CaptionDecoderConfig: presets, JSON round trip and errors") {
   CHECK(partial.vocab_size == CaptionDecoderConfig{}.vocab_size);  // absent keys keep their defaults
   CHECK_THROWS_WITH_AS(CaptionDecoderConfig::from_json({{"dims", 64}}), doctest::Contains("unknown key 'dims'"),
                        Error);
-  CHECK_THROWS_WITH_AS(CaptionDecoderConfig::from_json({{"dim", "wide"}}), doctest::Contains("wrong type"), Error);
+  CHECK_THROWS_WITH_AS(CaptionDecoderConfig::from_json({{"dim", "wide"}}), doctest::Contains("key 'dim' must be an integer, got string"), Error);
   CHECK_THROWS_WITH_AS(CaptionDecoderConfig::from_json({{"dim", 30}, {"heads", 4}}),
                        doctest::Contains("dim 30 is not divisible by heads 4"), Error);
   CHECK_THROWS_WITH_AS(CaptionDecoderConfig::from_json({{"eos_id", 5000}}),

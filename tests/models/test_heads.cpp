@@ -413,8 +413,11 @@ TEST_CASE("itm_loss falls over 20 AdamW steps on a fixed batch") {
   auto losses = train_losses(params, [&] {
     Generator gen(1);  // the same negatives at every step: a fixed batch
     return itm_loss(fuse, head, sim, &gen).loss;
-  });
-  CHECK(losses.back() < 0.7 * losses.front());
+  }, 20, 3e-2);
+  CAPTURE(losses.front());
+  CAPTURE(losses.back());
+  // Below what always answering "no match" (2/3 of the pairs) can reach: 0.637.
+  CHECK(losses.back() < 0.5 * losses.front());
 }
 
 TEST_CASE("VQA and classification heads: cross-entropy falls over 20 AdamW steps") {
@@ -428,4 +431,71 @@ TEST_CASE("VQA and classification heads: cross-entropy falls over 20 AdamW steps
   Tensor classes = randint(0, 5, {8});
   auto c = train_losses(trainable(head), [&] { return cross_entropy(head.forward(cls), classes); });
   CHECK(c.back() < 0.5 * c.front());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gradients
+
+TEST_CASE("gradcheck (f64) of each head with its loss, over its inputs and every parameter") {
+  manual_seed(9);
+  SUBCASE("MLMHead + mlm_loss") {
+    MLMHead head(4, 7);
+    Tensor labels = from_vector(std::vector<int64_t>{-100, 3, 6, -100, 0, 2}, {2, 3});
+    auto inputs = inputs_and_parameters({randn({2, 3, 4})}, head);
+    auto r = gradcheck([&](const std::vector<Tensor>& a) {
+      bind_parameters(head, a, 1);
+      return mlm_loss(head.forward(a[0]), labels);
+    }, inputs);
+    INFO(r.message);
+    CHECK(r.ok);
+    CHECK(r.elements_checked == 24 + head.num_parameters());
+  }
+  SUBCASE("VQAHead + cross_entropy") {
+    VQAHead vqa(3, 5);
+    Tensor answers = from_vector(std::vector<int64_t>{4, 0, 2}, {3});
+    auto inputs = inputs_and_parameters({randn({3, 3})}, vqa);
+    auto r = gradcheck([&](const std::vector<Tensor>& a) {
+      bind_parameters(vqa, a, 1);
+      return cross_entropy(vqa.forward(a[0]), answers);
+    }, inputs);
+    INFO(r.message);
+    CHECK(r.ok);
+    CHECK(r.elements_checked == 9 + vqa.num_parameters());
+  }
+  SUBCASE("ClassificationHead + cross_entropy") {
+    ClassificationHead cls(3, 4);
+    Tensor classes = from_vector(std::vector<int64_t>{3, 0, 2}, {3});
+    auto inputs = inputs_and_parameters({randn({3, 3})}, cls);
+    auto r = gradcheck([&](const std::vector<Tensor>& a) {
+      bind_parameters(cls, a, 1);
+      return cross_entropy(cls.forward(a[0]), classes);
+    }, inputs);
+    INFO(r.message);
+    CHECK(r.ok);
+  }
+  SUBCASE("ITMHead + itm_loss through a fusion of the pair's features") {
+    ITMHead head(3);
+    Tensor sim = randn({4, 4});
+    auto inputs = inputs_and_parameters({randn({4, 3}), randn({4, 3})}, head);
+    auto r = gradcheck([&](const std::vector<Tensor>& a) {
+      bind_parameters(head, a, 2);
+      FusePairs fuse = [&](const Tensor& ii, const Tensor& ti) {
+        return tanh(index_select(a[0], 0, ii) + index_select(a[1], 0, ti));
+      };
+      Generator gen(2);  // the same negatives at every evaluation
+      return itm_loss(fuse, head, sim, &gen).loss;
+    }, inputs);
+    INFO(r.message);
+    CHECK(r.ok);
+    CHECK(r.elements_checked == 24 + head.num_parameters());
+  }
+  SUBCASE("contrastive_loss, clip and hinge, through the normalisation and the logit scale") {
+    for (auto kind : {ContrastiveOptions::Kind::clip, ContrastiveOptions::Kind::hinge}) {
+      auto r = gradcheck([&](const std::vector<Tensor>& a) {
+        return contrastive_loss(a[0], a[1], a[2], {.kind = kind, .margin = 0.5});
+      }, {randn({4, 3}), randn({4, 3}), scalar_tensor(1.3)});
+      INFO(r.message);
+      CHECK(r.ok);
+    }
+  }
 }
