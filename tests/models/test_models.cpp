@@ -12,7 +12,9 @@
 
 #include "core/mmgrad.h"
 #include "models/fusion.h"
+#include "models/caption_decoder.h"
 #include "models/presets.h"
+#include "models/vlm.h"
 #include "train/commands.h"
 
 using namespace mmg;
@@ -577,6 +579,10 @@ TEST_CASE("configs: every preset goes through JSON and back unchanged") {
       CHECK(ViTConfig::from_json(reparsed) == ViTConfig::preset(name));
     } else if (family == "text") {
       CHECK(TextEncoderConfig::from_json(reparsed) == TextEncoderConfig::preset(name));
+    } else if (family == "decoder") {
+      CHECK(CaptionDecoderConfig::from_json(reparsed).to_json() == j);
+    } else if (family == "vlm") {
+      CHECK(VLMConfig::from_json(reparsed).to_json() == j);
     } else {
       FusionModelConfig c = FusionModelConfig::from_json(reparsed);
       CHECK(c == FusionModelConfig::preset(name));
@@ -584,7 +590,8 @@ TEST_CASE("configs: every preset goes through JSON and back unchanged") {
       CHECK(c.family == family);
     }
   }
-  CHECK(preset_names().size() == 5 + 3 + 8);
+  CHECK(preset_names().size() ==
+        5 + 3 + 8 + CaptionDecoderConfig::preset_names().size() + VLMConfig::preset_names().size());
   CHECK(DualEncoderConfig::from_json(DualEncoderConfig::preset("clip-tiny").to_json()) ==
         DualEncoderConfig::preset("clip-tiny"));
   // Left-out keys keep their defaults; fusion widths follow the encoders.
