@@ -213,6 +213,146 @@ class CrossAttentionLayer(tnn.Module):
         return y + self.mlp(self.ln_3(y))
 
 
+
+# ---- models (models/*.h) ----
+
+def sinusoidal_1d(length, dim):
+    """nn/embeddings.h: PE[pos, 2i] = sin(pos·ω_i), PE[pos, 2i+1] = cos(pos·ω_i), ω_i = 10000^(−2i/dim)."""
+    pe = torch.zeros(length, dim, dtype=torch.float64)
+    for pos in range(length):
+        for c in range(dim):
+            angle = pos / 10000.0 ** ((c - c % 2) / dim)
+            pe[pos, c] = math.sin(angle) if c % 2 == 0 else math.cos(angle)
+    return pe
+
+
+def sinusoidal_2d(grid_h, grid_w, dim):
+    """nn/embeddings.h: [patch's row table | patch's column table], patches in row-major order."""
+    rows = sinusoidal_1d(grid_h, dim // 2)
+    cols = sinusoidal_1d(grid_w, dim // 2)
+    return torch.cat([rows.repeat_interleave(grid_w, 0), cols.repeat(grid_h, 1)], 1)
+
+
+class PatchEmbedding(tnn.Module):
+    """nn/embeddings.h: a stride-P "convolution" of kernel P, patches in row-major order. Here it is
+    PyTorch's Conv2d itself (mmgrad computes it as reshape/permute + linear)."""
+
+    def __init__(self, channels, patch_size, dim):
+        super().__init__()
+        self.proj = tnn.Conv2d(channels, dim, patch_size, stride=patch_size)
+
+    def forward(self, images):
+        return self.proj(images).flatten(2).transpose(1, 2)  # [B,D,gh,gw] -> [B,N,D]
+
+
+class ViT(tnn.Module):
+    """models/vit.h: x = [cls_token ; patch_embed(images)] + pos_embed; tokens = encoder(x) (pre-LN
+    layers, final LayerNorm); pooled = tokens[:,0] ("cls") or the mean of tokens[:,1:] ("mean").
+    pos "learned": pos_embed a parameter; "sincos": a buffer, a zero CLS row then sinusoidal_2d."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        D, g = c["dim"], c["image_size"] // c["patch_size"]
+        self.patch_embed = PatchEmbedding(c["channels"], c["patch_size"], D)
+        self.cls_token = tnn.Parameter(torch.zeros(1, 1, D))
+        if c["pos"] == "learned":
+            self.pos_embed = tnn.Parameter(torch.zeros(1, 1 + g * g, D))
+        else:
+            table = torch.cat([torch.zeros(1, D, dtype=torch.float64), sinusoidal_2d(g, g, D)]).float()
+            self.register_buffer("pos_embed", table.view(1, 1 + g * g, D))
+        self.encoder = TransformerEncoder(D, c["heads"], c["depth"], c["mlp_ratio"], c["eps"])
+
+    def forward(self, images):
+        patches = self.patch_embed(images)
+        B, D = patches.shape[0], self.c["dim"]
+        x = torch.cat([self.cls_token.expand(B, 1, D), patches], 1) + self.pos_embed
+        tokens = self.encoder(x)
+        pooled = tokens[:, 0] if self.c["pool"] == "cls" else tokens[:, 1:].mean(1)
+        return {"tokens": tokens, "pooled": pooled}
+
+
+class TextEncoder(tnn.Module):
+    """models/text_encoder.h: x = embeddings_ln(word[ids] + position[0..S) + token_type[types]);
+    tokens = encoder(x, key mask = attention_mask) (pre-LN, final LayerNorm); pooled = tokens[:,0]."""
+
+    def __init__(self, c):
+        super().__init__()
+        D = c["dim"]
+        self.word_embeddings = tnn.Embedding(c["vocab_size"], D)
+        self.position_embeddings = tnn.Embedding(c["max_len"], D)
+        self.token_type_embeddings = tnn.Embedding(c["type_vocab_size"], D)
+        self.embeddings_ln = tnn.LayerNorm(D, eps=c["eps"])
+        self.encoder = TransformerEncoder(D, c["heads"], c["depth"], c["mlp_ratio"], c["eps"])
+
+    def forward(self, ids, attention_mask, token_type_ids):
+        S = ids.shape[1]
+        x = self.word_embeddings(ids) + self.position_embeddings(torch.arange(S)) + \
+            self.token_type_embeddings(token_type_ids)
+        tokens = self.encoder(self.embeddings_ln(x), attention_mask)
+        return {"tokens": tokens, "pooled": tokens[:, 0]}
+
+
+class CrossAttentionFusion(tnn.Module):
+    """models/fusion.h (ALBEF): layers.{i} = CrossAttentionLayer(text, image tokens), then ln_f;
+    pooled = the fused [CLS], tokens[:,0]."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.layers = tnn.ModuleList([CrossAttentionLayer(c["dim"], c["heads"], c["image_dim"], c["mlp_ratio"], c["eps"])
+                                      for _ in range(c["depth"])])
+        self.ln_f = tnn.LayerNorm(c["dim"], eps=c["eps"])
+
+    def forward(self, text_tokens, text_mask, image_tokens, image_mask):
+        h = text_tokens
+        for layer in self.layers:
+            h = layer(h, image_tokens, text_mask, image_mask)
+        tokens = self.ln_f(h)
+        return {"tokens": tokens, "pooled": tokens[:, 0]}
+
+
+class LearnedPositionalEmbedding(tnn.Module):
+    """nn/embeddings.h: x + weight[start : start+S]."""
+
+    def __init__(self, max_len, dim):
+        super().__init__()
+        self.weight = tnn.Parameter(torch.zeros(max_len, dim))
+
+    def forward(self, x):
+        return x + self.weight[:x.shape[1]]
+
+
+class CaptionDecoder(tnn.Module):
+    """models/caption_decoder.h: x = token_embedding[tokens] + position_embedding[0..T);
+    x = layers.{l}(x, image_tokens, memory mask = image_mask) (causal self-attention, cross-attention,
+    MLP; LayerNorm eps 1e-5); logits = lm_head(ln_f(x)), or ln_f(x)·token_embedding.weightᵀ when tied."""
+
+    def __init__(self, c):
+        super().__init__()
+        D = c["dim"]
+        self.tied = c["tie_word_embeddings"]
+        self.token_embedding = tnn.Embedding(c["vocab_size"], D)
+        self.position_embedding = LearnedPositionalEmbedding(c["max_len"], D)
+        self.layers = tnn.ModuleList([CrossAttentionLayer(D, c["heads"], c["memory_dim"], c["mlp_ratio"], 1e-5,
+                                                          causal=True) for _ in range(c["depth"])])
+        self.ln_f = tnn.LayerNorm(D, eps=1e-5)
+        self.lm_head = None if self.tied else tnn.Linear(D, c["vocab_size"])
+
+    def forward(self, tokens, image_tokens, image_mask):
+        x = self.position_embedding(self.token_embedding(tokens))
+        for layer in self.layers:
+            x = layer(x, image_tokens, None, image_mask)
+        h = self.ln_f(x)
+        logits = F.linear(h, self.token_embedding.weight) if self.tied else self.lm_head(h)
+        return {"logits": logits}
+
+
+def caption_lm_loss(logits, tokens, pad_id):
+    """models/objectives.h: position t predicts token t+1; mean cross-entropy, PAD ignored."""
+    V = logits.shape[-1]
+    return F.cross_entropy(logits[:, :-1].reshape(-1, V), tokens[:, 1:].reshape(-1), ignore_index=pad_id)
+
+
 # ---------------------------------------------------------------------------------------------
 # The classes above are written out so they carry mmgrad's names; before trusting them, check
 # them against PyTorch's own modules (pre-LN = norm_first=True) on the same weights, in float64.
@@ -281,6 +421,7 @@ def randomize(module, gen):
     def randn(*shape):
         return torch.randn(*shape, generator=gen)
 
+    done = set()
     with torch.no_grad():
         for m in module.modules():
             if isinstance(m, tnn.LayerNorm):
@@ -293,8 +434,11 @@ def randomize(module, gen):
                     m.bias.copy_(0.2 * randn(*m.bias.shape))
             elif isinstance(m, tnn.Embedding):
                 m.weight.copy_(randn(*m.weight.shape))
-        for name, p in module.named_parameters():  # parameters held directly (cls_token, pos_embed)
-            if "." not in name:
+            else:
+                continue
+            done.update(id(p) for p in m.parameters(recurse=False))
+        for name, p in module.named_parameters():  # held directly: cls_token, position tables
+            if id(p) not in done:
                 p.copy_(0.5 * randn(*p.shape))
 
 
@@ -308,6 +452,7 @@ def run_case(name, kind, description, config, module, inputs, forward, call=None
     loss other than the weighted sum)."""
     gen = torch.Generator().manual_seed(seed + 1000)
     params = [(n, p.detach().clone()) for n, p in module.named_parameters()]
+    buffers = [(n, b.detach().clone()) for n, b in module.named_buffers()]
 
     m64 = copy.deepcopy(module).double()
     m64.eval()
@@ -331,6 +476,7 @@ def run_case(name, kind, description, config, module, inputs, forward, call=None
     total.backward()
 
     tensors = [("param." + n, p) for n, p in params]
+    tensors += [("buffer." + n, b) for n, b in buffers]
     tensors += [("input." + k, v) for k, v in inputs.items()]
     tensors += [("loss_weight." + k, w) for k, w in loss_weights.items()]
     tensors += [("output." + k, v.detach().float()) for k, v in outputs.items()]
@@ -438,6 +584,98 @@ def case_decoder_layer():
              cfg, m, inputs, lambda m, x: {"out": m(x["x"], x["memory"])}, seed=6)
 
 
+# ---------------------------------------------------------------------------------------------
+# model-level cases: configs are the models' own to_json(), so the test builds them with from_json
+
+VIT_CONFIG = {"family": "vit", "image_size": 8, "patch_size": 4, "channels": 3, "dim": 16, "depth": 2, "heads": 2,
+              "mlp_ratio": 2.0, "dropout": 0.0, "pool": "cls", "pos": "learned", "eps": 1e-6}
+
+
+def case_vit():
+    gen = torch.Generator().manual_seed(11)
+    cfg = dict(VIT_CONFIG)
+    m = ViT(cfg)
+    randomize(m, gen)
+    inputs = {"images": torch.randn(2, 3, 8, 8, generator=gen)}
+    run_case("vit", "vit", "ViT: 8x8 images, 4x4 patches, CLS token, learned positions, 2 pre-LN layers, final "
+             "LayerNorm (eps 1e-6), CLS pooling; loss over tokens and pooled", cfg, m, inputs,
+             lambda m, x: m(x["images"]), seed=11)
+
+
+def case_vit_mean_sincos():
+    gen = torch.Generator().manual_seed(12)
+    cfg = dict(VIT_CONFIG, image_size=12, depth=1, pool="mean", pos="sincos")
+    m = ViT(cfg)
+    randomize(m, gen)
+    inputs = {"images": torch.randn(2, 3, 12, 12, generator=gen)}
+    run_case("vit_mean_sincos", "vit", "ViT: 12x12 images (3x3 patches), fixed 2-D sinusoidal positions (a buffer), "
+             "mean pooling over the patches", cfg, m, inputs, lambda m, x: m(x["images"]), seed=12)
+
+
+def case_text_encoder():
+    gen = torch.Generator().manual_seed(13)
+    cfg = {"family": "text", "vocab_size": 20, "max_len": 8, "type_vocab_size": 2, "dim": 16, "depth": 2, "heads": 2,
+           "mlp_ratio": 2.0, "dropout": 0.0, "eps": 1e-12, "pad_id": 0}
+    m = TextEncoder(cfg)
+    randomize(m, gen)
+    ids = torch.randint(1, 20, (2, 6), generator=gen)
+    ids[1, 4:] = 0  # padding
+    inputs = {"ids": ids, "attention_mask": ids != 0,
+              "token_type_ids": torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 0, 0]])}
+    run_case("text_encoder", "text_encoder", "BERT-style text encoder, pre-LN: word + position + token-type "
+             "embeddings, embeddings LayerNorm (eps 1e-12), 2 layers, final LayerNorm, padding mask, [CLS] pooling",
+             cfg, m, inputs, lambda m, x: m(x["ids"], x["attention_mask"], x["token_type_ids"]), seed=13)
+
+
+def case_cross_fusion():
+    gen = torch.Generator().manual_seed(14)
+    cfg = {"dim": 8, "image_dim": 12, "depth": 2, "heads": 2, "mlp_ratio": 2.0, "dropout": 0.0, "eps": 1e-6}
+    m = CrossAttentionFusion(cfg)
+    randomize(m, gen)
+    inputs = {"text_tokens": torch.randn(2, 5, 8, generator=gen),
+              "text_mask": mask_from([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]),
+              "image_tokens": torch.randn(2, 6, 12, generator=gen),
+              "image_mask": mask_from([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])}
+    run_case("cross_fusion", "cross_fusion", "ALBEF cross-attention fusion encoder (models CrossAttentionFusion): 2 "
+             "CrossAttentionLayers over text (width 8) and image tokens (width 12), both padded, final LayerNorm",
+             cfg, m, inputs,
+             lambda m, x: m(x["text_tokens"], x["text_mask"], x["image_tokens"], x["image_mask"]), seed=14)
+
+
+DECODER_CONFIG = {"vocab_size": 24, "max_len": 8, "dim": 16, "depth": 2, "heads": 2, "mlp_ratio": 2.0,
+                  "dropout": 0.0, "memory_dim": 12, "bos_id": 1, "eos_id": 2, "pad_id": 0,
+                  "tie_word_embeddings": False}
+
+
+def decoder_case(name, cfg, seed, description):
+    gen = torch.Generator().manual_seed(seed)
+    m = CaptionDecoder(cfg)
+    randomize(m, gen)
+    tokens = torch.randint(3, cfg["vocab_size"], (2, 7), generator=gen)
+    tokens[:, 0] = cfg["bos_id"]
+    tokens[0, 6] = cfg["eos_id"]
+    tokens[1, 4] = cfg["eos_id"]
+    tokens[1, 5:] = cfg["pad_id"]
+    inputs = {"tokens": tokens, "image_tokens": torch.randn(2, 5, cfg["memory_dim"], generator=gen),
+              "image_mask": mask_from([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])}
+    run_case(name, "caption_decoder", description, cfg, m, inputs,
+             lambda m, x: m(x["tokens"], x["image_tokens"], x["image_mask"]), loss="caption_lm",
+             loss_fn=lambda out, x: caption_lm_loss(out["logits"], x["tokens"], cfg["pad_id"]), seed=seed)
+
+
+def case_caption_decoder():
+    decoder_case("caption_decoder", dict(DECODER_CONFIG), 15,
+                 "caption decoder: token + learned position embeddings, 2 decoder layers (causal self-attention, "
+                 "cross-attention to padded image tokens of width 12, MLP), ln_f, untied lm_head; loss: next-token "
+                 "cross-entropy with PAD ignored (caption_lm_loss)")
+
+
+def case_caption_decoder_tied():
+    decoder_case("caption_decoder_tied", dict(DECODER_CONFIG, depth=1, tie_word_embeddings=True), 16,
+                 "caption decoder with the output projection tied to token_embedding.weight (no lm_head), 1 layer; "
+                 "caption_lm_loss")
+
+
 CASES = {
     "mha_self": case_mha_self,
     "mha_cross_causal": case_mha_cross_causal,
@@ -445,6 +683,12 @@ CASES = {
     "encoder": case_encoder,
     "cross_attention_layer": case_cross_attention_layer,
     "decoder_layer": case_decoder_layer,
+    "vit": case_vit,
+    "vit_mean_sincos": case_vit_mean_sincos,
+    "text_encoder": case_text_encoder,
+    "cross_fusion": case_cross_fusion,
+    "caption_decoder": case_caption_decoder,
+    "caption_decoder_tied": case_caption_decoder_tied,
 }
 
 
