@@ -14,7 +14,7 @@ MultiHeadAttention::MultiHeadAttention(int64_t dim, int64_t heads, double p, int
   k_proj = register_module("k_proj", std::make_shared<Linear>(this->kv_dim, dim, bias, gen));
   v_proj = register_module("v_proj", std::make_shared<Linear>(this->kv_dim, dim, bias, gen));
   out_proj = register_module("out_proj", std::make_shared<Linear>(dim, dim, bias, gen));
-  dropout = register_module("dropout", std::make_shared<Dropout>(p, gen));
+  dropout = register_module("dropout", std::make_shared<Dropout>(p));
 }
 
 void MultiHeadAttention::check_inputs(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask) const {

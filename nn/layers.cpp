@@ -59,7 +59,7 @@ Tensor activate(const Tensor& x, Activation a) {
 MLP::MLP(int64_t dim, int64_t hidden, Activation act, double p, Generator* gen) : act(act) {
   fc1 = register_module("fc1", std::make_shared<Linear>(dim, hidden, true, gen));
   fc2 = register_module("fc2", std::make_shared<Linear>(hidden, dim, true, gen));
-  drop = register_module("dropout", std::make_shared<Dropout>(p, gen));
+  drop = register_module("dropout", std::make_shared<Dropout>(p));
 }
 
 Tensor MLP::forward(const Tensor& x) const {

@@ -43,7 +43,9 @@ class Embedding : public Module {
 };
 
 // Zeroes elements with probability p while training (drawing from `gen`, default the
-// global generator); the identity in eval mode.
+// global generator); the identity in eval mode. Layers that contain a Dropout never hand it
+// the generator they were initialised with: that one may be a local that is gone by the
+// time the model trains, so their masks come from the global generator (manual_seed).
 class Dropout : public Module {
  public:
   explicit Dropout(double p = 0.1, Generator* gen = nullptr) : p(p), gen(gen) {}

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace mmg {
 
@@ -17,5 +18,40 @@ int run_demo(const DemoOptions& options);
 // Runs the gradcheck battery (all cases, or those of `op`), one line per case; returns 0
 // when every case passes, 1 otherwise (2 when `op` matches no case).
 int run_gradcheck_command(const std::string& op, bool list_only);
+
+// `mmg tokenizer train`: learns a WordPiece vocabulary from the texts of `input` (a .txt file
+// with one text per line, or a .jsonl file whose lines name caption(s)/text/question/answer/
+// label) and writes it as a Hugging Face vocab.txt.
+struct TokenizerTrainOptions {
+  std::string input;
+  std::string out = "vocab.txt";
+  int64_t vocab_size = 1000;
+  int64_t min_frequency = 1;
+};
+int run_tokenizer_train(const TokenizerTrainOptions& options);
+// The texts `mmg tokenizer train` learns from; errors name the file and line.
+std::vector<std::string> read_tokenizer_corpus(const std::string& path);
+
+// `mmg tokenizer encode`: prints the tokens, ids (and mask) of each text under a vocab.txt.
+struct TokenizerEncodeOptions {
+  std::string vocab;
+  std::vector<std::string> texts;
+  int64_t max_len = 512;
+  bool pad = false;
+};
+int run_tokenizer_encode(const TokenizerEncodeOptions& options);
+
+struct InspectOptions {
+  std::string preset;       // a preset name (see `mmg inspect --list`)
+  std::string config_path;  // or a JSON config file
+  bool list = false;        // list the presets instead
+};
+
+// The text `mmg inspect` prints for a model config: the config as JSON, then one line per
+// parameter (name, shape) and the parameter count.
+std::string inspect_report(const std::string& title, const std::string& config_json);
+
+// `mmg inspect`: prints inspect_report for a preset or a config file, or the preset list.
+int run_inspect_command(const InspectOptions& options);
 
 }  // namespace mmg

@@ -1,4 +1,4 @@
-// mmg: the command-line program. Subcommands: demo, gradcheck, info.
+// mmg: the command-line program. Subcommands: demo, gradcheck, tokenizer, inspect, info.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -25,12 +25,36 @@ int main(int argc, char** argv) {
   gc->add_flag("--all", all, "Check every case of the built-in battery (the default)");
   gc->add_flag("--list", list, "List the cases without running them");
 
+  auto* tk = app.add_subcommand("tokenizer", "Train a WordPiece vocabulary, or encode texts with one");
+  tk->require_subcommand(1);
+  auto* tk_train = tk->add_subcommand("train", "Learn a WordPiece vocab.txt from captions (.txt lines or .jsonl)");
+  mmg::TokenizerTrainOptions tk_train_opts;
+  tk_train->add_option("--input", tk_train_opts.input, "captions.txt (one per line) or captions.jsonl")->required();
+  tk_train->add_option("--vocab-size", tk_train_opts.vocab_size, "Vocabulary size, special tokens included");
+  tk_train->add_option("--min-frequency", tk_train_opts.min_frequency, "Merge only pairs seen this often");
+  tk_train->add_option("--out", tk_train_opts.out, "Where to write the vocab.txt");
+  auto* tk_encode = tk->add_subcommand("encode", "Show the tokens and ids of texts under a vocab.txt");
+  mmg::TokenizerEncodeOptions tk_encode_opts;
+  tk_encode->add_option("--vocab", tk_encode_opts.vocab, "A vocab.txt (Hugging Face format)")->required();
+  tk_encode->add_option("--max-len", tk_encode_opts.max_len, "Truncate to this many tokens, [CLS] and [SEP] included");
+  tk_encode->add_flag("--pad", tk_encode_opts.pad, "Pad with [PAD] up to --max-len and print the attention mask");
+  tk_encode->add_option("texts", tk_encode_opts.texts, "Texts to encode")->required();
+
+  auto* inspect = app.add_subcommand("inspect", "Print a model's config, parameter names, shapes and count");
+  mmg::InspectOptions inspect_opts;
+  inspect->add_option("--preset", inspect_opts.preset, "A model preset, e.g. vit-tiny or albef-micro");
+  inspect->add_option("--config", inspect_opts.config_path, "A model config file (JSON with a \"family\" key)");
+  inspect->add_flag("--list", inspect_opts.list, "List the presets");
+
   auto* info = app.add_subcommand("info", "Print the build configuration and the devices found");
 
   CLI11_PARSE(app, argc, argv);
   try {
     if (demo->parsed()) return mmg::run_demo(demo_opts);
     if (gc->parsed()) return mmg::run_gradcheck_command(op, list);
+    if (tk_train->parsed()) return mmg::run_tokenizer_train(tk_train_opts);
+    if (tk_encode->parsed()) return mmg::run_tokenizer_encode(tk_encode_opts);
+    if (inspect->parsed()) return mmg::run_inspect_command(inspect_opts);
     if (info->parsed()) {
       std::printf("mmgrad: CPU threads %d; CUDA compiled: %s; %s\n", mmg::cpu::num_threads(),
                   mmg::cuda_compiled() ? "yes" : "no", mmg::cuda_status().c_str());
