@@ -34,6 +34,9 @@
 
 #include "core/io/safetensors.h"
 #include "core/mmgrad.h"
+#include "models/fusion.h"
+#include "models/text_encoder.h"
+#include "models/vit.h"
 #include "nn/attention.h"
 #include "nn/transformer.h"
 
@@ -147,6 +150,28 @@ Built build(const Fixture& f) {
               return {{"out", m->forward(in.at("x"), in.at("memory"), opt(in, "x_mask"), opt(in, "memory_mask"))}};
             }};
   }
+  if (kind == "vit") {
+    auto m = std::make_shared<models::ViT>(models::ViTConfig::from_json(c));
+    return {m, [m](const Tensors& in) -> Tensors {
+              models::ViTOutput o = m->forward(in.at("images"));
+              return {{"tokens", o.tokens}, {"pooled", o.pooled}};
+            }};
+  }
+  if (kind == "text_encoder") {
+    auto m = std::make_shared<models::TextEncoder>(models::TextEncoderConfig::from_json(c));
+    return {m, [m](const Tensors& in) -> Tensors {
+              models::TextOutput o = m->forward(in.at("ids"), opt(in, "attention_mask"), opt(in, "token_type_ids"));
+              return {{"tokens", o.tokens}, {"pooled", o.pooled}};
+            }};
+  }
+  if (kind == "cross_fusion") {
+    auto m = std::make_shared<models::CrossAttentionFusion>(models::CrossAttentionFusionConfig::from_json(c));
+    return {m, [m](const Tensors& in) -> Tensors {
+              models::CrossFusionOutput o =
+                  m->forward(in.at("text_tokens"), in.at("text_mask"), in.at("image_tokens"), opt(in, "image_mask"));
+              return {{"tokens", o.tokens}, {"pooled", o.pooled}};
+            }};
+  }
   FAIL("fixture ", f.name, ": unknown kind '", kind, "'");
   return {};
 }
@@ -229,13 +254,24 @@ Summary run_parity(const std::string& name, const nlohmann::json& config_patch =
   Module& m = *built.module;
   m.eval();
 
-  // Weights by name; strict: the module and the fixture hold the same names and shapes.
+  // Buffers (fixed tables): the module's own must already be the reference's.
+  Summary s;
+  s.expect_match = expect_match;
   StateDict state;
+  for (auto& [k, b] : m.named_buffers()) {
+    INFO(name, ": buffer ", k);
+    REQUIRE(f.has("buffer." + k));
+    double unused = 0;
+    check_tensor(name, "buffer " + k, b, f.at("buffer." + k), 0, unused, s);
+  }
+  for (auto& [k, t] : f.with_prefix("buffer.")) state[k] = t;
+
+  // Weights (and buffers) by name; strict: the module and the fixture hold the same names and shapes.
   for (auto& [k, t] : f.with_prefix("param.")) state[k] = t;
   REQUIRE(!state.empty());
   m.load_state_dict(state, /*strict=*/true);
-  for (auto& [k, p] : m.named_parameters()) {
-    INFO(name, ": parameter ", k);
+  for (auto& [k, p] : m.state_dict()) {
+    INFO(name, ": parameter or buffer ", k);
     CHECK(compare(p, state.at(k)).norm_rel == 0.0);  // loaded bit for bit
   }
 
@@ -260,8 +296,6 @@ Summary run_parity(const std::string& name, const nlohmann::json& config_patch =
   }
   loss.backward();
 
-  Summary s;
-  s.expect_match = expect_match;
   auto expected_outputs = f.with_prefix("output.");
   CHECK(expected_outputs.size() == outputs.size());
   for (auto& [k, ref] : expected_outputs) {
@@ -329,4 +363,11 @@ TEST_CASE("parity with PyTorch: nn TransformerEncoderLayer and TransformerEncode
 TEST_CASE("parity with PyTorch: nn CrossAttentionLayer (fusion) and TransformerDecoderLayer") {
   SUBCASE("cross-attention fusion layer, text and image padding masks") { run_parity("cross_attention_layer"); }
   SUBCASE("decoder layer, causal") { run_parity("decoder_layer"); }
+}
+
+TEST_CASE("parity with PyTorch: models ViT, TextEncoder, CrossAttentionFusion") {
+  SUBCASE("ViT, CLS token and pooling, learned positions") { run_parity("vit"); }
+  SUBCASE("ViT, mean pooling, 2-D sinusoidal positions") { run_parity("vit_mean_sincos"); }
+  SUBCASE("text encoder, padding mask, token types") { run_parity("text_encoder"); }
+  SUBCASE("cross-attention fusion encoder (ALBEF)") { run_parity("cross_fusion"); }
 }
