@@ -53,5 +53,18 @@ std::string inspect_report(const std::string& title, const std::string& config_j
 
 // `mmg inspect`: prints inspect_report for a preset or a config file, or the preset list.
 int run_inspect_command(const InspectOptions& options);
+struct DataScenesOptions {
+  std::string out;       // output folder (created if missing)
+  int64_t n = 1000;      // scenes in all splits together
+  uint64_t seed = 0;
+  int size = 32;         // image side in pixels
+  bool verbose = true;   // progress and a summary line
+};
+
+// `mmg data scenes`: writes the generated scenes as out/images/NNNNNN.png plus
+// out/captions.jsonl (one JSON object per image: image file, split, held-out flag, objects,
+// captions (strings), negatives (one list per caption), questions with answers and types) and out/dataset.json (the vocabulary and the
+// held-out combinations). Returns the process exit code.
+int run_data_scenes(const DataScenesOptions& options);
 
 }  // namespace mmg

@@ -1,4 +1,4 @@
-// mmg: the command-line program. Subcommands: demo, gradcheck, tokenizer, inspect, info.
+// mmg: the command-line program. Subcommands: demo, gradcheck, tokenizer, inspect, data, info.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -45,6 +45,14 @@ int main(int argc, char** argv) {
   inspect->add_option("--preset", inspect_opts.preset, "A model preset, e.g. vit-tiny or albef-micro");
   inspect->add_option("--config", inspect_opts.config_path, "A model config file (JSON with a \"family\" key)");
   inspect->add_flag("--list", inspect_opts.list, "List the presets");
+  auto* data = app.add_subcommand("data", "Write data sets to disk");
+  data->require_subcommand(1);
+  auto* scenes = data->add_subcommand("scenes", "Generated scenes: PNG images + captions.jsonl (captions, negatives, questions)");
+  mmg::DataScenesOptions scenes_opts;
+  scenes->add_option("--out", scenes_opts.out, "Output folder")->required();
+  scenes->add_option("--n", scenes_opts.n, "Number of scenes (train + val + test)")->capture_default_str();
+  scenes->add_option("--seed", scenes_opts.seed, "Random seed")->capture_default_str();
+  scenes->add_option("--size", scenes_opts.size, "Image side in pixels (32 or 64)")->capture_default_str();
 
   auto* info = app.add_subcommand("info", "Print the build configuration and the devices found");
 
@@ -55,6 +63,7 @@ int main(int argc, char** argv) {
     if (tk_train->parsed()) return mmg::run_tokenizer_train(tk_train_opts);
     if (tk_encode->parsed()) return mmg::run_tokenizer_encode(tk_encode_opts);
     if (inspect->parsed()) return mmg::run_inspect_command(inspect_opts);
+    if (scenes->parsed()) return mmg::run_data_scenes(scenes_opts);
     if (info->parsed()) {
       std::printf("mmgrad: CPU threads %d; CUDA compiled: %s; %s\n", mmg::cpu::num_threads(),
                   mmg::cuda_compiled() ? "yes" : "no", mmg::cuda_status().c_str());

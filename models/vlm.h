@@ -1,0 +1,134 @@
+// VLM: a vision–language model trained on several objectives at once.
+//
+// It owns a FusionModel (models/fusion.h: the encoders and the fusion of one family) and the
+// heads its objectives need, and turns a batch into a Losses report (models/objectives.h):
+//
+//   objective  families               what it runs
+//   itc        dual, cross            contrastive_loss(image_emb, text_emb, logit_scale): clip or hinge
+//   itm        cross, single          itm_head on the fused [CLS] of B positive pairs and 2B hard
+//                                     negatives drawn from the contrastive similarities (single:
+//                                     uniformly, having none)
+//   mlm        all                    mask_tokens(text); the masked text through the text encoder
+//                                     (dual, pooled), then the fusion (cross: with the batch's
+//                                     image tokens), or through the joint encoder (single);
+//                                     mlm_head on its tokens
+//   vqa        cross, single, pooled  vqa_head on the fused [CLS] (pooled: the fused vector)
+//   cls        all                    cls_head on the ViT's pooled output (single: the mean of
+//                                     the image tokens of the joint encoder run on an empty
+//                                     text, [CLS] [SEP], so that no caption leaks in)
+//   cap        all                    caption_decoder over the image tokens (the ViT's; single:
+//                                     as for cls), captioning LM loss
+//
+// A batch has one text per image: the caption for itc/itm/mlm/cap, the question for vqa (a
+// trainer batches one task at a time, or uses captions and questions with separate VLMs).
+//
+// Parameter names: the FusionModel's under "model." (model.vision.*, model.text.*,
+// model.image_proj.weight, model.logit_scale, model.fusion.*), then the heads that the enabled
+// objectives need: itm_head.{weight,bias}, mlm_head.{dense,layer_norm,decoder}.*,
+// vqa_head.{fc1,layer_norm,fc2}.*, cls_head.{norm,fc}.*, caption_decoder.* (CaptionDecoder's).
+// Heads of disabled objectives are not built.
+//
+// Presets: "vlm-micro" (albef-micro: for tests) and "vlm-tiny" (albef-tiny, 32×32 images, 32
+// tokens), both with every objective at weight 1.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "models/caption_decoder.h"
+#include "models/fusion.h"
+#include "models/heads.h"
+#include "models/objectives.h"
+
+namespace mmg::models {
+
+// The tokenizer's special ids (train/tokenizer.h lists [PAD] [UNK] [CLS] [SEP] [MASK] first).
+struct SpecialTokens {
+  int64_t pad_id = 0, unk_id = 1, cls_id = 2, sep_id = 3, mask_id = 4;
+  std::vector<int64_t> all() const { return {pad_id, unk_id, cls_id, sep_id, mask_id}; }
+  bool operator==(const SpecialTokens&) const = default;
+};
+
+struct VLMConfig {
+  FusionModelConfig fusion = FusionModelConfig::preset("albef-tiny");
+  ObjectiveWeights objectives;
+  int64_t num_classes = 10;  // cls
+  int64_t num_answers = 32;  // vqa
+  // cap. Its vocab_size, memory_dim and bos/eos/pad ids follow the encoders and `tokens`
+  // (BOS = [CLS], EOS = [SEP]): from_json fills them in when the JSON leaves them out.
+  CaptionDecoderConfig decoder;
+  SpecialTokens tokens;
+  double mlm_prob = 0.15;
+  std::string contrastive = "clip";  // "clip" | "hinge"
+  double margin = 0.2;               // hinge
+
+  // Facts of the fusion family, for the heads.
+  int64_t vocab_size() const;     // the text vocabulary
+  int64_t text_dim() const;       // width of the text tokens the MLM head reads
+  int64_t fused_dim() const;      // width of the fused [CLS] (itm, vqa)
+  int64_t image_dim() const;      // width of the image tokens (cap) and pooled image (cls)
+  int64_t max_text_len() const;
+  // Sets the decoder's derived fields from the encoders and tokens.
+  void derive_decoder_fields();
+  void validate() const;  // objectives the family cannot train, inconsistent sizes: Error
+  // {"family": "vlm", "fusion": {...}, "objectives": {"itc": 1, ...}, "num_classes", "num_answers",
+  //  "decoder": {...}, "tokens": {"pad_id", "unk_id", "cls_id", "sep_id", "mask_id"},
+  //  "mlm_prob", "contrastive", "margin"}
+  nlohmann::json to_json() const;
+  static VLMConfig from_json(const nlohmann::json& j);
+  static VLMConfig preset(const std::string& name);
+  static std::vector<std::string> preset_names();
+};
+
+struct VLMBatch {
+  Tensor images;       // [B,C,H,W]
+  Tensor text_ids;     // [B,S] integer
+  Tensor text_mask;    // [B,S] bool (true = real token) or undefined (ids != pad_id)
+  Tensor class_ids;    // [B] i64, for cls
+  Tensor answer_ids;   // [B] i64, for vqa
+  Tensor caption_ids;  // [B,T] i64 "[CLS] words [SEP] [PAD]...", for cap (undefined: text_ids)
+};
+
+class VLM : public nn::Module {
+ public:
+  // `gen` draws the initial weights (the global generator when null); dropout masks come from
+  // the global generator, as in every layer (nn/layers.h).
+  explicit VLM(const VLMConfig& config, Generator* gen = nullptr);
+
+  // Every enabled objective's loss, and their weighted sum in `total`. `gen` draws the MLM
+  // masking and the ITM hard negatives (the global generator when null).
+  Losses compute_losses(const VLMBatch& batch, Generator* gen = nullptr) const;
+
+  // For evaluation (no loss): class logits [B,num_classes], answer logits [B,num_answers], and
+  // captions (beam search over the image tokens; beam 1 is greedy), the best hypothesis per image.
+  Tensor class_logits(const Tensor& images) const;
+  Tensor answer_logits(const Tensor& images, const Tensor& ids, const Tensor& mask = Tensor()) const;
+  std::vector<std::vector<int64_t>> caption(const Tensor& images, int64_t beam = 1, int64_t max_new = -1,
+                                            double length_penalty = 1.0);
+
+  std::string type_name() const override { return "VLM"; }
+
+  VLMConfig config;
+  std::shared_ptr<FusionModel> model;
+  std::shared_ptr<ITMHead> itm_head;                 // null unless itm
+  std::shared_ptr<MLMHead> mlm_head;                 // null unless mlm
+  std::shared_ptr<VQAHead> vqa_head;                 // null unless vqa
+  std::shared_ptr<ClassificationHead> cls_head;      // null unless cls
+  std::shared_ptr<CaptionDecoder> caption_decoder;   // null unless cap
+
+ private:
+  // The parts of one forward that several objectives share.
+  FusionOutput encode(const Tensor& images, const Tensor& ids, const Tensor& mask) const;
+  // The image encoded without a text (the ViT; single: the joint encoder over [CLS] [SEP]).
+  FusionOutput image_only(const Tensor& images) const;
+  Tensor image_tokens(const FusionOutput& out) const;  // what the caption decoder attends to
+  Tensor image_pooled(const FusionOutput& out) const;  // what the classifier reads
+  Tensor mlm_tokens(const VLMBatch& batch, const FusionOutput& out, const Tensor& masked_ids) const;
+  ITMResult itm(const VLMBatch& batch, const FusionOutput& out, Generator* gen) const;
+  void check_batch(const VLMBatch& batch) const;
+};
+
+}  // namespace mmg::models
