@@ -34,7 +34,9 @@
 
 #include "core/io/safetensors.h"
 #include "core/mmgrad.h"
+#include "models/caption_decoder.h"
 #include "models/fusion.h"
+#include "models/objectives.h"
 #include "models/text_encoder.h"
 #include "models/vit.h"
 #include "nn/attention.h"
@@ -172,6 +174,12 @@ Built build(const Fixture& f) {
               return {{"tokens", o.tokens}, {"pooled", o.pooled}};
             }};
   }
+  if (kind == "caption_decoder") {
+    auto m = std::make_shared<models::CaptionDecoder>(models::CaptionDecoderConfig::from_json(c));
+    return {m, [m](const Tensors& in) -> Tensors {
+              return {{"logits", m->forward(in.at("tokens"), in.at("image_tokens"), opt(in, "image_mask"))}};
+            }};
+  }
   FAIL("fixture ", f.name, ": unknown kind '", kind, "'");
   return {};
 }
@@ -291,6 +299,8 @@ Summary run_parity(const std::string& name, const nlohmann::json& config_patch =
       Tensor term = sum(out * f.at("loss_weight." + k));
       loss = loss.defined() ? loss + term : term;
     }
+  } else if (loss_kind == "caption_lm") {
+    loss = models::caption_lm_loss(outputs.at("logits"), inputs.at("tokens"), f.config.at("pad_id").get<int64_t>());
   } else {
     FAIL("fixture ", name, ": unknown loss '", loss_kind, "'");
   }
@@ -320,10 +330,14 @@ Summary run_parity(const std::string& name, const nlohmann::json& config_patch =
     REQUIRE(inputs.at(k).grad().defined());
     check_tensor(name, "input grad " + k, inputs.at(k).grad(), ref, s.grad_scale, s.input_grad, s);
   }
-  if (expect_match)
-    MESSAGE(name, ": worst norm-wise relative errors: outputs ", s.out, ", loss ", s.loss, ", parameter grads ",
-          s.grad, ", input grads ", s.input_grad, "; worst elementwise ratio ", s.elem, "; ", s.zero_refs,
-          " zero reference(s) (gradient scale G ", s.grad_scale, "), max abs error ", s.zero_abs);
+  if (expect_match) {
+    const std::string input_grads =
+        f.with_prefix("input_grad.").empty() ? std::string("(none)") : fmt::format("{:.3g}", s.input_grad);
+    MESSAGE(fmt::format("{}: worst norm-wise relative errors: outputs {:.3g}, loss {:.3g}, parameter grads {:.3g}, "
+                        "input grads {}; worst elementwise ratio {:.3g}; {} zero reference(s) (G {:.3g}), max abs "
+                        "error {:.3g}",
+                        name, s.out, s.loss, s.grad, input_grads, s.elem, s.zero_refs, s.grad_scale, s.zero_abs));
+  }
   return s;
 }
 
@@ -370,4 +384,9 @@ TEST_CASE("parity with PyTorch: models ViT, TextEncoder, CrossAttentionFusion") 
   SUBCASE("ViT, mean pooling, 2-D sinusoidal positions") { run_parity("vit_mean_sincos"); }
   SUBCASE("text encoder, padding mask, token types") { run_parity("text_encoder"); }
   SUBCASE("cross-attention fusion encoder (ALBEF)") { run_parity("cross_fusion"); }
+}
+
+TEST_CASE("parity with PyTorch: models CaptionDecoder with caption_lm_loss") {
+  SUBCASE("untied lm_head, 2 layers, padded image tokens") { run_parity("caption_decoder"); }
+  SUBCASE("output projection tied to the token embedding") { run_parity("caption_decoder_tied"); }
 }

@@ -642,7 +642,7 @@ def case_cross_fusion():
              lambda m, x: m(x["text_tokens"], x["text_mask"], x["image_tokens"], x["image_mask"]), seed=14)
 
 
-DECODER_CONFIG = {"vocab_size": 24, "max_len": 8, "dim": 16, "depth": 2, "heads": 2, "mlp_ratio": 2.0,
+DECODER_CONFIG = {"family": "decoder", "vocab_size": 24, "max_len": 8, "dim": 16, "depth": 2, "heads": 2, "mlp_ratio": 2.0,
                   "dropout": 0.0, "memory_dim": 12, "bos_id": 1, "eos_id": 2, "pad_id": 0,
                   "tie_word_embeddings": False}
 
