@@ -724,6 +724,43 @@ TEST_CASE("gradcheck (f64) of a micro cross-attention fusion over both token inp
   CHECK(r.elements_checked == 64 + 36 + f.num_parameters());
 }
 
+TEST_CASE("gradcheck (f64) of the micro single-stream (ViLT) encoder over its images and a few parameters") {
+  manual_seed(24);
+  SingleStreamEncoder m(SingleStreamConfig::preset("vilt-micro"));
+  Tensor mask = make_mask({{1, 1, 1, 0, 0}, {1, 1, 1, 1, 1}});
+  Tensor ids = random_ids(mask, 50);
+  GradcheckOptions opts;
+  opts.check = check_flags(m, 1, {"modality_embeddings", "patch_embed.proj.bias", "image_pos_embed.weight",
+                                  "word_embeddings.weight", "encoder.layers.0.attn.k_proj.weight", "encoder.ln_f.weight"});
+  std::vector<Tensor> inputs = inputs_and_parameters({randn({2, 3, 8, 8})}, m);
+  auto fn = [&](const std::vector<Tensor>& a) {
+    bind_parameters(m, a, 1);
+    SingleStreamOutput o = m.forward(a[0], ids, mask);
+    return cat({o.image_tokens.reshape({2, -1}), o.pooled}, 1);
+  };
+  GradcheckResult r = gradcheck(fn, inputs, opts);
+  INFO(r.message);
+  CHECK(r.ok);
+  CHECK(m.modality_embeddings.dtype() == DType::f64);  // it really ran in f64
+}
+
+TEST_CASE("gradcheck (f64) of every pooled fusion mode over both vectors and its parameters") {
+  manual_seed(25);
+  for (const std::string mode : {"concat", "add", "mul", "gated"}) {
+    CAPTURE(mode);
+    PooledFusion f({.mode = mode, .dim = 5});
+    std::vector<Tensor> inputs = inputs_and_parameters({randn({3, 5}), randn({3, 5})}, f);
+    auto fn = [&](const std::vector<Tensor>& a) {
+      bind_parameters(f, a, 2);
+      return f.forward(a[0], a[1]);
+    };
+    GradcheckResult r = gradcheck(fn, inputs);
+    INFO(r.message);
+    CHECK(r.ok);
+    CHECK(r.elements_checked == 30 + f.num_parameters());
+  }
+}
+
 TEST_CASE("gradcheck (f64) of the micro CLIP loss over the projections and the temperature") {
   manual_seed(23);
   FusionModel m(FusionModelConfig::preset("clip-micro"));
