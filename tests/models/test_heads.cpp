@@ -19,12 +19,6 @@ using namespace mmg::test;
 
 namespace {
 
-std::vector<std::string> names_of(const nn::Module& m) {
-  std::vector<std::string> out;
-  for (auto& [n, t] : m.named_parameters()) out.push_back(n);
-  return out;
-}
-
 // Mean cross-entropy of rows of `logits` [N,C] against `target`, skipping `ignore`, by loops.
 double reference_cross_entropy(const Tensor& logits, const std::vector<int64_t>& target, int64_t ignore = -100) {
   const int64_t C = logits.size(-1);

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "core/mmgrad.h"
+#include "tests/nn/module_test_util.h"
 #include "models/fusion.h"
 #include "models/caption_decoder.h"
 #include "models/presets.h"
@@ -20,17 +21,10 @@
 using namespace mmg;
 using namespace mmg::nn;
 using namespace mmg::models;
+using namespace mmg::test;
 using nlohmann::json;
 
 namespace {
-
-// A bool [B,S] mask from rows of 0/1.
-Tensor make_mask(const std::vector<std::vector<int>>& rows) {
-  std::vector<bool> v;
-  for (auto& r : rows)
-    for (int x : r) v.push_back(x != 0);
-  return from_vector(v, {static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
-}
 
 Tensor make_ids(const std::vector<std::vector<int64_t>>& rows) {
   std::vector<int64_t> v;
@@ -47,22 +41,9 @@ Tensor random_ids(const Tensor& mask, int64_t vocab, Generator* gen = nullptr) {
   return from_vector(r, mask.shape());
 }
 
-// Makes `m` compute with values[first + i] in place of its i-th parameter (a view of the copy
-// gradcheck hands over), as in tests/nn/test_transformer.cpp: gradcheck then checks parameter
-// gradients too. The module is left bound: use it only for the gradcheck.
-void bind_parameters(Module& m, const std::vector<Tensor>& values, size_t first) {
-  NamedTensors params = m.named_parameters();
-  REQUIRE(values.size() == first + params.size());
-  for (size_t i = 0; i < params.size(); ++i) {
-    const Tensor& v = values[first + i];
-    Tensor alias = v.view(v.shape());
-    *params[i].second.impl() = *alias.impl();
-  }
-}
-
 // The inputs, then the module's parameters, all in f64: the module is converted first (its
 // buffers too), since gradcheck passes the inputs it does not check through unconverted.
-std::vector<Tensor> inputs_and_parameters(std::vector<Tensor> inputs, Module& m) {
+std::vector<Tensor> f64_inputs_and_parameters(std::vector<Tensor> inputs, Module& m) {
   m.to(DType::f64);
   for (Tensor& x : inputs) x = x.to(DType::f64);
   for (const Tensor& p : m.parameters()) inputs.push_back(p.detach());
@@ -79,33 +60,6 @@ std::vector<bool> check_flags(const Module& m, size_t n_inputs, const std::set<s
   }
   REQUIRE(found == names.size());  // every name exists
   return flags;
-}
-
-std::vector<std::string> names_of(const Module& m) {
-  std::vector<std::string> out;
-  for (auto& [n, t] : m.named_parameters()) out.push_back(n);
-  return out;
-}
-
-// Every trainable parameter received a gradient that is finite and not zero everywhere.
-void check_every_parameter_has_a_gradient(const Module& m) {
-  int64_t checked = 0;
-  for (auto& [name, p] : m.named_parameters()) {
-    if (!p.requires_grad()) continue;
-    CAPTURE(name);
-    Tensor g = p.grad();
-    REQUIRE(g.defined());
-    double sq = 0;
-    bool finite = true;
-    for (double x : g.to_vector<double>()) {
-      finite = finite && std::isfinite(x);
-      sq += x * x;
-    }
-    CHECK(finite);
-    CHECK(sq > 0);
-    ++checked;
-  }
-  CHECK(checked > 0);
 }
 
 // A scalar that sees every element of t: Σ t ⊙ r for a fixed random r (the sum of a
@@ -674,7 +628,7 @@ TEST_CASE("gradcheck (f64) of the micro ViT over its images and a few parameters
     if (pos == "learned") checked.insert("pos_embed");
     GradcheckOptions opts;
     opts.check = check_flags(vit, 1, checked);
-    std::vector<Tensor> inputs = inputs_and_parameters({randn({2, 3, 8, 8})}, vit);
+    std::vector<Tensor> inputs = f64_inputs_and_parameters({randn({2, 3, 8, 8})}, vit);
     auto fn = [&](const std::vector<Tensor>& a) {
       bind_parameters(vit, a, 1);
       ViTOutput o = vit.forward(a[0]);
@@ -703,7 +657,7 @@ TEST_CASE("gradcheck (f64) of the micro text encoder over its embeddings and a f
     TextOutput o = enc.forward(ids, mask, types);
     return cat({o.tokens.slice(1, 0, 4).reshape({2, -1}), o.pooled}, 1);  // the real tokens
   };
-  GradcheckResult r = gradcheck(fn, inputs_and_parameters({}, enc), opts);
+  GradcheckResult r = gradcheck(fn, f64_inputs_and_parameters({}, enc), opts);
   INFO(r.message);
   CHECK(r.ok);
   CHECK(r.elements_checked == 50 * 16 + 8 * 16 + 2 * 16 + 16 + 256 + 64 * 16 + 16);
@@ -713,7 +667,7 @@ TEST_CASE("gradcheck (f64) of a micro cross-attention fusion over both token inp
   manual_seed(22);
   CrossAttentionFusion f({.dim = 8, .image_dim = 6, .depth = 2, .heads = 2, .mlp_ratio = 2.0});
   Tensor mask = make_mask({{1, 1, 1, 0}, {1, 1, 1, 1}});
-  std::vector<Tensor> inputs = inputs_and_parameters({randn({2, 4, 8}), randn({2, 3, 6})}, f);
+  std::vector<Tensor> inputs = f64_inputs_and_parameters({randn({2, 4, 8}), randn({2, 3, 6})}, f);
   auto fn = [&](const std::vector<Tensor>& a) {
     bind_parameters(f, a, 2);
     return f.forward(a[0], mask, a[1]).tokens;
@@ -732,7 +686,7 @@ TEST_CASE("gradcheck (f64) of the micro single-stream (ViLT) encoder over its im
   GradcheckOptions opts;
   opts.check = check_flags(m, 1, {"modality_embeddings", "patch_embed.proj.bias", "image_pos_embed.weight",
                                   "word_embeddings.weight", "encoder.layers.0.attn.k_proj.weight", "encoder.ln_f.weight"});
-  std::vector<Tensor> inputs = inputs_and_parameters({randn({2, 3, 8, 8})}, m);
+  std::vector<Tensor> inputs = f64_inputs_and_parameters({randn({2, 3, 8, 8})}, m);
   auto fn = [&](const std::vector<Tensor>& a) {
     bind_parameters(m, a, 1);
     SingleStreamOutput o = m.forward(a[0], ids, mask);
@@ -749,7 +703,7 @@ TEST_CASE("gradcheck (f64) of every pooled fusion mode over both vectors and its
   for (const std::string mode : {"concat", "add", "mul", "gated"}) {
     CAPTURE(mode);
     PooledFusion f({.mode = mode, .dim = 5});
-    std::vector<Tensor> inputs = inputs_and_parameters({randn({3, 5}), randn({3, 5})}, f);
+    std::vector<Tensor> inputs = f64_inputs_and_parameters({randn({3, 5}), randn({3, 5})}, f);
     auto fn = [&](const std::vector<Tensor>& a) {
       bind_parameters(f, a, 2);
       return f.forward(a[0], a[1]);
@@ -774,7 +728,7 @@ TEST_CASE("gradcheck (f64) of the micro CLIP loss over the projections and the t
     FusionOutput o = m.forward(img, ids, mask);
     return clip_loss(o.image_emb, o.text_emb, o.logit_scale);
   };
-  GradcheckResult r = gradcheck(fn, inputs_and_parameters({}, m), opts);
+  GradcheckResult r = gradcheck(fn, f64_inputs_and_parameters({}, m), opts);
   INFO(r.message);
   CHECK(r.ok);
   CHECK(r.elements_checked == 2 * 8 * 16 + 1 + 16 + 16);

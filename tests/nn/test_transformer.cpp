@@ -8,22 +8,16 @@
 #include <limits>
 
 #include "core/mmgrad.h"
+#include "tests/nn/module_test_util.h"
 #include "nn/attention.h"
 #include "nn/embeddings.h"
 #include "nn/transformer.h"
 
 using namespace mmg;
 using namespace mmg::nn;
+using namespace mmg::test;
 
 namespace {
-
-// A bool [B,S] mask from rows of 0/1.
-Tensor make_mask(const std::vector<std::vector<int>>& rows) {
-  std::vector<bool> v;
-  for (auto& r : rows)
-    for (int x : r) v.push_back(x != 0);
-  return from_vector(v, {static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
-}
 
 // y = x·Wᵀ + b with matmul (not the linear op the module uses).
 Tensor affine(const Linear& l, const Tensor& x) { return matmul(x, l.weight.transpose(0, 1)) + l.bias; }
@@ -50,51 +44,6 @@ Tensor reference_attention(const MultiHeadAttention& m, const Tensor& xq, const 
   if (probs) *probs = p.mean({1});
   Tensor o = matmul(p, v).permute({0, 2, 1, 3}).reshape({B, Sq, H * d});
   return affine(*m.out_proj, o);
-}
-
-// Makes `m` compute with values[first + i] in place of its i-th parameter: each parameter's
-// TensorImpl becomes a view of that value (a non-leaf whose graph edge leads to it). This is
-// how mmg::gradcheck, which perturbs and differentiates only the inputs it is handed, can check
-// the gradients of parameters: pass them as inputs and bind them inside the function. It also
-// makes the module compute in f64, since gradcheck hands over f64 copies. (Loading a state dict
-// of f64 copies would not do: load_state_dict copies values into the existing f32 tensors.)
-// The module is left bound to the last values: use it only for the gradcheck.
-void bind_parameters(Module& m, const std::vector<Tensor>& values, size_t first) {
-  NamedTensors params = m.named_parameters();
-  REQUIRE(values.size() == first + params.size());
-  for (size_t i = 0; i < params.size(); ++i) {
-    const Tensor& v = values[first + i];
-    Tensor alias = v.view(v.shape());
-    *params[i].second.impl() = *alias.impl();
-  }
-}
-
-std::vector<Tensor> inputs_and_parameters(std::vector<Tensor> inputs, const Module& m) {
-  for (const Tensor& p : m.parameters()) inputs.push_back(p.detach());
-  return inputs;
-}
-
-std::vector<std::string> names_of(const Module& m) {
-  std::vector<std::string> out;
-  for (auto& [n, t] : m.named_parameters()) out.push_back(n);
-  return out;
-}
-
-// Every parameter received a gradient that is finite everywhere and not zero everywhere.
-void check_every_parameter_has_a_gradient(const Module& m) {
-  for (auto& [name, p] : m.named_parameters()) {
-    CAPTURE(name);
-    Tensor g = p.grad();
-    REQUIRE(g.defined());
-    double sq = 0;
-    bool finite = true;
-    for (double x : g.to_vector<double>()) {
-      finite = finite && std::isfinite(x);
-      sq += x * x;
-    }
-    CHECK(finite);
-    CHECK(sq > 0);
-  }
 }
 
 }  // namespace
