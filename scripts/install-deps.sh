@@ -9,6 +9,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake
   libeigen3-dev libstb-dev doctest-dev nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev
+  dataset-fashion-mnist  # Fashion-MNIST (gzipped IDX files under /usr/share/datasets/fashion-mnist)
 )
 
 missing=()
