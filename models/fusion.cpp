@@ -507,7 +507,13 @@ FusionOutput FusionModel::forward(const Tensor& images, const Tensor& ids, const
     out.fused_pooled = s.pooled;
     return out;
   }
-  ViTOutput image = dual->vision->forward(images);
+  return forward_encoded(dual->vision->forward(images), ids, attention_mask, token_type_ids, with_attention);
+}
+
+FusionOutput FusionModel::forward_encoded(const ViTOutput& image, const Tensor& ids, const Tensor& attention_mask,
+                                          const Tensor& token_type_ids, bool with_attention, bool fuse) const {
+  MMG_CHECK(!single, "FusionModel (single): forward_encoded needs a two-tower family, the joint encoder reads pixels");
+  FusionOutput out;
   TextOutput text = dual->text->forward(ids, attention_mask, token_type_ids);
   MMG_CHECK(image.pooled.size(0) == text.pooled.size(0), "FusionModel: {} images but {} texts",
             image.pooled.size(0), text.pooled.size(0));
@@ -517,13 +523,14 @@ FusionOutput FusionModel::forward(const Tensor& images, const Tensor& ids, const
   out.image_pooled = image.pooled;
   out.text_pooled = text.pooled;
   if (pooled) {
-    out.fused_pooled = pooled->forward(dual->image_proj->forward(image.pooled), dual->text_proj->forward(text.pooled));
+    if (fuse)
+      out.fused_pooled = pooled->forward(dual->image_proj->forward(image.pooled), dual->text_proj->forward(text.pooled));
     return out;
   }
   out.image_emb = dual->embed_image(image);
   out.text_emb = dual->embed_text(text);
   out.logit_scale = dual->clamped_logit_scale();
-  if (fusion) {
+  if (fusion && fuse) {
     CrossFusionOutput f = fusion->forward(text.tokens, out.text_mask, image.tokens, Tensor(), with_attention);
     out.fused_tokens = f.tokens;
     out.fused_pooled = f.pooled;

@@ -276,6 +276,12 @@ class FusionModel : public nn::Module {
   // images [B,C,H,W]; ids [B,S]; attention_mask [B,S] bool or undefined (ids != pad_id).
   FusionOutput forward(const Tensor& images, const Tensor& ids, const Tensor& attention_mask = Tensor(),
                        const Tensor& token_type_ids = Tensor(), bool with_attention = false) const;
+  // The same with the images already through the ViT (not single): a trainer that pairs one
+  // batch of images with two texts (a caption and a question) runs the ViT once. With `fuse`
+  // off, a cross model stops after the unimodal encoders (fused_* stay undefined).
+  FusionOutput forward_encoded(const ViTOutput& image, const Tensor& ids, const Tensor& attention_mask = Tensor(),
+                               const Tensor& token_type_ids = Tensor(), bool with_attention = false,
+                               bool fuse = true) const;
   // Family "cross": the fusion encoder alone over given unimodal tokens, e.g. on mismatched
   // pairs for image–text matching (text_tokens [B,S,Dt], text_mask [B,S], image_tokens [B,1+N,Dv]).
   CrossFusionOutput fuse(const Tensor& text_tokens, const Tensor& text_mask, const Tensor& image_tokens,

@@ -23,6 +23,13 @@ bool family_supports(const std::string& family, const std::string& objective) {
   return true;  // mlm, cls, cap
 }
 
+std::vector<std::string> enabled_objectives(const ObjectiveWeights& o) {
+  std::vector<std::string> names;
+  for (const auto& name : ObjectiveWeights::known())
+    if (o.enabled(name)) names.push_back(name);
+  return names;
+}
+
 }  // namespace
 
 int64_t VLMConfig::vocab_size() const { return fusion.family == "single" ? fusion.single.vocab_size : fusion.dual.text.vocab_size; }
@@ -172,7 +179,7 @@ VLM::VLM(const VLMConfig& cfg, Generator* gen) : config(cfg) {
   if (o.enabled("cap")) caption_decoder = register_module("caption_decoder", std::make_shared<CaptionDecoder>(config.decoder, gen));
 }
 
-void VLM::check_batch(const VLMBatch& b) const {
+void VLM::check_batch(const VLMBatch& b, const ObjectiveWeights& o) const {
   MMG_CHECK(b.images.defined() && b.images.dim() == 4, "VLM: images {} must be [B,C,H,W]",
             b.images.defined() ? shape_str(b.images.shape()) : "undefined");
   MMG_CHECK(b.text_ids.defined() && b.text_ids.dim() == 2 && b.text_ids.size(0) == b.images.size(0),
@@ -180,7 +187,7 @@ void VLM::check_batch(const VLMBatch& b) const {
             b.images.size(0));
   const int64_t B = b.images.size(0);
   auto check_labels = [&](const char* objective, const char* field, const Tensor& t, int64_t classes) {
-    if (!config.objectives.enabled(objective)) return;
+    if (!o.enabled(objective)) return;
     MMG_CHECK(t.defined() && t.dim() == 1 && t.size(0) == B, "VLM: objective '{}' needs batch.{} [{}], got {}",
               objective, field, B, t.defined() ? shape_str(t.shape()) : "undefined");
     for (int64_t v : t.to_vector<int64_t>())
@@ -188,11 +195,14 @@ void VLM::check_batch(const VLMBatch& b) const {
   };
   check_labels("cls", "class_ids", b.class_ids, config.num_classes);
   check_labels("vqa", "answer_ids", b.answer_ids, config.num_answers);
-  if (config.objectives.enabled("itm") || config.objectives.enabled("itc"))
+  if (o.enabled("itm") || o.enabled("itc"))
     MMG_CHECK(B >= 2, "VLM: itc and itm need at least 2 pairs in a batch, got {}", B);
-  if (config.objectives.enabled("cap") && b.caption_ids.defined())
+  if (o.enabled("cap") && b.caption_ids.defined())
     MMG_CHECK(b.caption_ids.dim() == 2 && b.caption_ids.size(0) == B, "VLM: batch.caption_ids {} must be [B={},T]",
               shape_str(b.caption_ids.shape()), B);
+  if (b.question_ids.defined())
+    MMG_CHECK(b.question_ids.dim() == 2 && b.question_ids.size(0) == B, "VLM: batch.question_ids {} must be [B={},Q]",
+              shape_str(b.question_ids.shape()), B);
 }
 
 FusionOutput VLM::encode(const Tensor& images, const Tensor& ids, const Tensor& mask) const {
@@ -261,9 +271,25 @@ ITMResult VLM::itm(const VLMBatch& batch, const FusionOutput& out, Generator* ge
 }
 
 Losses VLM::compute_losses(const VLMBatch& batch, Generator* gen) const {
-  check_batch(batch);
-  const ObjectiveWeights& o = config.objectives;
-  FusionOutput out = encode(batch.images, batch.text_ids, batch.text_mask);
+  return compute_losses(batch, gen, config.objectives);
+}
+
+Losses VLM::compute_losses(const VLMBatch& batch, Generator* gen, const ObjectiveWeights& o) const {
+  for (const auto& [name, weight] : o.weights)
+    MMG_CHECK(weight == 0.0 || config.objectives.enabled(name),
+              "VLM: objective '{}' was not built into this model (its config enables: {})", name,
+              fmt::join(enabled_objectives(config.objectives), ", "));
+  check_batch(batch, o);
+  const bool own_questions = batch.question_ids.defined();
+  FusionOutput out;
+  if (model->single) {
+    out = encode(batch.images, batch.text_ids, batch.text_mask);
+  } else {
+    // The captions' fused [CLS] is read only by vqa on the same texts; itm fuses its own pairs.
+    const bool fuse_captions = o.enabled("vqa") && !own_questions;
+    out = model->forward_encoded(model->dual->vision->forward(batch.images), batch.text_ids, batch.text_mask,
+                                 Tensor(), false, fuse_captions);
+  }
   Losses losses;
   if (o.enabled("itc")) {
     ContrastiveOptions opts{.kind = config.contrastive == "hinge" ? ContrastiveOptions::Kind::hinge
@@ -277,7 +303,15 @@ Losses VLM::compute_losses(const VLMBatch& batch, Generator* gen) const {
                                  config.tokens.all(), config.mlm_prob, gen);
     losses.add("mlm", mlm_loss(mlm_head->forward(mlm_tokens(batch, out, m.input_ids)), m.labels));
   }
-  if (o.enabled("vqa")) losses.add("vqa", cross_entropy(vqa_head->forward(out.fused_pooled), batch.answer_ids));
+  if (o.enabled("vqa")) {
+    Tensor fused = out.fused_pooled;
+    if (own_questions) {
+      ViTOutput image{out.image_tokens, out.image_pooled};
+      fused = model->single ? encode(batch.images, batch.question_ids, batch.question_mask).fused_pooled
+                            : model->forward_encoded(image, batch.question_ids, batch.question_mask).fused_pooled;
+    }
+    losses.add("vqa", cross_entropy(vqa_head->forward(fused), batch.answer_ids));
+  }
   // Captioning and classification read the image alone. The ViT's outputs are that already; the
   // single-stream image tokens have seen the batch's text (for captioning: the answer), so that
   // family encodes the images once more with an empty text, as at inference.

@@ -19,8 +19,9 @@
 //   cap        all                    caption_decoder over the image tokens (the ViT's; single:
 //                                     as for cls), captioning LM loss
 //
-// A batch has one text per image: the caption for itc/itm/mlm/cap, the question for vqa (a
-// trainer batches one task at a time, or uses captions and questions with separate VLMs).
+// A batch has one text per image: the caption for itc/itm/mlm/cap, the question for vqa; or
+// both, the questions in their own fields, so that one step trains every objective and the
+// two-tower families run the ViT once for both texts.
 //
 // Parameter names: the FusionModel's under "model." (model.vision.*, model.text.*,
 // model.image_proj.weight, model.logit_scale, model.fusion.*), then the heads that the enabled
@@ -90,6 +91,10 @@ struct VLMBatch {
   Tensor class_ids;    // [B] i64, for cls
   Tensor answer_ids;   // [B] i64, for vqa
   Tensor caption_ids;  // [B,T] i64 "[CLS] words [SEP] [PAD]...", for cap (undefined: text_ids)
+  // Multi-task batches: one question per image, for vqa, while the other objectives read the
+  // captions in text_ids. Undefined: vqa reads text_ids (a batch of questions).
+  Tensor question_ids;   // [B,Q] i64
+  Tensor question_mask;  // [B,Q] bool, or undefined (ids != pad_id)
 };
 
 class VLM : public nn::Module {
@@ -101,6 +106,9 @@ class VLM : public nn::Module {
   // Every enabled objective's loss, and their weighted sum in `total`. `gen` draws the MLM
   // masking and the ITM hard negatives (the global generator when null).
   Losses compute_losses(const VLMBatch& batch, Generator* gen = nullptr) const;
+  // Only the objectives enabled in `weights`, weighed by them (a training phase, e.g. pre-training
+  // without vqa). Each must be one the model was built for (its head exists): else an Error.
+  Losses compute_losses(const VLMBatch& batch, Generator* gen, const ObjectiveWeights& weights) const;
 
   // For evaluation (no loss): class logits [B,num_classes], answer logits [B,num_answers], and
   // captions (beam search over the image tokens; beam 1 is greedy), the best hypothesis per image.
@@ -128,7 +136,7 @@ class VLM : public nn::Module {
   Tensor image_pooled(const FusionOutput& out) const;  // what the classifier reads
   Tensor mlm_tokens(const VLMBatch& batch, const FusionOutput& out, const Tensor& masked_ids) const;
   ITMResult itm(const VLMBatch& batch, const FusionOutput& out, Generator* gen) const;
-  void check_batch(const VLMBatch& batch) const;
+  void check_batch(const VLMBatch& batch, const ObjectiveWeights& objectives) const;
 };
 
 }  // namespace mmg::models

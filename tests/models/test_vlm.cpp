@@ -237,3 +237,38 @@ TEST_CASE("VLM: errors for batches that do not fit the objectives") {
   b.text_ids = b.text_ids.slice(0, 0, 3);
   CHECK_THROWS_WITH_AS(vlm.compute_losses(b), doctest::Contains("text ids [3,8] must be [B=4,S]"), Error);
 }
+
+TEST_CASE("VLM: a multi-task batch (captions and their questions) equals the two single-task batches") {
+  for (std::string family : {"albef-micro", "vilt-micro"}) {
+    CAPTURE(family);
+    manual_seed(21);
+    const bool cross = family == "albef-micro";
+    nlohmann::json objectives = cross ? nlohmann::json{{"itc", 1}, {"mlm", 1}, {"vqa", 2}}
+                                      : nlohmann::json{{"mlm", 1}, {"vqa", 2}};
+    VLM vlm(micro_config(family, objectives));
+    vlm.eval();  // no dropout: the three forwards below must see the same model
+    VLMBatch captions = micro_batch(5, 30), questions = micro_batch(5, 31);
+    questions.images = captions.images;
+    VLMBatch both = captions;
+    both.question_ids = questions.text_ids;
+    both.question_mask = questions.text_mask;
+    both.answer_ids = questions.answer_ids;
+
+    Generator g1(4), g2(4), g3(4);
+    Losses joint = vlm.compute_losses(both, &g1);
+    nlohmann::json caption_only = objectives;
+    caption_only.erase("vqa");
+    Losses text = vlm.compute_losses(captions, &g2, ObjectiveWeights::from_json(caption_only));
+    Losses vqa = vlm.compute_losses(questions, &g3, ObjectiveWeights::from_json({{"vqa", 2}}));
+    CHECK(joint.get("mlm").item() == doctest::Approx(text.get("mlm").item()).epsilon(1e-6));
+    if (cross) CHECK(joint.get("itc").item() == doctest::Approx(text.get("itc").item()).epsilon(1e-6));
+    CHECK(joint.get("vqa").item() == doctest::Approx(vqa.get("vqa").item()).epsilon(1e-6));
+    CHECK(joint.total.item() == doctest::Approx(text.total.item() + vqa.total.item()).epsilon(1e-6));
+    // Only the listed objectives run, weighed by the given weights.
+    CHECK_FALSE(vqa.has("mlm"));
+    CHECK(vqa.total.item() == doctest::Approx(2 * vqa.get("vqa").item()).epsilon(1e-6));
+    // An objective the model has no head for is refused, naming what it has.
+    CHECK_THROWS_WITH_AS(vlm.compute_losses(captions, &g1, ObjectiveWeights::from_json({{"cls", 1}})),
+                         doctest::Contains("objective 'cls' was not built into this model"), Error);
+  }
+}
