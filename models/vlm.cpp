@@ -191,7 +191,8 @@ void VLM::check_batch(const VLMBatch& b, const ObjectiveWeights& o) const {
     MMG_CHECK(t.defined() && t.dim() == 1 && t.size(0) == B, "VLM: objective '{}' needs batch.{} [{}], got {}",
               objective, field, B, t.defined() ? shape_str(t.shape()) : "undefined");
     for (int64_t v : t.to_vector<int64_t>())
-      MMG_CHECK(v >= 0 && v < classes, "VLM: batch.{} holds {}, outside [0,{})", field, v, classes);
+      MMG_CHECK((v >= 0 && v < classes) || v == -100, "VLM: batch.{} holds {}, outside [0,{}) (and not -100, ignored)",
+                field, v, classes);
   };
   check_labels("cls", "class_ids", b.class_ids, config.num_classes);
   check_labels("vqa", "answer_ids", b.answer_ids, config.num_answers);

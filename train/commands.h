@@ -6,14 +6,45 @@
 
 namespace mmg {
 
+// `mmg demo`: generate scenes, train the demo model, evaluate it, print the table and write
+// out/metrics.json, metrics.jsonl, loss_curve.png and attention maps.
 struct DemoOptions {
-  int steps = 300;
   uint64_t seed = 0;
+  int64_t steps = 0;            // > 0: override the preset's
+  bool quick = false;           // the under-a-minute variant (preset demo-quick)
+  bool resume = false;
+  std::string out = "runs/demo";
 };
-
-// Trains and evaluates the demo model, printing progress and a result table. Returns the
-// process exit code.
 int run_demo(const DemoOptions& options);
+
+// `mmg train`: a preset or a config file; the run directory defaults to runs/<name>.
+struct TrainCommandOptions {
+  std::string preset, config_path, out;
+  int64_t steps = 0;       // > 0: override the config's
+  int64_t stop_after = 0;  // > 0: stop after this step (resume later with --resume)
+  bool resume = false;
+};
+int run_train_command(const TrainCommandOptions& options);
+
+// `mmg eval`: a run directory (or one of its checkpoints) on a split of its data.
+struct EvalCommandOptions {
+  std::string checkpoint;
+  std::string split = "test";
+  int64_t gallery = 0;      // 0: the run's
+  int64_t max_samples = 0;  // 0: all
+  std::string json_out;     // also write the metrics here
+};
+int run_eval_command(const EvalCommandOptions& options);
+
+// `mmg predict`: one image through a trained run: the answer to a question, a caption, or
+// scores against texts.
+struct PredictOptions {
+  std::string checkpoint, image, question;
+  std::vector<std::string> texts;
+  bool caption = false;
+  int64_t top = 3;  // answers shown
+};
+int run_predict_command(const PredictOptions& options);
 
 // Runs the gradcheck battery (all cases, or those of `op`), one line per case; returns 0
 // when every case passes, 1 otherwise (2 when `op` matches no case).

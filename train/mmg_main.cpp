@@ -1,4 +1,5 @@
-// mmg: the command-line program. Subcommands: demo, gradcheck, tokenizer, inspect, data, info.
+// mmg: the command-line program. Subcommands: demo, train, eval, predict, data, tokenizer, inspect,
+// gradcheck, bench, info.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -13,10 +14,40 @@ int main(int argc, char** argv) {
   CLI::App app{"mmg — the mmgrad engine: train, evaluate and inspect multimodal transformers"};
   app.require_subcommand(1);
 
-  auto* demo = app.add_subcommand("demo", "Run the main job: train a small model on generated data and report it");
+  auto* demo = app.add_subcommand(
+      "demo", "The main job: generate scenes, train a small vision-language model, evaluate it (runs/demo)");
   mmg::DemoOptions demo_opts;
-  demo->add_option("--steps", demo_opts.steps, "Training steps");
-  demo->add_option("--seed", demo_opts.seed, "Random seed");
+  demo->add_option("--seed", demo_opts.seed, "Random seed")->capture_default_str();
+  demo->add_option("--steps", demo_opts.steps, "Training steps (default: the preset's)");
+  demo->add_flag("--quick", demo_opts.quick, "A short variant (under a minute): preset demo-quick");
+  demo->add_option("--out", demo_opts.out, "Run directory")->capture_default_str();
+  demo->add_flag("--resume", demo_opts.resume, "Continue from the run directory's latest checkpoint");
+
+  auto* train = app.add_subcommand("train", "Train a model from a config file or a preset");
+  mmg::TrainCommandOptions train_opts;
+  train->add_option("--preset", train_opts.preset, "A run preset: demo, demo-quick, scenes-full, fashion-vit, ...");
+  train->add_option("--config", train_opts.config_path, "A run config (JSON; see docs/training.md)");
+  train->add_option("--out", train_opts.out, "Run directory (default runs/<name>)");
+  train->add_option("--steps", train_opts.steps, "Override the number of steps");
+  train->add_option("--stop-after", train_opts.stop_after, "Stop after this step (continue later with --resume)");
+  train->add_flag("--resume", train_opts.resume, "Continue from the run directory's latest checkpoint");
+
+  auto* eval = app.add_subcommand("eval", "Evaluate a trained run on a split of its data");
+  mmg::EvalCommandOptions eval_opts;
+  eval->add_option("--checkpoint", eval_opts.checkpoint, "A run directory or one of its checkpoints/step-N")->required();
+  eval->add_option("--split", eval_opts.split, "train, val or test")->capture_default_str();
+  eval->add_option("--gallery", eval_opts.gallery, "Retrieval gallery size (default: the run's)");
+  eval->add_option("--max-samples", eval_opts.max_samples, "Evaluate only this many samples");
+  eval->add_option("--json", eval_opts.json_out, "Also write the metrics to this JSON file");
+
+  auto* predict = app.add_subcommand("predict", "Run a trained model on one image: answer, caption or text scores");
+  mmg::PredictOptions predict_opts;
+  predict->add_option("--checkpoint", predict_opts.checkpoint, "A run directory or one of its checkpoints")->required();
+  predict->add_option("--image", predict_opts.image, "An image file (PNG, JPEG, BMP)")->required();
+  predict->add_option("--question", predict_opts.question, "A question about the image");
+  predict->add_option("--texts", predict_opts.texts, "Texts to score against the image");
+  predict->add_flag("--caption", predict_opts.caption, "Caption the image (models trained with cap)");
+  predict->add_option("--top", predict_opts.top, "How many answers to show")->capture_default_str();
 
   auto* gc = app.add_subcommand("gradcheck", "Check every op's gradient against central finite differences (f64)");
   std::string op;
@@ -59,6 +90,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (demo->parsed()) return mmg::run_demo(demo_opts);
+    if (train->parsed()) return mmg::run_train_command(train_opts);
+    if (eval->parsed()) return mmg::run_eval_command(eval_opts);
+    if (predict->parsed()) return mmg::run_predict_command(predict_opts);
     if (gc->parsed()) return mmg::run_gradcheck_command(op, list);
     if (tk_train->parsed()) return mmg::run_tokenizer_train(tk_train_opts);
     if (tk_encode->parsed()) return mmg::run_tokenizer_encode(tk_encode_opts);

@@ -1,0 +1,347 @@
+#include "train/evaluate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "core/autograd.h"
+#include "core/error.h"
+#include "train/plot.h"
+
+namespace mmg {
+
+using nlohmann::json;
+
+namespace {
+
+// Rows of a [N,E] tensor as unit vectors, for cosine similarities.
+std::vector<std::vector<float>> unit_rows(const Tensor& t) {
+  const int64_t N = t.size(0), E = t.size(1);
+  std::vector<float> v = t.contiguous().to(DType::f32).to_vector<float>();
+  std::vector<std::vector<float>> rows(static_cast<size_t>(N), std::vector<float>(static_cast<size_t>(E)));
+  for (int64_t i = 0; i < N; ++i) {
+    double norm = 0;
+    for (int64_t e = 0; e < E; ++e) norm += double(v[i * E + e]) * v[i * E + e];
+    const float inv = static_cast<float>(1.0 / std::max(std::sqrt(norm), 1e-12));
+    for (int64_t e = 0; e < E; ++e) rows[i][e] = v[i * E + e] * inv;
+  }
+  return rows;
+}
+
+float dot(const std::vector<float>& a, const std::vector<float>& b) {
+  float s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+// The model in eval mode and without a graph for the duration of a scope.
+class Inference {
+ public:
+  explicit Inference(models::VLM& m) : model_(m), was_training_(m.is_training()) { model_.eval(); }
+  ~Inference() { model_.train(was_training_); }
+
+ private:
+  NoGradGuard no_grad_;
+  models::VLM& model_;
+  bool was_training_;
+};
+
+ImageNorm norm_of(const TrainConfig& c) { return {c.data.mean, c.data.std}; }
+
+// Contrastive embeddings of images and of texts, in batches.
+Tensor image_embeddings(const EvalContext& ctx, const std::vector<const Sample*>& samples, int64_t batch) {
+  const auto& dual = ctx.model.model->dual;
+  std::vector<Tensor> parts;
+  for (size_t lo = 0; lo < samples.size(); lo += static_cast<size_t>(batch)) {
+    std::vector<const Sample*> chunk(samples.begin() + lo, samples.begin() + std::min(samples.size(), lo + batch));
+    parts.push_back(dual->embed_image(dual->vision->forward(images_to_tensor(chunk, norm_of(ctx.config)))));
+  }
+  return cat(parts, 0);
+}
+
+Tensor text_embeddings(const EvalContext& ctx, const std::vector<std::string>& texts, int64_t batch) {
+  const auto& dual = ctx.model.model->dual;
+  std::vector<Tensor> parts;
+  for (size_t lo = 0; lo < texts.size(); lo += static_cast<size_t>(batch)) {
+    std::vector<std::string> chunk(texts.begin() + lo, texts.begin() + std::min(texts.size(), lo + batch));
+    TokenBatch t = encode_texts(ctx.tokenizer, chunk, ctx.config.max_len);
+    parts.push_back(dual->embed_text(dual->text->forward(t.ids, t.attention_mask)));
+  }
+  return cat(parts, 0);
+}
+
+// The matching head's score, logit(match) − logit(no match), of image i with texts[i].
+std::vector<float> itm_scores(const EvalContext& ctx, const std::vector<const Sample*>& samples,
+                              const std::vector<std::string>& texts, int64_t batch) {
+  const auto& m = *ctx.model.model;
+  std::vector<float> scores;
+  for (size_t lo = 0; lo < samples.size(); lo += static_cast<size_t>(batch)) {
+    const size_t hi = std::min(samples.size(), lo + batch);
+    std::vector<const Sample*> chunk(samples.begin() + lo, samples.begin() + hi);
+    std::vector<std::string> words(texts.begin() + lo, texts.begin() + hi);
+    TokenBatch t = encode_texts(ctx.tokenizer, words, ctx.config.max_len);
+    ViTOutput image = m.dual->vision->forward(images_to_tensor(chunk, norm_of(ctx.config)));
+    models::FusionOutput out = m.forward_encoded(image, t.ids, t.attention_mask, Tensor(), false, false);
+    Tensor logits = ctx.model.itm_head->forward(m.fuse(out.text_tokens, out.text_mask, out.image_tokens).pooled);
+    std::vector<float> l = logits.contiguous().to_vector<float>();
+    for (size_t i = 0; i < chunk.size(); ++i) scores.push_back(l[2 * i + 1] - l[2 * i]);
+  }
+  return scores;
+}
+
+void add_row(EvalReport& r, const std::string& key, const std::string& label, double value, double chance,
+             const std::string& note = "") {
+  r.metrics[key] = value;
+  if (std::isfinite(chance)) r.metrics[key + "_chance"] = chance;
+  r.rows.push_back({label, value, chance, note});
+}
+
+// ---- retrieval ----
+
+void evaluate_retrieval(const EvalContext& ctx, const std::vector<const Sample*>& gallery, const std::string& tag,
+                        int64_t batch, EvalReport& report) {
+  std::vector<std::string> captions;
+  for (const Sample* s : gallery) captions.push_back(s->captions.at(0));
+  auto img = unit_rows(image_embeddings(ctx, gallery, batch));
+  auto txt = unit_rows(text_embeddings(ctx, captions, batch));
+  const int64_t N = static_cast<int64_t>(gallery.size());
+  std::vector<float> sim(static_cast<size_t>(N * N));
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t j = 0; j < N; ++j) sim[i * N + j] = dot(img[i], txt[j]);
+  std::vector<int64_t> text_to_image(static_cast<size_t>(N));
+  for (int64_t j = 0; j < N; ++j) text_to_image[j] = j;
+  RetrievalResult r = retrieval_metrics(from_vector(sim, {N, N}), text_to_image, {1, 5, 10});
+  const std::string prefix = tag.empty() ? "retrieval" : "retrieval_" + tag;
+  const std::string label = tag.empty() ? "" : " (" + tag + ")";
+  for (const auto& [K, recall] : r.image_to_text)
+    add_row(report, fmt::format("{}_i2t_r{}", prefix, K), fmt::format("image→text R@{}{}", K, label), recall,
+            r.image_to_text_chance.at(K), fmt::format("gallery {}", N));
+  for (const auto& [K, recall] : r.text_to_image)
+    add_row(report, fmt::format("{}_t2i_r{}", prefix, K), fmt::format("text→image R@{}{}", K, label), recall,
+            r.text_to_image_chance.at(K), fmt::format("gallery {}", N));
+  if (tag.empty()) report.metrics["gallery_size"] = N;
+}
+
+// ---- minimal-edit negatives ----
+
+void evaluate_negatives(const EvalContext& ctx, const std::vector<const Sample*>& gallery, int64_t batch,
+                        EvalReport& report) {
+  std::vector<const Sample*> pair_samples;
+  std::vector<std::string> positives, negatives;
+  for (const Sample* s : gallery)
+    if (!s->negatives.empty())
+      for (const std::string& neg : s->negatives[0]) {
+        pair_samples.push_back(s);
+        positives.push_back(s->captions[0]);
+        negatives.push_back(neg);
+      }
+  if (pair_samples.empty()) return;
+  const double n = static_cast<double>(pair_samples.size());
+  auto img = unit_rows(image_embeddings(ctx, pair_samples, batch));
+  auto pos = unit_rows(text_embeddings(ctx, positives, batch));
+  auto neg = unit_rows(text_embeddings(ctx, negatives, batch));
+  double wins = 0;
+  for (size_t i = 0; i < img.size(); ++i) wins += dot(img[i], pos[i]) > dot(img[i], neg[i]);
+  add_row(report, "negatives_itc_accuracy", "true caption > its edit (itc)", wins / n, 0.5,
+          fmt::format("{} pairs", pair_samples.size()));
+  if (ctx.model.itm_head) {
+    std::vector<float> sp = itm_scores(ctx, pair_samples, positives, batch);
+    std::vector<float> sn = itm_scores(ctx, pair_samples, negatives, batch);
+    double itm_wins = 0;
+    for (size_t i = 0; i < sp.size(); ++i) itm_wins += sp[i] > sn[i];
+    add_row(report, "negatives_itm_accuracy", "true caption > its edit (itm)", itm_wins / n, 0.5,
+            fmt::format("{} pairs", pair_samples.size()));
+  }
+}
+
+// ---- VQA ----
+
+struct AskedQuestion {
+  const Sample* sample;
+  const QuestionAnswer* qa;
+};
+
+void evaluate_vqa(const EvalContext& ctx, const Dataset& data, const std::vector<const Sample*>& samples,
+                  int64_t batch, EvalReport& report) {
+  std::vector<AskedQuestion> asked;
+  for (const Sample* s : samples)
+    for (const QuestionAnswer& qa : s->questions) asked.push_back({s, &qa});
+  if (asked.empty()) return;
+  std::vector<std::string> predicted, truth, types, blind_predicted;
+  std::vector<std::string> held_predicted, held_truth, held_types;
+  BlindBaseline blind(data.train);
+  for (size_t lo = 0; lo < asked.size(); lo += static_cast<size_t>(batch)) {
+    const size_t hi = std::min(asked.size(), lo + batch);
+    std::vector<const Sample*> chunk;
+    std::vector<std::string> questions;
+    for (size_t i = lo; i < hi; ++i) {
+      chunk.push_back(asked[i].sample);
+      questions.push_back(asked[i].qa->question);
+    }
+    TokenBatch q = encode_texts(ctx.tokenizer, questions, ctx.config.max_len);
+    Tensor logits = ctx.model.answer_logits(images_to_tensor(chunk, norm_of(ctx.config)), q.ids, q.attention_mask);
+    std::vector<int64_t> best = argmax(logits, 1).to_vector<int64_t>();
+    for (size_t i = lo; i < hi; ++i) {
+      const QuestionAnswer& qa = *asked[i].qa;
+      const int64_t id = best[i - lo];
+      const std::string answer = id < ctx.answers.size() ? ctx.answers.answers[id] : std::string();
+      predicted.push_back(answer);
+      truth.push_back(qa.answer);
+      types.push_back(qa.type);
+      blind_predicted.push_back(blind.answer(qa));
+      if (asked[i].sample->held_out) {
+        held_predicted.push_back(answer);
+        held_truth.push_back(qa.answer);
+        held_types.push_back(qa.type);
+      }
+    }
+  }
+  // Chance per type: one over the number of answers the type has (in the train split, plus
+  // any the evaluated split adds).
+  std::map<std::string, std::set<std::string>> answers_per_type = answers_by_type(truth, types);
+  for (const auto& [type, ids] : ctx.answers.by_type)
+    for (int64_t id : ids) answers_per_type[type].insert(ctx.answers.answers[id]);
+  VqaResult model = vqa_metrics(predicted, truth, types, answers_per_type);
+  VqaResult blind_result = vqa_metrics(blind_predicted, truth, types, answers_per_type);
+  add_row(report, "vqa_accuracy", "VQA accuracy", model.accuracy, model.chance,
+          fmt::format("{} questions", predicted.size()));
+  add_row(report, "vqa_blind_accuracy", "VQA question-only baseline", blind_result.accuracy, model.chance,
+          "most frequent train answer per question");
+  for (const auto& [type, t] : model.per_type) {
+    add_row(report, "vqa_accuracy_" + type, "VQA " + type, t.accuracy, t.chance,
+            fmt::format("blind {:.3f}, {} questions", blind_result.per_type.at(type).accuracy, t.count));
+    report.metrics["vqa_blind_accuracy_" + type] = blind_result.per_type.at(type).accuracy;
+  }
+  if (!held_predicted.empty()) {
+    VqaResult held = vqa_metrics(held_predicted, held_truth, held_types, answers_per_type);
+    add_row(report, "vqa_accuracy_held_out", "VQA on held-out combinations", held.accuracy, held.chance,
+            fmt::format("{} questions", held_predicted.size()));
+  }
+}
+
+// ---- classification ----
+
+void evaluate_classification(const EvalContext& ctx, const Dataset& data, const std::vector<const Sample*>& samples,
+                             int64_t batch, EvalReport& report) {
+  std::vector<int64_t> predicted, truth;
+  for (size_t lo = 0; lo < samples.size(); lo += static_cast<size_t>(batch)) {
+    std::vector<const Sample*> chunk(samples.begin() + lo, samples.begin() + std::min(samples.size(), lo + batch));
+    std::vector<int64_t> best =
+        argmax(ctx.model.class_logits(images_to_tensor(chunk, norm_of(ctx.config))), 1).to_vector<int64_t>();
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      predicted.push_back(best[i]);
+      truth.push_back(chunk[i]->label);
+    }
+  }
+  const double classes = std::max<double>(1, static_cast<double>(data.class_names.size()));
+  add_row(report, "classification_accuracy", "classification accuracy", accuracy(predicted, truth), 1.0 / classes,
+          fmt::format("{} images", predicted.size()));
+}
+
+void evaluate_zero_shot(const EvalContext& ctx, const Dataset& data, const std::vector<const Sample*>& samples,
+                        int64_t batch, EvalReport& report) {
+  std::vector<std::string> prompts;
+  for (const std::string& name : data.class_names) prompts.push_back("a photo of a " + name);
+  std::vector<int64_t> labels;
+  for (const Sample* s : samples) labels.push_back(s->label);
+  const double acc = zero_shot_accuracy(image_embeddings(ctx, samples, batch), text_embeddings(ctx, prompts, batch),
+                                        labels);
+  add_row(report, "zero_shot_accuracy", "zero-shot classification", acc, 1.0 / static_cast<double>(prompts.size()),
+          "prompts \"a photo of a <class>\"");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+BlindBaseline::BlindBaseline(const std::vector<Sample>& train) {
+  std::map<std::string, std::map<std::string, int64_t>> question_counts, type_counts;
+  for (const Sample& s : train)
+    for (const QuestionAnswer& qa : s.questions) {
+      ++question_counts[qa.question][qa.answer];
+      ++type_counts[qa.type][qa.answer];
+    }
+  // The most frequent answer; ties to the first in byte order, so the baseline is deterministic.
+  auto most_frequent = [](const std::map<std::string, int64_t>& counts) {
+    return std::max_element(counts.begin(), counts.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
+  };
+  for (const auto& [q, counts] : question_counts) by_question_[q] = most_frequent(counts);
+  for (const auto& [t, counts] : type_counts) by_type_[t] = most_frequent(counts);
+}
+
+std::string BlindBaseline::answer(const QuestionAnswer& qa) const {
+  if (auto it = by_question_.find(qa.question); it != by_question_.end()) return it->second;
+  if (auto it = by_type_.find(qa.type); it != by_type_.end()) return it->second;
+  return "";
+}
+
+EvalReport evaluate_vlm(const EvalContext& ctx, const Dataset& data, const std::string& split,
+                        const EvalOptions& options) {
+  const std::vector<Sample>& all = data.split(split);
+  MMG_CHECK(!all.empty(), "evaluate: split '{}' of data set '{}' is empty", split, data.name);
+  Inference scope(ctx.model);
+  EvalReport report;
+  const int64_t limit = options.max_samples > 0 ? std::min<int64_t>(options.max_samples, all.size()) : all.size();
+  std::vector<const Sample*> samples;
+  for (int64_t i = 0; i < limit; ++i) samples.push_back(&all[i]);
+  const auto& o = ctx.config.model.objectives;
+
+  if (o.enabled("itc")) {
+    std::vector<const Sample*> gallery, held;
+    for (const Sample& s : all)
+      if (!s.captions.empty() && static_cast<int64_t>(gallery.size()) < options.gallery) gallery.push_back(&s);
+    for (const Sample* s : gallery)
+      if (s->held_out) held.push_back(s);
+    if (gallery.size() >= 2) {
+      evaluate_retrieval(ctx, gallery, "", options.batch_size, report);
+      if (held.size() >= 10) evaluate_retrieval(ctx, held, "held_out", options.batch_size, report);
+      evaluate_negatives(ctx, gallery, options.batch_size, report);
+    }
+    if (!data.class_names.empty()) evaluate_zero_shot(ctx, data, samples, options.batch_size, report);
+  }
+  if (o.enabled("vqa")) evaluate_vqa(ctx, data, samples, options.batch_size, report);
+  if (o.enabled("cls") && !data.class_names.empty())
+    evaluate_classification(ctx, data, samples, options.batch_size, report);
+  return report;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+std::vector<std::string> write_attention_maps(const EvalContext& ctx, const std::vector<Sample>& samples,
+                                              int64_t count, const std::string& dir) {
+  std::vector<std::string> paths;
+  if (!ctx.model.model->fusion) return paths;  // only the cross-attention family has text→image attention
+  Inference scope(ctx.model);
+  std::filesystem::create_directories(dir);
+  const auto& v = ctx.config.model.fusion.dual.vision;
+  const int64_t grid = v.image_size / v.patch_size;
+  for (int64_t i = 0; i < std::min<int64_t>(count, samples.size()); ++i) {
+    const Sample& s = samples[i];
+    const std::string text = !s.questions.empty() ? s.questions[0].question : s.captions.empty() ? "" : s.captions[0];
+    TokenBatch t = encode_texts(ctx.tokenizer, {text}, ctx.config.max_len);
+    models::FusionOutput out = ctx.model.model->forward(images_to_tensor(std::vector<const Sample*>{&s}, norm_of(ctx.config)),
+                                                        t.ids, t.attention_mask, Tensor(), /*with_attention=*/true);
+    // [1,S,1+N]: average the rows of the real tokens; drop column 0 (the image's [CLS]).
+    const int64_t S = out.cross_attention.size(1), N1 = out.cross_attention.size(2);
+    std::vector<float> att = out.cross_attention.contiguous().to_vector<float>();
+    std::vector<uint8_t> mask = t.attention_mask.to(DType::u8).to_vector<uint8_t>();
+    std::vector<float> weights(static_cast<size_t>(N1 - 1), 0.0f);
+    float rows = 0;
+    for (int64_t r = 0; r < S; ++r) {
+      if (!mask[r]) continue;
+      rows += 1;
+      for (int64_t n = 1; n < N1; ++n) weights[n - 1] += att[r * N1 + n];
+    }
+    for (float& w : weights) w /= std::max(rows, 1.0f);
+    std::string title = text;
+    if (!s.questions.empty()) title += " -> " + s.questions[0].answer;
+    const std::string path = fmt::format("{}/attention_{:02d}.png", dir, i);
+    save_png(render_attention_overlay(s.image, weights, static_cast<int>(grid), static_cast<int>(grid), title), path);
+    paths.push_back(path);
+  }
+  return paths;
+}
+
+}  // namespace mmg

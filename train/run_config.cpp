@@ -1,0 +1,242 @@
+#include "train/run_config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "models/config.h"
+
+namespace mmg {
+
+using models::ConfigReader;
+using nlohmann::json;
+
+namespace {
+
+void read_doubles(const json& j, const char* what, const char* key, std::vector<double>& out) {
+  if (j.is_number()) {
+    out = {j.get<double>()};
+    return;
+  }
+  MMG_CHECK(j.is_array() && !j.empty() && j.size() <= 4, "{}: key '{}' must be a number or a list of 1 to 4 numbers, got {}",
+            what, key, j.dump());
+  out.clear();
+  for (const auto& v : j) {
+    MMG_CHECK(v.is_number(), "{}: key '{}' must hold numbers, got {}", what, key, v.dump());
+    out.push_back(v.get<double>());
+  }
+}
+
+}  // namespace
+
+// ---- data ----
+
+json DataConfig::to_json() const {
+  json j = {{"source", source}, {"n", n}, {"image_size", image_size}, {"seed", seed}, {"gallery", gallery},
+            {"mean", mean}, {"std", std}};
+  if (!path.empty()) j["path"] = path;
+  return j;
+}
+
+DataConfig DataConfig::from_json(const json& j) {
+  DataConfig c;
+  json rest = j;
+  if (j.is_object() && j.contains("mean")) {
+    read_doubles(j["mean"], "DataConfig", "mean", c.mean);
+    rest.erase("mean");
+  }
+  if (j.is_object() && j.contains("std")) {
+    read_doubles(j["std"], "DataConfig", "std", c.std);
+    rest.erase("std");
+  }
+  ConfigReader r(rest, "DataConfig", "");
+  r.read("source", c.source);
+  r.read("path", c.path);
+  r.read("n", c.n);
+  r.read("image_size", c.image_size);
+  r.read("seed", c.seed);
+  r.read("gallery", c.gallery);
+  r.finish();
+  models::check_choice("DataConfig", "source", c.source, {"scenes", "fashion-scenes", "fashion-mnist", "folder"});
+  MMG_CHECK(c.source != "folder" || !c.path.empty(), "DataConfig: source 'folder' needs a \"path\"");
+  MMG_CHECK(c.n > 0 && c.image_size > 0 && c.gallery > 0, "DataConfig: n ({}), image_size ({}) and gallery ({}) must be positive",
+            c.n, c.image_size, c.gallery);
+  for (double s : c.std) MMG_CHECK(s > 0, "DataConfig: std values must be positive, got {}", s);
+  return c;
+}
+
+// ---- the run ----
+
+const models::ObjectiveWeights& TrainConfig::objectives_at(int64_t step) const {
+  for (const Phase& p : phases)
+    if (step < p.until) return p.objectives;
+  return model.objectives;
+}
+
+void TrainConfig::validate() const {
+  MMG_CHECK(steps > 0 && batch_size >= 2, "TrainConfig '{}': steps ({}) must be positive and batch_size ({}) at least 2",
+            name, steps, batch_size);
+  MMG_CHECK(lr > 0 && min_lr >= 0 && min_lr <= lr, "TrainConfig '{}': need 0 <= min_lr ({}) <= lr ({}), lr > 0", name,
+            min_lr, lr);
+  MMG_CHECK(warmup >= 0 && warmup < steps, "TrainConfig '{}': warmup ({}) must be in [0, steps={})", name, warmup, steps);
+  MMG_CHECK(clip >= 0 && weight_decay >= 0, "TrainConfig '{}': clip ({}) and weight_decay ({}) must be >= 0", name,
+            clip, weight_decay);
+  MMG_CHECK(vocab_size > 5 && max_len >= 4, "TrainConfig '{}': vocab_size ({}) must exceed the 5 special tokens and "
+            "max_len ({}) be at least 4", name, vocab_size, max_len);
+  MMG_CHECK(max_len <= model.max_text_len(), "TrainConfig '{}': tokenizer max_len {} exceeds the model's {}", name,
+            max_len, model.max_text_len());
+  MMG_CHECK(eval_every >= 0 && checkpoint_every >= 0 && log_every >= 0 && eval_samples > 0,
+            "TrainConfig '{}': eval_every, checkpoint_every, log_every must be >= 0 and eval_samples > 0", name);
+  int64_t previous = 0;
+  for (const Phase& p : phases) {
+    MMG_CHECK(p.until > previous, "TrainConfig '{}': phases must end in increasing order, got until={} after {}", name,
+              p.until, previous);
+    previous = p.until;
+    for (const auto& [objective, weight] : p.objectives.weights)
+      MMG_CHECK(weight == 0 || model.objectives.enabled(objective),
+                "TrainConfig '{}': phase until {} uses objective '{}', which the model's \"objectives\" do not enable",
+                name, p.until, objective);
+  }
+  model.validate();
+}
+
+json TrainConfig::to_json() const {
+  json phase_list = json::array();
+  for (const Phase& p : phases) phase_list.push_back({{"until", p.until}, {"objectives", p.objectives.to_json()}});
+  return {{"name", name},
+          {"data", data.to_json()},
+          {"tokenizer", {{"vocab_size", vocab_size}, {"max_len", max_len}}},
+          {"model", model.to_json()},
+          {"phases", phase_list},
+          {"steps", steps},
+          {"batch_size", batch_size},
+          {"lr", lr},
+          {"weight_decay", weight_decay},
+          {"min_lr", min_lr},
+          {"clip", clip},
+          {"warmup", warmup},
+          {"eval_every", eval_every},
+          {"checkpoint_every", checkpoint_every},
+          {"log_every", log_every},
+          {"eval_samples", eval_samples},
+          {"seed", seed}};
+}
+
+TrainConfig TrainConfig::from_json(const json& j) {
+  TrainConfig c;
+  MMG_CHECK(j.is_object(), "TrainConfig: expected a JSON object, got {}", j.type_name());
+  json rest = j;
+  if (j.contains("phases")) {
+    MMG_CHECK(j["phases"].is_array(), "TrainConfig: key 'phases' must be a list, got {}", j["phases"].type_name());
+    for (const auto& p : j["phases"]) {
+      ConfigReader pr(p, "TrainConfig phase", "");
+      Phase phase;
+      pr.read("until", phase.until);
+      if (const json* o = pr.object("objectives")) phase.objectives = models::ObjectiveWeights::from_json(*o);
+      pr.finish();
+      c.phases.push_back(phase);
+    }
+    rest.erase("phases");
+  }
+  ConfigReader r(rest, "TrainConfig", "");
+  r.read("name", c.name);
+  if (const json* d = r.object("data")) c.data = DataConfig::from_json(*d);
+  if (const json* t = r.object("tokenizer")) {
+    ConfigReader tr(*t, "TrainConfig tokenizer", "");
+    tr.read("vocab_size", c.vocab_size);
+    tr.read("max_len", c.max_len);
+    tr.finish();
+  }
+  if (const json* m = r.object("model")) c.model = models::VLMConfig::from_json(*m);
+  r.read("steps", c.steps);
+  r.read("batch_size", c.batch_size);
+  r.read("lr", c.lr);
+  r.read("weight_decay", c.weight_decay);
+  r.read("min_lr", c.min_lr);
+  r.read("clip", c.clip);
+  r.read("warmup", c.warmup);
+  r.read("eval_every", c.eval_every);
+  r.read("checkpoint_every", c.checkpoint_every);
+  r.read("log_every", c.log_every);
+  r.read("eval_samples", c.eval_samples);
+  r.read("seed", c.seed);
+  r.finish();
+  c.validate();
+  return c;
+}
+
+TrainConfig TrainConfig::load(const std::string& path) {
+  std::ifstream in(path);
+  MMG_CHECK(in.good(), "TrainConfig: cannot open config file '{}'", path);
+  std::stringstream text;
+  text << in.rdbuf();
+  json j;
+  try {
+    j = json::parse(text.str());
+  } catch (const json::parse_error& e) {
+    MMG_FAIL("TrainConfig: {} is not valid JSON: {}", path, e.what());
+  }
+  try {
+    return from_json(j);
+  } catch (const Error& e) {
+    MMG_FAIL("{}: {}", path, e.what());
+  }
+}
+
+// ---- presets ----
+
+namespace {
+
+// The demo's model: a small ALBEF-style model for 32×32 scenes. ViT (patch 8, 16 patches + [CLS],
+// width 64, 4 layers), text encoder (2 layers), cross-attention fusion (2 layers), 64-d contrastive
+// embeddings; objectives contrastive + matching + masked LM + VQA.
+models::VLMConfig scenes_model(int64_t dim, int64_t vision_depth, int64_t patch, int64_t image_size, int64_t vocab,
+                               int64_t max_len, int64_t num_answers) {
+  json j = {{"family", "vlm"},
+            {"fusion",
+             {{"family", "cross"},
+              {"embed_dim", 64},
+              {"vision", {{"family", "vit"}, {"image_size", image_size}, {"patch_size", patch}, {"dim", dim},
+                          {"depth", vision_depth}, {"heads", 4}, {"mlp_ratio", 4.0}}},
+              {"text", {{"family", "text"}, {"vocab_size", vocab}, {"max_len", max_len}, {"dim", dim}, {"depth", 2},
+                        {"heads", 4}, {"mlp_ratio", 4.0}}},
+              {"fusion", {{"depth", 2}, {"heads", 4}, {"mlp_ratio", 4.0}}}}},
+            {"objectives", {{"itc", 1.0}, {"itm", 0.5}, {"mlm", 0.5}, {"vqa", 1.0}}},
+            {"num_answers", num_answers},
+            {"decoder", {{"family", "decoder"}, {"dim", dim}, {"depth", 1}, {"heads", 4}, {"max_len", max_len}}}};
+  return models::VLMConfig::from_json(j);
+}
+
+}  // namespace
+
+std::vector<std::string> TrainConfig::preset_names() { return {"demo", "demo-quick", "scenes-full"}; }
+
+TrainConfig TrainConfig::preset(const std::string& name) {
+  TrainConfig c;
+  c.name = name;
+  if (name == "demo" || name == "demo-quick" || name == "scenes-full") {
+    const bool quick = name == "demo-quick", full = name == "scenes-full";
+    c.data.source = "scenes";
+    c.data.n = quick ? 6000 : full ? 120000 : 40000;
+    c.data.gallery = quick ? 300 : 1000;
+    c.vocab_size = 300;
+    c.max_len = 32;
+    c.model = scenes_model(64, 4, 8, 32, c.vocab_size, c.max_len, /*num_answers=*/24);
+    c.steps = quick ? 150 : full ? 12000 : 1500;
+    c.batch_size = 128;
+    c.lr = 2e-3;
+    c.min_lr = 2e-5;
+    c.warmup = quick ? 15 : 100;
+    c.weight_decay = 0.05;
+    c.eval_every = quick ? 0 : full ? 2000 : 500;
+    c.checkpoint_every = full ? 2000 : 500;
+    c.eval_samples = quick ? 200 : 500;
+    c.log_every = quick ? 10 : 25;
+  } else {
+    MMG_FAIL("TrainConfig: unknown preset '{}' (valid: {})", name, fmt::join(preset_names(), ", "));
+  }
+  c.validate();
+  return c;
+}
+
+}  // namespace mmg

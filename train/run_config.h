@@ -1,0 +1,72 @@
+// What a training run is: its data, its model, its recipe, where it writes. A JSON file
+// (`mmg train --config run.json`) or a preset by name (`mmg train --preset demo`).
+//
+//   {
+//     "name": "demo",
+//     "data":  {"source": "scenes", "n": 40000, "image_size": 32, "seed": 0, "gallery": 1000},
+//     "tokenizer": {"vocab_size": 300, "max_len": 32},
+//     "model": { VLMConfig's JSON (models/vlm.h): fusion family, sizes, "objectives" },
+//     "steps": 1500, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "warmup": 100,
+//     "min_lr": 1e-5, "clip": 1.0,
+//     "phases": [{"until": 500, "objectives": {"itc": 1, "itm": 1, "mlm": 1}}],
+//     "eval_every": 500, "checkpoint_every": 500, "log_every": 20, "seed": 0
+//   }
+//
+// Objectives: the model's "objectives" are the weights of the multi-task loss; "phases" (optional)
+// override them for the steps before each "until" (pre-training, then fine-tuning from there on
+// with the model's weights). Every key is optional except that a file must be a JSON object;
+// unknown keys are errors naming the key (models/config.h).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "models/vlm.h"
+
+namespace mmg {
+
+struct DataConfig {
+  std::string source = "scenes";  // scenes | fashion-scenes | fashion-mnist | folder
+  std::string path;               // folder: the folder; fashion-*: the IDX folder ("" = Debian's)
+  int64_t n = 20000;              // scenes: in all splits; fashion-scenes: train scenes (val, test: n/10)
+  int64_t image_size = 32;        // scenes: 32 or 64; folder: resized and centre-cropped to this
+  int64_t seed = 0;               // the data's own seed (generation, folder splits)
+  int64_t gallery = 1000;         // retrieval gallery: the first `gallery` test samples
+  std::vector<double> mean{0.5}, std{0.5};  // per channel (or one for all): x = (v/255 − mean)/std
+
+  nlohmann::json to_json() const;
+  static DataConfig from_json(const nlohmann::json& j);
+};
+
+struct Phase {
+  int64_t until = 0;  // this phase covers the steps before `until`
+  models::ObjectiveWeights objectives;
+};
+
+struct TrainConfig {
+  std::string name = "run";
+  DataConfig data;
+  int64_t vocab_size = 300, max_len = 32;  // tokenizer: learnt from the train split's texts
+  models::VLMConfig model;
+  std::vector<Phase> phases;
+
+  int64_t steps = 1000, batch_size = 128;
+  double lr = 1e-3, weight_decay = 0.05, min_lr = 1e-5, clip = 1.0;
+  int64_t warmup = 100;
+  int64_t eval_every = 0, checkpoint_every = 0, log_every = 20;  // 0: only at the end
+  int64_t eval_samples = 500;  // scenes evaluated during training (val split)
+  int64_t seed = 0;            // initial weights, batch order, masking, negatives
+
+  // The objective weights at `step`: the first phase whose `until` is after it, else the model's.
+  const models::ObjectiveWeights& objectives_at(int64_t step) const;
+  void validate() const;
+  nlohmann::json to_json() const;
+  static TrainConfig from_json(const nlohmann::json& j);
+  static TrainConfig load(const std::string& path);  // errors name the file
+  static TrainConfig preset(const std::string& name);
+  static std::vector<std::string> preset_names();
+};
+
+}  // namespace mmg

@@ -1,0 +1,340 @@
+#include "train/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/io/atomic_file.h"
+#include "nn/checkpoint.h"
+#include "nn/clip.h"
+#include "nn/schedule.h"
+#include "train/data_loader.h"
+#include "train/plot.h"
+
+namespace mmg {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr int kCheckpointsKept = 3;
+
+std::string checkpoint_name(int64_t step) { return fmt::format("step-{:06d}", step); }
+
+json read_json_file(const std::string& path) {
+  std::string text = read_file(path);
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    MMG_FAIL("{}: not valid JSON: {}", path, e.what());
+  }
+}
+
+// "2m13s", "45s", "1h02m".
+std::string duration_str(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const int64_t s = static_cast<int64_t>(std::llround(seconds));
+  if (s >= 3600) return fmt::format("{}h{:02d}m", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return fmt::format("{}m{:02d}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+// The sizes of the model that follow from the data: the vocabulary, the answers, the classes,
+// and the special token ids of the tokenizer.
+void fit_model_to_data(models::VLMConfig& m, const WordPieceTokenizer& tok, const AnswerVocab& answers,
+                       const Dataset& data) {
+  if (m.fusion.family == "single")
+    m.fusion.single.vocab_size = tok.size();
+  else
+    m.fusion.dual.text.vocab_size = tok.size();
+  m.tokens = {tok.pad_id(), tok.unk_id(), tok.cls_id(), tok.sep_id(), tok.mask_id()};
+  if (m.fusion.family == "single")
+    m.fusion.single.pad_id = tok.pad_id();
+  else
+    m.fusion.dual.text.pad_id = tok.pad_id();
+  if (answers.size() > 0) m.num_answers = answers.size();
+  if (!data.class_names.empty()) m.num_classes = static_cast<int64_t>(data.class_names.size());
+  m.derive_decoder_fields();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Setting up
+
+Trainer::Trainer(TrainConfig config, const Dataset& data, TrainerOptions options)
+    : config_(std::move(config)), data_(data), options_(std::move(options)) {
+  MMG_CHECK(!options_.out.empty(), "Trainer: no run directory given");
+  MMG_CHECK(!data_.train.empty(), "Trainer: data set '{}' has an empty train split", data_.name);
+  fs::create_directories(options_.out);
+  if (options_.resume)
+    load_latest_checkpoint();
+  else
+    prepare_new_run();
+}
+
+void Trainer::prepare_new_run() {
+  config_.validate();
+  tokenizer_ = std::make_unique<WordPieceTokenizer>(train_wordpiece(texts_of(data_.train), config_.vocab_size));
+  answers_ = AnswerVocab::from_samples(data_.train);
+  fit_model_to_data(config_.model, *tokenizer_, answers_, data_);
+  config_.validate();
+  tokenizer_->save(options_.out + "/vocab.txt");
+  write_file_atomic(options_.out + "/answers.json", answers_.to_json().dump(1));
+  write_file_atomic(options_.out + "/config.json", config_.to_json().dump(2));
+  write_file_atomic(options_.out + "/metrics.jsonl", "");
+
+  Generator init(static_cast<uint64_t>(config_.seed));
+  model_ = std::make_unique<models::VLM>(config_.model, &init);
+  optimizer_ = std::make_unique<nn::AdamW>(*model_, config_.lr, config_.weight_decay);
+  generator_ = Generator(static_cast<uint64_t>(config_.seed) + 1);
+  step_ = 0;
+}
+
+void Trainer::load_latest_checkpoint() {
+  const std::string latest_path = options_.out + "/checkpoints/latest";
+  MMG_CHECK(fs::exists(latest_path), "Trainer: cannot resume: {} does not exist (no checkpoint was written)",
+            latest_path);
+  LoadedRun run = load_run(options_.out);
+  config_ = run.config;
+  tokenizer_ = std::move(run.tokenizer);
+  answers_ = run.answers;
+  model_ = std::move(run.model);
+  optimizer_ = std::make_unique<nn::AdamW>(*model_, config_.lr, config_.weight_decay);
+
+  const std::string dir = options_.out + "/checkpoints/" + read_file(latest_path);
+  nn::load_training_state(dir + "/state.safetensors", *model_, *optimizer_);
+  json state = read_json_file(dir + "/trainer.json");
+  step_ = state.at("step").get<int64_t>();
+  generator_.set_state(state.at("generator").at(0).get<uint64_t>(), state.at("generator").at(1).get<uint64_t>());
+  default_generator().set_state(state.at("default_generator").at(0).get<uint64_t>(),
+                                state.at("default_generator").at(1).get<uint64_t>());
+  train_seconds_ = state.at("train_seconds").get<double>();
+  for (const json& r : state.at("history")) {
+    StepRecord rec;
+    rec.step = r.at("step").get<int64_t>();
+    rec.loss = r.at("loss").get<double>();
+    rec.lr = r.at("lr").get<double>();
+    rec.grad_norm = r.at("grad_norm").get<double>();
+    rec.losses = r.at("losses").get<std::map<std::string, double>>();
+    history_.push_back(rec);
+  }
+  // The log keeps what happened up to the checkpoint; lines of steps after it (from the run
+  // that was interrupted) are dropped, since this run does those steps again.
+  std::ifstream in(options_.out + "/metrics.jsonl");
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("step") && j["step"].get<int64_t>() <= step_) kept += line + "\n";
+  }
+  write_file_atomic(options_.out + "/metrics.jsonl", kept);
+  if (options_.verbose) std::printf("resuming %s at step %lld of %lld\n", options_.out.c_str(), (long long)step_,
+                                    (long long)config_.steps);
+}
+
+LoadedRun load_run(const std::string& dir_or_checkpoint) {
+  // Accept the run directory or one of its checkpoints/step-N folders.
+  fs::path path(dir_or_checkpoint);
+  fs::path run_dir = path, checkpoint;
+  if (fs::exists(path / "state.safetensors")) {
+    checkpoint = path;
+    run_dir = path.parent_path().parent_path();
+  }
+  MMG_CHECK(fs::exists(run_dir / "config.json"), "load_run: {} is not a run directory (no config.json)",
+            run_dir.string());
+  LoadedRun run;
+  try {
+    run.config = TrainConfig::from_json(read_json_file((run_dir / "config.json").string()));
+  } catch (const Error& e) {
+    MMG_FAIL("{}: {}", (run_dir / "config.json").string(), e.what());
+  }
+  run.tokenizer = std::make_unique<WordPieceTokenizer>(WordPieceTokenizer::load((run_dir / "vocab.txt").string()));
+  run.answers = AnswerVocab::from_json(read_json_file((run_dir / "answers.json").string()));
+  run.model = std::make_unique<models::VLM>(run.config.model);
+  if (checkpoint.empty()) {
+    fs::path latest = run_dir / "checkpoints" / "latest";
+    MMG_CHECK(fs::exists(latest), "load_run: {} has no checkpoint ({} is missing)", run_dir.string(), latest.string());
+    checkpoint = run_dir / "checkpoints" / read_file(latest.string());
+  }
+  // The model's part of the training state ("model.<name>" entries).
+  nn::AdamW scratch(*run.model, run.config.lr, run.config.weight_decay);
+  nn::load_training_state((checkpoint / "state.safetensors").string(), *run.model, scratch);
+  run.step = read_json_file((checkpoint / "trainer.json").string()).at("step").get<int64_t>();
+  return run;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints and logs
+
+void Trainer::save_checkpoint() {
+  const fs::path root = fs::path(options_.out) / "checkpoints";
+  fs::create_directories(root);
+  const std::string name = checkpoint_name(step_);
+  const fs::path tmp = root / (name + ".tmp"), final_dir = root / name;
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  nn::save_training_state((tmp / "state.safetensors").string(), *model_, *optimizer_,
+                          {{"step", std::to_string(step_)}, {"run", config_.name}});
+  json history = json::array();
+  for (const StepRecord& r : history_)
+    history.push_back({{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"losses", r.losses}});
+  json state = {{"step", step_},
+                {"generator", {generator_.seed(), generator_.offset()}},
+                {"default_generator", {default_generator().seed(), default_generator().offset()}},
+                {"train_seconds", train_seconds_},
+                {"history", history}};
+  write_file_atomic((tmp / "trainer.json").string(), state.dump());
+  // The folder appears complete or not at all; `latest` moves only once it is in place.
+  fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+  write_file_atomic((root / "latest").string(), name);
+
+  std::vector<std::string> steps;
+  for (const auto& entry : fs::directory_iterator(root))
+    if (entry.is_directory() && entry.path().filename().string().rfind("step-", 0) == 0 &&
+        entry.path().extension() != ".tmp")
+      steps.push_back(entry.path().filename().string());
+  std::sort(steps.begin(), steps.end());
+  for (size_t i = 0; i + kCheckpointsKept < steps.size(); ++i) fs::remove_all(root / steps[i]);
+}
+
+void Trainer::log_json(const json& record) {
+  std::ofstream out(options_.out + "/metrics.jsonl", std::ios::app);
+  MMG_CHECK(out.good(), "Trainer: cannot append to {}/metrics.jsonl", options_.out);
+  out << record.dump() << "\n";
+}
+
+void Trainer::write_loss_curve() const {
+  if (history_.empty()) return;
+  // Running means over a window, so the curve shows the trend rather than batch noise.
+  const size_t window = std::max<size_t>(1, std::min<size_t>(50, history_.size() / 20));
+  auto smoothed = [&](const std::function<double(const StepRecord&)>& value) {
+    PlotSeries s;
+    double sum = 0;
+    for (size_t i = 0; i < history_.size(); ++i) {
+      sum += value(history_[i]);
+      if (i >= window) sum -= value(history_[i - window]);
+      if (i + 1 >= window) {
+        s.x.push_back(static_cast<double>(history_[i].step));
+        s.y.push_back(sum / static_cast<double>(window));
+      }
+    }
+    return s;
+  };
+  LinePlot plot;
+  plot.title = fmt::format("{}: training loss (mean of {} steps)", config_.name, window);
+  plot.x_label = "step";
+  plot.y_label = "loss";
+  PlotSeries total = smoothed([](const StepRecord& r) { return r.loss; });
+  total.name = "total";
+  total.colour = series_colour(0);
+  plot.series.push_back(total);
+  int colour = 1;
+  for (const auto& [name, value] : history_.back().losses) {
+    PlotSeries s = smoothed([&](const StepRecord& r) {
+      auto it = r.losses.find(name);
+      return it == r.losses.end() ? std::nan("") : it->second;
+    });
+    s.name = name;
+    s.colour = series_colour(colour++);
+    plot.series.push_back(s);
+  }
+  save_line_plot(plot, options_.out + "/loss_curve.png");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training
+
+StepRecord Trainer::train_step(const models::VLMBatch& batch) {
+  model_->train();
+  optimizer_->zero_grad();
+  models::Losses losses = model_->compute_losses(batch, &generator_, config_.objectives_at(step_));
+  losses.total.backward();
+  StepRecord rec;
+  rec.step = step_ + 1;
+  rec.grad_norm = config_.clip > 0 ? nn::clip_grad_norm(model_->trainable_parameters(), config_.clip) : std::nan("");
+  nn::WarmupCosine schedule(config_.lr, config_.warmup, config_.steps, config_.min_lr);
+  rec.lr = schedule.lr_at(step_);
+  optimizer_->set_lr(rec.lr);
+  optimizer_->step();
+  rec.losses = losses.values();
+  rec.loss = rec.losses.at("total");
+  rec.losses.erase("total");
+  MMG_CHECK(std::isfinite(rec.loss), "Trainer: the loss is {} at step {} (losses: {}); lower the learning rate ({})",
+            rec.loss, rec.step, json(rec.losses).dump(), rec.lr);
+  return rec;
+}
+
+int64_t Trainer::train() {
+  const int64_t end = options_.stop_after > 0 ? std::min(options_.stop_after, config_.steps) : config_.steps;
+  if (step_ >= end) return 0;
+  const int64_t first = step_;
+  const bool vqa = config_.model.objectives.enabled("vqa"), cls = config_.model.objectives.enabled("cls");
+  BatchMaker maker(data_.train, *tokenizer_, answers_, config_.max_len, {config_.data.mean, config_.data.std},
+                   static_cast<uint64_t>(config_.seed), vqa, cls);
+  EpochOrder order(static_cast<int64_t>(data_.train.size()), config_.batch_size, static_cast<uint64_t>(config_.seed),
+                   /*drop_last=*/true);
+  Prefetcher<models::VLMBatch> loader([&](int64_t s) { return maker.make(order.batch_indices(s), s); }, step_, end,
+                                      /*depth=*/2);
+
+  const bool tty = options_.verbose && isatty(fileno(stdout));
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  auto window_start = start;
+  int64_t window_steps = 0;
+  const double seconds_before = train_seconds_;
+  for (; step_ < end;) {
+    StepRecord rec = train_step(loader.next());
+    ++step_;
+    history_.push_back(rec);
+    ++window_steps;
+    train_seconds_ = seconds_before + std::chrono::duration<double>(clock::now() - start).count();
+
+    const bool log_now = config_.log_every > 0 && (step_ % config_.log_every == 0 || step_ == end);
+    if (log_now || tty) {
+      const double window_s = std::chrono::duration<double>(clock::now() - window_start).count();
+      const double rate = window_s > 0 ? window_steps * config_.batch_size / window_s : 0;
+      const double eta = rate > 0 ? (end - step_) * config_.batch_size / rate : std::nan("");
+      std::string parts;
+      for (const auto& [name, value] : rec.losses) parts += fmt::format(" {} {:.3f}", name, value);
+      std::string line = fmt::format("step {}/{} | loss {:.4f} ({}) | lr {:.2e} | {:.0f} samples/s | ETA {}", step_,
+                                     config_.steps, rec.loss, parts.substr(1), rec.lr, rate, duration_str(eta));
+      if (tty)
+        std::printf("\r\033[K%s%s", line.c_str(), log_now ? "\n" : "");
+      else if (options_.verbose && log_now)
+        std::printf("%s\n", line.c_str());
+      std::fflush(stdout);
+      if (log_now) {
+        json record = {{"step", step_}, {"loss", rec.loss}, {"lr", rec.lr}, {"samples_per_s", rate},
+                       {"seconds", train_seconds_}};
+        if (std::isfinite(rec.grad_norm)) record["grad_norm"] = rec.grad_norm;
+        for (const auto& [name, value] : rec.losses) record[name] = value;
+        log_json(record);
+        window_start = clock::now();
+        window_steps = 0;
+      }
+    }
+    if (config_.eval_every > 0 && step_ % config_.eval_every == 0 && step_ < config_.steps && on_eval) {
+      json metrics = on_eval(*this);
+      metrics["step"] = step_;
+      metrics["split"] = "val";
+      log_json(metrics);
+    }
+    if (config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0) save_checkpoint();
+  }
+  if (step_ == config_.steps) {
+    if (config_.checkpoint_every == 0 || step_ % config_.checkpoint_every != 0) save_checkpoint();
+    write_loss_curve();
+  }
+  return step_ - first;
+}
+
+}  // namespace mmg

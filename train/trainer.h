@@ -1,0 +1,111 @@
+// The trainer: a TrainConfig and a Dataset in, a trained model, its metrics and pictures out.
+//
+// One step:
+//   batch  = the loader's batch of this step (made ahead on a background thread, train/data_loader.h)
+//   losses = model.compute_losses(batch, objectives of this step's phase)   (models/vlm.h)
+//   losses.total.backward();  clip the global gradient norm;  lr ← warmup + cosine(step);  AdamW step
+//
+// The run directory (`out`) holds everything a person or a later command needs:
+//   config.json       the run's TrainConfig, with the sizes that follow from the data filled in
+//   vocab.txt         the WordPiece vocabulary learnt from the train split's texts
+//   answers.json      the answer vocabulary of the VQA head
+//   metrics.jsonl     one JSON object per log line ({"step", "loss", "itc", ..., "lr"}) and per
+//                     evaluation ({"step", "split": "val", "vqa_accuracy", ...})
+//   checkpoints/step-NNNNNN/{state.safetensors,trainer.json}, and checkpoints/latest naming the
+//                     newest; each written to a temporary folder and renamed, so a crash never
+//                     leaves a half checkpoint
+//   loss_curve.png    at the end
+//
+// Resuming (`resume = true`) loads the latest checkpoint — model, AdamW moments, step, the
+// generators' states — and continues; since the batch of a step and every random draw are
+// functions of the seed and the step, the resumed run's losses equal the uninterrupted run's
+// (tests/train/test_trainer.cpp checks it bit for bit).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "models/vlm.h"
+#include "nn/optim.h"
+#include "train/batching.h"
+#include "train/dataset.h"
+#include "train/run_config.h"
+#include "train/tokenizer.h"
+
+namespace mmg {
+
+struct TrainerOptions {
+  std::string out;         // the run directory
+  bool resume = false;     // continue from out/checkpoints/latest
+  bool verbose = true;     // progress line and messages on stdout
+  int64_t stop_after = 0;  // > 0: stop after this step (as if interrupted), without the final evaluation
+};
+
+// One logged step.
+struct StepRecord {
+  int64_t step = 0;
+  double loss = 0, lr = 0, grad_norm = 0;
+  std::map<std::string, double> losses;  // per objective
+};
+
+class Trainer {
+ public:
+  // Builds (or, with resume, reloads) the tokenizer, the answers and the model. `data` must
+  // outlive the trainer.
+  Trainer(TrainConfig config, const Dataset& data, TrainerOptions options);
+
+  // Trains up to config.steps (or options.stop_after), evaluating and checkpointing as the
+  // config says. Returns the steps run by this call.
+  int64_t train();
+
+  const TrainConfig& config() const { return config_; }
+  models::VLM& model() { return *model_; }
+  const WordPieceTokenizer& tokenizer() const { return *tokenizer_; }
+  const AnswerVocab& answers() const { return answers_; }
+  int64_t step() const { return step_; }  // steps done
+  const std::vector<StepRecord>& history() const { return history_; }
+  double train_seconds() const { return train_seconds_; }
+
+  // Saves a checkpoint of the current state now (what checkpoint_every does).
+  void save_checkpoint();
+  // Appends one JSON object to metrics.jsonl.
+  void log_json(const nlohmann::json& record);
+  // An evaluation hook, run every eval_every steps on the val split (set by the caller, e.g. to
+  // evaluate_vlm); its JSON is logged with "step" and "split".
+  std::function<nlohmann::json(Trainer&)> on_eval;
+
+ private:
+  TrainConfig config_;
+  const Dataset& data_;
+  TrainerOptions options_;
+  std::unique_ptr<WordPieceTokenizer> tokenizer_;
+  AnswerVocab answers_;
+  std::unique_ptr<models::VLM> model_;
+  std::unique_ptr<nn::AdamW> optimizer_;
+  Generator generator_;  // masking, negatives
+  int64_t step_ = 0;
+  double train_seconds_ = 0;  // over every call of train(), resumed runs included
+  std::vector<StepRecord> history_;
+
+  void prepare_new_run();
+  void load_latest_checkpoint();
+  StepRecord train_step(const models::VLMBatch& batch);
+  void write_loss_curve() const;
+};
+
+// Reads a run directory written by the trainer: its config, tokenizer, answers, and the model
+// with the weights of its latest checkpoint (or of `checkpoint`, a checkpoints/step-N folder).
+struct LoadedRun {
+  TrainConfig config;
+  std::unique_ptr<WordPieceTokenizer> tokenizer;
+  AnswerVocab answers;
+  std::unique_ptr<models::VLM> model;
+  int64_t step = 0;
+};
+LoadedRun load_run(const std::string& dir);
+
+}  // namespace mmg
