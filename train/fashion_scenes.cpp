@@ -169,21 +169,32 @@ bool spec_true(const Spec& s, const Scene& sc) {
   return false;
 }
 
+// A gallery caption names its items left column first, top before bottom — its negatives
+// too, so that the order of the words never gives a flipped caption away.
+void sort_gallery(Spec& s) {
+  std::vector<size_t> order(s.classes.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return std::pair(s.cells[a].second, s.cells[a].first) < std::pair(s.cells[b].second, s.cells[b].first);
+  });
+  Spec sorted = s;
+  for (size_t i = 0; i < order.size(); ++i) sorted.classes[i] = s.classes[order[i]], sorted.cells[i] = s.cells[order[i]];
+  s = sorted;
+}
+
 // The captions' specs: the gallery caption, a count caption and up to two relations.
 std::vector<Spec> make_specs(const Scene& sc, Draws& d) {
   const int k = static_cast<int>(sc.items.size());
   std::vector<Spec> specs;
-  Spec gallery;  // left column first, top before bottom
+  Spec gallery;
+  for (const PlacedItem& p : sc.items) {
+    gallery.classes.push_back(p.label);
+    gallery.cells.emplace_back(p.row, p.col);
+  }
+  sort_gallery(gallery);
+  specs.push_back(gallery);
   std::vector<size_t> order(k);
   std::iota(order.begin(), order.end(), size_t{0});
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return std::pair(sc.items[a].col, sc.items[a].row) < std::pair(sc.items[b].col, sc.items[b].row);
-  });
-  for (size_t i : order) {
-    gallery.classes.push_back(sc.items[i].label);
-    gallery.cells.emplace_back(sc.items[i].row, sc.items[i].col);
-  }
-  specs.push_back(gallery);
 
   Spec count;  // one or two of the items, so a count changed by one is not visible in the words
   count.form = Form::count_list;
@@ -235,6 +246,8 @@ std::vector<Spec> make_negatives(const Spec& s, const Scene& sc, int n_classes, 
     Spec mirrored = s, flipped = s;
     for (auto& cell : mirrored.cells) cell.second = 1 - cell.second;
     for (auto& cell : flipped.cells) cell.first = 1 - cell.first;
+    sort_gallery(mirrored);
+    sort_gallery(flipped);
     if (!spec_true(mirrored, sc)) negs.push_back(mirrored);
     else if (!spec_true(flipped, sc)) negs.push_back(flipped);
   } else if (s.form == Form::relation || s.form == Form::there_is) {

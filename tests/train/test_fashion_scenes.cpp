@@ -342,11 +342,21 @@ TEST_CASE("fashion scenes: captions are true of the placed items and every negat
           ++negative_kinds[neg.find(" in the ") != std::string::npos ? "gallery" : neg.find("item") != std::string::npos ? "count" : "relation"];
         }
       }
-      // The gallery caption names each item once, left column first.
-      const std::string& g = smp.captions[0];
-      CHECK(g.find(" in the ") != std::string::npos);
-      size_t left = g.rfind(" left"), right = g.find(" right");
-      if (left != std::string::npos && right != std::string::npos) CHECK(left < right);
+      // The gallery caption and its negatives name the items left column first, top before
+      // bottom: the order of the words cannot tell a mirrored negative from the caption.
+      std::vector<std::string> galleries = smp.negatives[0];
+      galleries.push_back(smp.captions[0]);
+      for (const std::string& g : galleries) {
+        CAPTURE(g);
+        std::vector<int> places;  // col·2 + row, in the order named
+        for (size_t at = g.find(" in the "); at != std::string::npos; at = g.find(" in the ", at + 1)) {
+          const std::string rest = g.substr(at + 8);
+          places.push_back((rest.rfind("top right", 0) == 0 || rest.rfind("bottom right", 0) == 0) * 2 +
+                           (rest.rfind("bottom", 0) == 0));
+        }
+        CHECK(places.size() == bs.size());
+        CHECK(std::is_sorted(places.begin(), places.end()));
+      }
       CHECK(!smp.negatives[0].empty());
     }
   }
