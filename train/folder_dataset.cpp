@@ -1,12 +1,13 @@
 #include "train/folder_dataset.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
-#include <sstream>
+#include <algorithm>
 
 #include "core/error.h"
 #include "kernels/philox.h"
