@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
-#include <algorithm>
 
 #include "core/error.h"
 #include "kernels/philox.h"
