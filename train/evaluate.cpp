@@ -82,7 +82,7 @@ std::vector<float> itm_scores(const EvalContext& ctx, const std::vector<const Sa
     std::vector<const Sample*> chunk(samples.begin() + lo, samples.begin() + hi);
     std::vector<std::string> words(texts.begin() + lo, texts.begin() + hi);
     TokenBatch t = encode_texts(ctx.tokenizer, words, ctx.config.max_len);
-    ViTOutput image = m.dual->vision->forward(images_to_tensor(chunk, norm_of(ctx.config)));
+    models::ViTOutput image = m.dual->vision->forward(images_to_tensor(chunk, norm_of(ctx.config)));
     models::FusionOutput out = m.forward_encoded(image, t.ids, t.attention_mask, Tensor(), false, false);
     Tensor logits = ctx.model.itm_head->forward(m.fuse(out.text_tokens, out.text_mask, out.image_tokens).pooled);
     std::vector<float> l = logits.contiguous().to_vector<float>();

@@ -57,7 +57,7 @@ int run_predict_command(const PredictOptions& options) {
     MMG_CHECK(model.model->dual != nullptr, "mmg predict: --texts needs a model with contrastive embeddings");
     const auto& dual = model.model->dual;
     TokenBatch t = encode_texts(*run.tokenizer, options.texts, max_len);
-    ViTOutput v = dual->vision->forward(image);
+    models::ViTOutput v = dual->vision->forward(image);
     Tensor image_emb = dual->embed_image(v);
     Tensor text_emb = dual->embed_text(dual->text->forward(t.ids, t.attention_mask));
     // exp(0)·cosine: the logit scale left out, so the numbers are cosine similarities.
