@@ -368,12 +368,16 @@ Tensor PooledFusion::forward(const Tensor& a, const Tensor& b) const {
 // ---------------------------------------------------------------------------------------------
 // FusionModelConfig
 
-static const std::vector<std::string> kFamilies = {"dual", "single", "cross", "pooled"};
+static const std::vector<std::string> kFamilies = {"dual", "single", "cross", "pooled", "vision"};
 
 void FusionModelConfig::validate() const {
   check_choice("FusionModelConfig", "family", family, kFamilies);
   if (family == "single") {
     single.validate();
+    return;
+  }
+  if (family == "vision") {
+    dual.vision.validate();
     return;
   }
   dual.validate();
@@ -393,6 +397,7 @@ void FusionModelConfig::validate() const {
 
 json FusionModelConfig::to_json() const {
   if (family == "single") return single.to_json();
+  if (family == "vision") return {{"family", family}, {"vision", dual.vision.to_json()}};
   json j = dual.to_json();
   j["family"] = family;
   if (family == "cross") j["fusion"] = fusion.to_json();
@@ -413,6 +418,12 @@ FusionModelConfig FusionModelConfig::from_json(const json& j) {
     return c;
   }
   ConfigReader r(j, "FusionModelConfig (" + c.family + ")", c.family);
+  if (c.family == "vision") {
+    if (const json* v = r.object("vision")) c.dual.vision = ViTConfig::from_json(*v);
+    r.finish();
+    c.validate();
+    return c;
+  }
   read_dual_fields(r, c.dual);
   if (c.family == "cross" || c.family == "pooled") {
     const json* fusion_json = r.object("fusion");
@@ -481,6 +492,10 @@ FusionModel::FusionModel(const FusionModelConfig& cfg, Generator* gen) : config(
     adopt(*single);
     return;
   }
+  if (config.family == "vision") {
+    vision = register_module("vision", std::make_shared<ViT>(config.dual.vision, gen));
+    return;
+  }
   dual = std::make_shared<DualEncoder>(config.dual, gen);
   // The pooled family has no contrastive loss, so no temperature to learn.
   adopt(*dual, config.family == "pooled" ? std::vector<std::string>{"logit_scale"} : std::vector<std::string>{});
@@ -494,8 +509,14 @@ CrossFusionOutput FusionModel::fuse(const Tensor& text_tokens, const Tensor& tex
   return fusion->forward(text_tokens, text_mask, image_tokens, Tensor(), with_attention);
 }
 
+const ViT& FusionModel::image_encoder() const {
+  MMG_CHECK(!single, "FusionModel (single): the joint encoder has no image encoder of its own");
+  return vision ? *vision : *dual->vision;
+}
+
 FusionOutput FusionModel::forward(const Tensor& images, const Tensor& ids, const Tensor& attention_mask,
                                   const Tensor& token_type_ids, bool with_attention) const {
+  MMG_CHECK(!vision, "FusionModel (vision): this family has no text; encode images with image_encoder()");
   FusionOutput out;
   if (single) {
     MMG_CHECK(!token_type_ids.defined(), "FusionModel (single): token_type_ids are not used by this family");
@@ -513,6 +534,7 @@ FusionOutput FusionModel::forward(const Tensor& images, const Tensor& ids, const
 FusionOutput FusionModel::forward_encoded(const ViTOutput& image, const Tensor& ids, const Tensor& attention_mask,
                                           const Tensor& token_type_ids, bool with_attention, bool fuse) const {
   MMG_CHECK(!single, "FusionModel (single): forward_encoded needs a two-tower family, the joint encoder reads pixels");
+  MMG_CHECK(!vision, "FusionModel (vision): this family has no text encoder");
   FusionOutput out;
   TextOutput text = dual->text->forward(ids, attention_mask, token_type_ids);
   MMG_CHECK(image.pooled.size(0) == text.pooled.size(0), "FusionModel: {} images but {} texts",

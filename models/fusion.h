@@ -233,7 +233,7 @@ class PooledFusion : public nn::Module {
 // One model of any family
 
 struct FusionModelConfig {
-  std::string family = "dual";        // "dual" | "single" | "cross" | "pooled"
+  std::string family = "dual";        // "dual" | "single" | "cross" | "pooled" | "vision"
   DualEncoderConfig dual;             // dual, cross, pooled: the encoders and embed_dim
   CrossAttentionFusionConfig fusion;  // cross
   PooledFusionConfig pooled;          // pooled (dim = dual.embed_dim)
@@ -245,6 +245,7 @@ struct FusionModelConfig {
   //   cross   the same + "fusion": CrossAttentionFusionConfig
   //   pooled  the same + "fusion": PooledFusionConfig
   //   single  SingleStreamConfig's keys
+  //   vision  {"family", "vision"}: a ViT alone, for image classification (dual.vision holds it)
   // In "fusion", dim / image_dim may be left out: they follow from the encoders.
   nlohmann::json to_json() const;
   static FusionModelConfig from_json(const nlohmann::json& j);
@@ -294,6 +295,10 @@ class FusionModel : public nn::Module {
   std::shared_ptr<CrossAttentionFusion> fusion;
   std::shared_ptr<PooledFusion> pooled;
   std::shared_ptr<SingleStreamEncoder> single;
+  std::shared_ptr<ViT> vision;  // family "vision": the image encoder alone (an image classifier)
+
+  // The ViT of every family but single (dual->vision, or vision).
+  const ViT& image_encoder() const;
 
  private:
   // Registers the children and own parameters of `part` as this module's own, under the same

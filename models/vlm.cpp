@@ -20,6 +20,7 @@ bool family_supports(const std::string& family, const std::string& objective) {
   if (objective == "itc") return family == "dual" || family == "cross";
   if (objective == "itm") return family != "dual";
   if (objective == "vqa") return family != "dual";
+  if (family == "vision") return objective == "cls" || objective == "cap";  // no text encoder
   return true;  // mlm, cls, cap
 }
 
@@ -182,7 +183,7 @@ VLM::VLM(const VLMConfig& cfg, Generator* gen) : config(cfg) {
 void VLM::check_batch(const VLMBatch& b, const ObjectiveWeights& o) const {
   MMG_CHECK(b.images.defined() && b.images.dim() == 4, "VLM: images {} must be [B,C,H,W]",
             b.images.defined() ? shape_str(b.images.shape()) : "undefined");
-  MMG_CHECK(b.text_ids.defined() && b.text_ids.dim() == 2 && b.text_ids.size(0) == b.images.size(0),
+  MMG_CHECK(model->vision || (b.text_ids.defined() && b.text_ids.dim() == 2 && b.text_ids.size(0) == b.images.size(0)),
             "VLM: text ids {} must be [B={},S]", b.text_ids.defined() ? shape_str(b.text_ids.shape()) : "undefined",
             b.images.size(0));
   const int64_t B = b.images.size(0);
@@ -214,7 +215,7 @@ Tensor VLM::image_tokens(const FusionOutput& out) const { return out.image_token
 
 FusionOutput VLM::image_only(const Tensor& images) const {
   if (!model->single) {  // the ViT alone: its tokens never see a text
-    ViTOutput v = model->dual->vision->forward(images);
+    ViTOutput v = model->image_encoder().forward(images);
     FusionOutput out;
     out.image_tokens = v.tokens;
     out.image_pooled = v.pooled;
@@ -285,6 +286,10 @@ Losses VLM::compute_losses(const VLMBatch& batch, Generator* gen, const Objectiv
   FusionOutput out;
   if (model->single) {
     out = encode(batch.images, batch.text_ids, batch.text_mask);
+  } else if (model->vision) {  // an image classifier: no text to read
+    ViTOutput v = model->vision->forward(batch.images);
+    out.image_tokens = v.tokens;
+    out.image_pooled = v.pooled;
   } else {
     // The captions' fused [CLS] is read only by vqa on the same texts; itm fuses its own pairs.
     const bool fuse_captions = o.enabled("vqa") && !own_questions;

@@ -113,7 +113,7 @@ TokenBatch encode_texts(const WordPieceTokenizer& tokenizer, const std::vector<s
 
 BatchMaker::BatchMaker(const std::vector<Sample>& samples, const WordPieceTokenizer& tokenizer,
                        const AnswerVocab& answers, int64_t max_len, ImageNorm norm, uint64_t seed, bool with_questions,
-                       bool with_labels)
+                       bool with_labels, AugmentOptions augment)
     : samples_(samples),
       tokenizer_(tokenizer),
       answers_(answers),
@@ -121,7 +121,8 @@ BatchMaker::BatchMaker(const std::vector<Sample>& samples, const WordPieceTokeni
       norm_(std::move(norm)),
       seed_(seed),
       with_questions_(with_questions),
-      with_labels_(with_labels) {}
+      with_labels_(with_labels),
+      augment_(augment) {}
 
 models::VLMBatch BatchMaker::make(const std::vector<int64_t>& indices, int64_t step) const {
   constexpr int64_t kIgnore = -100;  // cross_entropy's ignore_index
@@ -156,7 +157,18 @@ models::VLMBatch BatchMaker::make(const std::vector<int64_t>& indices, int64_t s
     if (with_labels_) labels.push_back(s.label < 0 ? kIgnore : s.label);
   }
   models::VLMBatch out;
-  out.images = images_to_tensor(batch, norm_);
+  if (augment_.enabled) {
+    std::vector<Image> augmented;
+    for (int64_t slot = 0; slot < B; ++slot) {
+      // Augmentation draws from its own stream: key seed+1, counters from (step, slot).
+      Generator g;
+      g.set_state(seed_ + 1, (static_cast<uint64_t>(step) << 24 | static_cast<uint64_t>(slot)) << 12);
+      augmented.push_back(augment(batch[slot]->image, augment_, batch[slot]->image.width, g));
+    }
+    out.images = images_to_tensor(augmented, norm_, "image");
+  } else {
+    out.images = images_to_tensor(batch, norm_);
+  }
   TokenBatch text = encode_texts(tokenizer_, captions, max_len_);
   out.text_ids = text.ids;
   out.text_mask = text.attention_mask;

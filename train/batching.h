@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/vlm.h"
+#include "train/augment.h"
 #include "train/dataset.h"
 #include "train/tokenizer.h"
 
@@ -52,9 +53,11 @@ class BatchMaker {
  public:
   // `samples` and `tokenizer` must outlive the maker. `with_questions`: add one question per
   // image (question_ids, question_mask, answer_ids; ignore_index -100 for an image without a
-  // question or with an answer outside the vocabulary); `with_labels`: class_ids.
+  // question or with an answer outside the vocabulary); `with_labels`: class_ids. With
+  // augment.enabled, each image is augmented (train/augment.h) with draws of its (step, slot).
   BatchMaker(const std::vector<Sample>& samples, const WordPieceTokenizer& tokenizer, const AnswerVocab& answers,
-             int64_t max_len, ImageNorm norm, uint64_t seed, bool with_questions, bool with_labels);
+             int64_t max_len, ImageNorm norm, uint64_t seed, bool with_questions, bool with_labels,
+             AugmentOptions augment = {});
 
   // The training batch of `step` over the samples at `indices`.
   models::VLMBatch make(const std::vector<int64_t>& indices, int64_t step) const;
@@ -67,6 +70,7 @@ class BatchMaker {
   ImageNorm norm_;
   uint64_t seed_;
   bool with_questions_, with_labels_;
+  AugmentOptions augment_;
 };
 
 // Tokenized texts padded to max_len (truncated when longer).

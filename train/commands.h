@@ -42,7 +42,8 @@ struct PredictOptions {
   std::string checkpoint, image, question;
   std::vector<std::string> texts;
   bool caption = false;
-  int64_t top = 3;  // answers shown
+  bool classify = false;  // the classifier's top classes (models trained with cls)
+  int64_t top = 3;        // answers / classes shown
 };
 int run_predict_command(const PredictOptions& options);
 

@@ -1,6 +1,11 @@
 #include "train/data_sources.h"
 
+#include <algorithm>
+
 #include "core/error.h"
+#include "train/fashion_mnist.h"
+#include "train/fashion_scenes.h"
+#include "train/folder_dataset.h"
 
 namespace mmg {
 
@@ -31,6 +36,26 @@ Dataset load_dataset(const DataConfig& config) {
     sc.seed = static_cast<uint64_t>(config.seed);
     sc.image_size = static_cast<int>(config.image_size);
     return scenes_to_dataset(generate_scenes(sc));
+  }
+  const std::string fashion_dir = config.path.empty() ? kFashionMnistDir : config.path;
+  if (config.source == "fashion-mnist" || config.source == "fashion-scenes") {
+    MMG_CHECK(fashion_mnist_available(fashion_dir),
+              "load_dataset: source '{}' needs Fashion-MNIST in {} (Debian package dataset-fashion-mnist; "
+              "scripts/install-deps.sh installs it)", config.source, fashion_dir);
+    Dataset fashion = load_fashion_mnist(fashion_dir);
+    if (config.source == "fashion-mnist") return fashion;
+    FashionScenesConfig fc;
+    fc.n_train = config.n;
+    fc.n_val = std::max<int64_t>(1, config.n / 10);
+    fc.n_test = std::max<int64_t>(config.gallery, config.n / 10);
+    fc.seed = static_cast<uint64_t>(config.seed);
+    return generate_fashion_scenes(fashion, fc);
+  }
+  if (config.source == "folder") {
+    FolderOptions fo;
+    fo.image_size = static_cast<int>(config.image_size);
+    fo.seed = static_cast<uint64_t>(config.seed);
+    return load_image_text_folder(config.path, fo);
   }
   MMG_FAIL("load_dataset: unknown source '{}'", config.source);
 }

@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   predict->add_option("--question", predict_opts.question, "A question about the image");
   predict->add_option("--texts", predict_opts.texts, "Texts to score against the image");
   predict->add_flag("--caption", predict_opts.caption, "Caption the image (models trained with cap)");
+  predict->add_flag("--classify", predict_opts.classify, "The most likely classes (models trained with cls)");
   predict->add_option("--top", predict_opts.top, "How many answers to show")->capture_default_str();
 
   auto* gc = app.add_subcommand("gradcheck", "Check every op's gradient against central finite differences (f64)");

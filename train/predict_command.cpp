@@ -3,6 +3,7 @@
 //   --texts A B ...  the contrastive similarity of the image with each text (and the matching
 //                    head's probability, for models that have one), best first
 //   --caption        the caption decoder's caption (models trained with the cap objective)
+//   --classify       the classifier's most likely classes (models trained with cls)
 #include <algorithm>
 #include <cstdio>
 #include <numeric>
@@ -31,8 +32,8 @@ Tensor load_model_image(const std::string& path, const TrainConfig& config) {
 
 int run_predict_command(const PredictOptions& options) {
   MMG_CHECK(!options.image.empty(), "mmg predict: --image is required");
-  MMG_CHECK(!options.question.empty() || !options.texts.empty() || options.caption,
-            "mmg predict: give --question, --texts or --caption");
+  MMG_CHECK(!options.question.empty() || !options.texts.empty() || options.caption || options.classify,
+            "mmg predict: give --question, --texts, --caption or --classify");
   LoadedRun run = load_run(options.checkpoint);
   models::VLM& model = *run.model;
   model.eval();
@@ -79,6 +80,18 @@ int run_predict_command(const PredictOptions& options) {
     for (size_t i : order)
       std::printf("%-10.4f %-8s %s\n", sim[i], match.empty() ? "" : fmt::format("{:.3f}", match[i]).c_str(),
                   options.texts[i].c_str());
+  }
+  if (options.classify) {
+    MMG_CHECK(model.cls_head != nullptr, "mmg predict: the model in {} has no classifier (no cls objective)",
+              options.checkpoint);
+    std::vector<float> p = softmax(model.class_logits(image), 1).to_vector<float>();
+    std::vector<size_t> order(p.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+    for (int64_t i = 0; i < std::min<int64_t>(options.top, order.size()); ++i)
+      std::printf("  %-14s %.3f\n",
+                  order[i] < run.class_names.size() ? run.class_names[order[i]].c_str() : fmt::format("class {}", order[i]).c_str(),
+                  p[order[i]]);
   }
   if (options.caption) {
     MMG_CHECK(model.caption_decoder != nullptr, "mmg predict: the model in {} has no caption decoder (no cap objective)",

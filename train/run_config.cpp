@@ -35,6 +35,8 @@ json DataConfig::to_json() const {
   json j = {{"source", source}, {"n", n}, {"image_size", image_size}, {"seed", seed}, {"gallery", gallery},
             {"mean", mean}, {"std", std}};
   if (!path.empty()) j["path"] = path;
+  j["augment"] = {{"enabled", augment.enabled}, {"min_scale", augment.min_scale}, {"brightness", augment.brightness},
+                  {"contrast", augment.contrast}, {"saturation", augment.saturation}, {"hflip", augment.hflip}};
   return j;
 }
 
@@ -56,6 +58,18 @@ DataConfig DataConfig::from_json(const json& j) {
   r.read("image_size", c.image_size);
   r.read("seed", c.seed);
   r.read("gallery", c.gallery);
+  if (const json* a = r.object("augment")) {
+    ConfigReader ar(*a, "DataConfig augment", "");
+    ar.read("enabled", c.augment.enabled);
+    ar.read("min_scale", c.augment.min_scale);
+    ar.read("brightness", c.augment.brightness);
+    ar.read("contrast", c.augment.contrast);
+    ar.read("saturation", c.augment.saturation);
+    ar.read("hflip", c.augment.hflip);
+    ar.finish();
+    MMG_CHECK(c.augment.min_scale > 0 && c.augment.min_scale <= 1, "DataConfig augment: min_scale must be in (0, 1], got {}",
+              c.augment.min_scale);
+  }
   r.finish();
   models::check_choice("DataConfig", "source", c.source, {"scenes", "fashion-scenes", "fashion-mnist", "folder"});
   MMG_CHECK(c.source != "folder" || !c.path.empty(), "DataConfig: source 'folder' needs a \"path\"");
@@ -207,9 +221,23 @@ models::VLMConfig scenes_model(int64_t dim, int64_t vision_depth, int64_t patch,
   return models::VLMConfig::from_json(j);
 }
 
+// A ViT image classifier (family "vision") for 28×28 grey Fashion-MNIST: 7×7 patches of 4×4 pixels.
+models::VLMConfig fashion_classifier() {
+  json j = {{"family", "vlm"},
+            {"fusion",
+             {{"family", "vision"},
+              {"vision", {{"family", "vit"}, {"image_size", 28}, {"patch_size", 4}, {"channels", 1}, {"dim", 64},
+                          {"depth", 4}, {"heads", 4}, {"mlp_ratio", 2.0}, {"pool", "mean"}}}}},
+            {"objectives", {{"cls", 1.0}}},
+            {"num_classes", 10}};
+  return models::VLMConfig::from_json(j);
+}
+
 }  // namespace
 
-std::vector<std::string> TrainConfig::preset_names() { return {"demo", "demo-quick", "scenes-full"}; }
+std::vector<std::string> TrainConfig::preset_names() {
+  return {"demo", "demo-quick", "scenes-full", "fashion-vit", "fashion-scenes"};
+}
 
 TrainConfig TrainConfig::preset(const std::string& name) {
   TrainConfig c;
@@ -232,6 +260,40 @@ TrainConfig TrainConfig::preset(const std::string& name) {
     c.checkpoint_every = full ? 2000 : 500;
     c.eval_samples = quick ? 200 : 500;
     c.log_every = quick ? 10 : 25;
+  } else if (name == "fashion-vit") {
+    c.data.source = "fashion-mnist";
+    c.data.mean = {0.2860};  // Fashion-MNIST's pixel mean and standard deviation (train split)
+    c.data.std = {0.3530};
+    c.data.augment = {.enabled = true, .min_scale = 0.8, .brightness = 0.0, .contrast = 0.0, .saturation = 0.0,
+                      .hflip = true};  // no relations in a class label: flipping is safe here
+    c.model = fashion_classifier();
+    c.vocab_size = 64;
+    c.steps = 3000;
+    c.batch_size = 128;
+    c.lr = 2e-3;
+    c.min_lr = 1e-5;
+    c.warmup = 200;
+    c.weight_decay = 0.05;
+    c.eval_every = 1000;
+    c.checkpoint_every = 1000;
+    c.eval_samples = 2000;
+    c.log_every = 50;
+  } else if (name == "fashion-scenes") {
+    c.data.source = "fashion-scenes";
+    c.data.n = 30000;
+    c.data.image_size = 56;
+    c.vocab_size = 300;
+    c.max_len = 32;
+    c.model = scenes_model(64, 4, 8, 56, c.vocab_size, c.max_len, /*num_answers=*/24);
+    c.model.fusion.dual.vision.channels = 1;
+    c.steps = 2000;
+    c.batch_size = 128;
+    c.lr = 2e-3;
+    c.min_lr = 2e-5;
+    c.warmup = 100;
+    c.eval_every = 500;
+    c.checkpoint_every = 500;
+    c.log_every = 25;
   } else {
     MMG_FAIL("TrainConfig: unknown preset '{}' (valid: {})", name, fmt::join(preset_names(), ", "));
   }

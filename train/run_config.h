@@ -3,7 +3,9 @@
 //
 //   {
 //     "name": "demo",
-//     "data":  {"source": "scenes", "n": 40000, "image_size": 32, "seed": 0, "gallery": 1000},
+//     "data":  {"source": "scenes", "n": 40000, "image_size": 32, "seed": 0, "gallery": 1000,
+//               "augment": {"enabled": false, "min_scale": 0.6, "brightness": 0.2, "contrast": 0.2,
+//                           "saturation": 0.2, "hflip": false}},
 //     "tokenizer": {"vocab_size": 300, "max_len": 32},
 //     "model": { VLMConfig's JSON (models/vlm.h): fusion family, sizes, "objectives" },
 //     "steps": 1500, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "warmup": 100,
@@ -24,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/vlm.h"
+#include "train/augment.h"
 
 namespace mmg {
 
@@ -35,6 +38,7 @@ struct DataConfig {
   int64_t seed = 0;               // the data's own seed (generation, folder splits)
   int64_t gallery = 1000;         // retrieval gallery: the first `gallery` test samples
   std::vector<double> mean{0.5}, std{0.5};  // per channel (or one for all): x = (v/255 − mean)/std
+  AugmentOptions augment;         // applied to the train split's images only
 
   nlohmann::json to_json() const;
   static DataConfig from_json(const nlohmann::json& j);

@@ -89,6 +89,7 @@ void Trainer::prepare_new_run() {
   tokenizer_->save(options_.out + "/vocab.txt");
   write_file_atomic(options_.out + "/answers.json", answers_.to_json().dump(1));
   write_file_atomic(options_.out + "/config.json", config_.to_json().dump(2));
+  write_file_atomic(options_.out + "/classes.json", json(data_.class_names).dump(1));
   write_file_atomic(options_.out + "/metrics.jsonl", "");
 
   Generator init(static_cast<uint64_t>(config_.seed));
@@ -158,6 +159,8 @@ LoadedRun load_run(const std::string& dir_or_checkpoint) {
   }
   run.tokenizer = std::make_unique<WordPieceTokenizer>(WordPieceTokenizer::load((run_dir / "vocab.txt").string()));
   run.answers = AnswerVocab::from_json(read_json_file((run_dir / "answers.json").string()));
+  if (fs::exists(run_dir / "classes.json"))
+    run.class_names = read_json_file((run_dir / "classes.json").string()).get<std::vector<std::string>>();
   run.model = std::make_unique<models::VLM>(run.config.model);
   if (checkpoint.empty()) {
     fs::path latest = run_dir / "checkpoints" / "latest";
@@ -279,7 +282,7 @@ int64_t Trainer::train() {
   const int64_t first = step_;
   const bool vqa = config_.model.objectives.enabled("vqa"), cls = config_.model.objectives.enabled("cls");
   BatchMaker maker(data_.train, *tokenizer_, answers_, config_.max_len, {config_.data.mean, config_.data.std},
-                   static_cast<uint64_t>(config_.seed), vqa, cls);
+                   static_cast<uint64_t>(config_.seed), vqa, cls, config_.data.augment);
   EpochOrder order(static_cast<int64_t>(data_.train.size()), config_.batch_size, static_cast<uint64_t>(config_.seed),
                    /*drop_last=*/true);
   Prefetcher<models::VLMBatch> loader([&](int64_t s) { return maker.make(order.batch_indices(s), s); }, step_, end,

@@ -9,6 +9,7 @@
 //   config.json       the run's TrainConfig, with the sizes that follow from the data filled in
 //   vocab.txt         the WordPiece vocabulary learnt from the train split's texts
 //   answers.json      the answer vocabulary of the VQA head
+//   classes.json      the class names of the classifier (an empty list for unlabelled data)
 //   metrics.jsonl     one JSON object per log line ({"step", "loss", "itc", ..., "lr"}) and per
 //                     evaluation ({"step", "split": "val", "vqa_accuracy", ...})
 //   checkpoints/step-NNNNNN/{state.safetensors,trainer.json}, and checkpoints/latest naming the
@@ -103,6 +104,7 @@ struct LoadedRun {
   TrainConfig config;
   std::unique_ptr<WordPieceTokenizer> tokenizer;
   AnswerVocab answers;
+  std::vector<std::string> class_names;  // classes.json: empty when the data had no labels
   std::unique_ptr<models::VLM> model;
   int64_t step = 0;
 };

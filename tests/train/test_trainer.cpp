@@ -1,0 +1,231 @@
+// The trainer: run configs (presets, JSON, errors), batches (deterministic per step, one caption
+// and one question per image), answers, the blind baseline, checkpoints and exact resumption,
+// and the files a run leaves behind.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/io/atomic_file.h"
+#include "core/mmgrad.h"
+#include "train/batching.h"
+#include "train/data_sources.h"
+#include "train/evaluate.h"
+#include "train/run.h"
+#include "train/trainer.h"
+
+using namespace mmg;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// A run small enough for a test: 16×16 scenes, a one-layer ViT / text encoder / fusion of width 16.
+TrainConfig tiny_config(int64_t steps) {
+  json j = {{"name", "tiny"},
+            {"data", {{"source", "scenes"}, {"n", 300}, {"image_size", 16}, {"seed", 3}, {"gallery", 20}}},
+            {"tokenizer", {{"vocab_size", 120}, {"max_len", 32}}},
+            {"model",
+             {{"family", "vlm"},
+              {"fusion",
+               {{"family", "cross"},
+                {"embed_dim", 16},
+                {"vision", {{"family", "vit"}, {"image_size", 16}, {"patch_size", 8}, {"dim", 16}, {"depth", 1}, {"heads", 2}}},
+                {"text", {{"family", "text"}, {"max_len", 32}, {"dim", 16}, {"depth", 1}, {"heads", 2}}},
+                {"fusion", {{"depth", 1}, {"heads", 2}}}}},
+              {"objectives", {{"itc", 1}, {"itm", 1}, {"mlm", 1}, {"vqa", 1}}}}},
+            {"steps", steps},
+            {"batch_size", 8},
+            {"lr", 1e-3},
+            {"warmup", 2},
+            {"log_every", 1},
+            {"seed", 5}};
+  return TrainConfig::from_json(j);
+}
+
+std::string temp_dir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("mmg_trainer_test_" + name);
+  fs::remove_all(p);
+  return p.string();
+}
+
+bool same_ids(const Tensor& a, const Tensor& b) { return a.to_vector<int64_t>() == b.to_vector<int64_t>(); }
+
+// Every parameter of two models equal, element for element.
+void check_same_weights(const nn::Module& a, const nn::Module& b) {
+  auto pa = a.named_parameters(), pb = b.named_parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    CAPTURE(pa[i].first);
+    CHECK(pa[i].first == pb[i].first);
+    CHECK(allclose(pa[i].second, pb[i].second, 0, 0));
+  }
+}
+
+std::vector<double> losses_of(const std::vector<StepRecord>& history) {
+  std::vector<double> v;
+  for (const StepRecord& r : history) v.push_back(r.loss);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("TrainConfig: presets validate and round-trip through JSON; errors name the key or the file") {
+  for (const std::string& name : TrainConfig::preset_names()) {
+    CAPTURE(name);
+    TrainConfig c = TrainConfig::preset(name);
+    TrainConfig back = TrainConfig::from_json(c.to_json());
+    CHECK(back.to_json() == c.to_json());
+  }
+  CHECK_THROWS_WITH_AS(TrainConfig::preset("nope"), doctest::Contains("unknown preset 'nope'"), Error);
+  json j = tiny_config(4).to_json();
+  j["stepz"] = 3;
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("unknown key 'stepz'"), Error);
+  j = tiny_config(4).to_json();
+  j["data"]["source"] = "webcam";
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("source must be one of"), Error);
+  j = tiny_config(4).to_json();
+  j["phases"] = json::array({{{"until", 2}, {"objectives", {{"cls", 1}}}}});
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("uses objective 'cls'"), Error);
+  j = tiny_config(4).to_json();
+  j["warmup"] = 10;
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("warmup (10) must be in [0, steps=4)"), Error);
+
+  const std::string dir = temp_dir("config");
+  fs::create_directories(dir);
+  write_file_atomic(dir + "/bad.json", "{\"steps\": 3,");
+  CHECK_THROWS_WITH_AS(TrainConfig::load(dir + "/bad.json"), doctest::Contains((dir + "/bad.json").c_str()), Error);
+  write_file_atomic(dir + "/typo.json", "{\"batch_sise\": 3}");
+  CHECK_THROWS_WITH_AS(TrainConfig::load(dir + "/typo.json"), doctest::Contains("typo.json: TrainConfig: unknown key"),
+                       Error);
+  CHECK_THROWS_WITH_AS(TrainConfig::load(dir + "/missing.json"), doctest::Contains("missing.json"), Error);
+}
+
+TEST_CASE("TrainConfig: phases choose the objectives of each step") {
+  TrainConfig c = tiny_config(10);
+  c.phases = {{.until = 4, .objectives = models::ObjectiveWeights::from_json({{"itc", 1}, {"mlm", 1}})}};
+  c.validate();
+  CHECK(c.objectives_at(0).enabled("mlm"));
+  CHECK_FALSE(c.objectives_at(3).enabled("vqa"));
+  CHECK(c.objectives_at(4).enabled("vqa"));
+  CHECK(c.objectives_at(9).weights == c.model.objectives.weights);
+}
+
+TEST_CASE("AnswerVocab and the blind baseline on hand-made questions") {
+  std::vector<Sample> train(3);
+  train[0].questions = {{"what colour is it?", "red", "colour"}, {"is there a cat?", "yes", "exist"}};
+  train[1].questions = {{"what colour is it?", "red", "colour"}, {"is there a cat?", "no", "exist"}};
+  train[2].questions = {{"what colour is it?", "blue", "colour"}, {"is there a dog?", "no", "exist"}};
+  AnswerVocab v = AnswerVocab::from_samples(train);
+  CHECK(v.answers == std::vector<std::string>{"blue", "no", "red", "yes"});
+  CHECK(v.id("red") == 2);
+  CHECK(v.id("green") == -1);
+  CHECK(v.by_type.at("colour") == std::vector<int64_t>{0, 2});
+  CHECK(v.by_type.at("exist") == std::vector<int64_t>{1, 3});
+  CHECK(AnswerVocab::from_json(v.to_json()).answers == v.answers);
+
+  BlindBaseline blind(train);
+  CHECK(blind.answer({"what colour is it?", "?", "colour"}) == "red");  // 2 of 3
+  CHECK(blind.answer({"is there a dog?", "?", "exist"}) == "no");
+  // A tie (one yes, one no) goes to the first in byte order.
+  CHECK(blind.answer({"is there a cat?", "?", "exist"}) == "no");
+  // An unseen question falls back to its type's most frequent answer.
+  CHECK(blind.answer({"what colour is the sky?", "?", "colour"}) == "red");
+}
+
+TEST_CASE("BatchMaker: a batch is a function of its step; one caption and one question per image") {
+  Dataset d = load_dataset(tiny_config(4).data);
+  WordPieceTokenizer tok = train_wordpiece(texts_of(d.train), 120);
+  AnswerVocab answers = AnswerVocab::from_samples(d.train);
+  BatchMaker maker(d.train, tok, answers, 32, {}, 7, /*with_questions=*/true, /*with_labels=*/false);
+  std::vector<int64_t> idx = {0, 1, 2, 3, 4, 5};
+  models::VLMBatch a = maker.make(idx, 3), b = maker.make(idx, 3), c = maker.make(idx, 4);
+  CHECK(allclose(a.images, b.images, 0, 0));
+  CHECK(same_ids(a.text_ids, b.text_ids));
+  CHECK(same_ids(a.question_ids, b.question_ids));
+  CHECK(a.images.shape() == Shape{6, 3, 16, 16});
+  CHECK(a.text_ids.shape() == Shape{6, 32});
+  // Another step draws other captions / questions for at least one of six images.
+  CHECK_FALSE((same_ids(a.text_ids, c.text_ids) && same_ids(a.question_ids, c.question_ids)));
+  // Each image's caption is one of its own, and each answer id is its question's answer.
+  std::vector<int64_t> ids = a.text_ids.to_vector<int64_t>(), qids = a.question_ids.to_vector<int64_t>();
+  std::vector<int64_t> ans = a.answer_ids.to_vector<int64_t>();
+  for (size_t i = 0; i < idx.size(); ++i) {
+    const Sample& s = d.train[idx[i]];
+    std::vector<int64_t> row(ids.begin() + i * 32, ids.begin() + (i + 1) * 32);
+    std::string caption = tok.decode(row);
+    bool own = false;
+    for (const std::string& c2 : s.captions) own = own || tok.decode(tok.encode(c2, 32).ids) == caption;
+    CHECK(own);
+    std::vector<int64_t> qrow(qids.begin() + i * 32, qids.begin() + (i + 1) * 32);
+    std::string question = tok.decode(qrow);
+    bool matched = false;
+    for (const QuestionAnswer& qa : s.questions)
+      if (tok.decode(tok.encode(qa.question, 32).ids) == question) matched = matched || answers.id(qa.answer) == ans[i];
+    CHECK(matched);
+  }
+  // Pixels: (v/255 − 0.5)/0.5, in [−1, 1].
+  for (float v : a.images.to_vector<float>()) CHECK((v >= -1.0f && v <= 1.0f));
+  const Image& im = d.train[0].image;
+  CHECK(a.images.to_vector<float>()[0] == doctest::Approx(im.data[0] / 127.5 - 1.0));
+}
+
+TEST_CASE("Trainer: a resumed run repeats the uninterrupted run's losses exactly") {
+  const TrainConfig config = tiny_config(6);
+  Dataset data = load_dataset(config.data);
+
+  const std::string full_dir = temp_dir("full");
+  Trainer full(config, data, {.out = full_dir, .verbose = false});
+  CHECK(full.train() == 6);
+
+  const std::string split_dir = temp_dir("split");
+  {
+    Trainer first(config, data, {.out = split_dir, .verbose = false, .stop_after = 3});
+    CHECK(first.train() == 3);
+    first.save_checkpoint();
+  }
+  Trainer resumed(config, data, {.out = split_dir, .resume = true, .verbose = false});
+  CHECK(resumed.step() == 3);
+  CHECK(resumed.train() == 3);
+  REQUIRE(resumed.history().size() == 6);
+  CHECK(losses_of(resumed.history()) == losses_of(full.history()));  // bit for bit
+  check_same_weights(full.model(), resumed.model());
+  // The log keeps one line per step: the interrupted run's lines after the checkpoint are gone.
+  std::ifstream log(split_dir + "/metrics.jsonl");
+  std::vector<int64_t> steps;
+  for (std::string line; std::getline(log, line);) steps.push_back(json::parse(line)["step"].get<int64_t>());
+  CHECK(steps == std::vector<int64_t>{1, 2, 3, 4, 5, 6});
+}
+
+TEST_CASE("Trainer: checkpoints are whole folders named by `latest`; errors for a missing checkpoint") {
+  TrainConfig config = tiny_config(8);
+  config.checkpoint_every = 2;
+  Dataset data = load_dataset(config.data);
+  const std::string dir = temp_dir("checkpoints");
+  Trainer t(config, data, {.out = dir, .verbose = false});
+  t.train();
+  CHECK(read_file(dir + "/checkpoints/latest") == "step-000008");
+  std::vector<std::string> kept;
+  for (const auto& e : fs::directory_iterator(dir + "/checkpoints"))
+    if (e.is_directory()) kept.push_back(e.path().filename().string());
+  std::sort(kept.begin(), kept.end());
+  CHECK(kept == std::vector<std::string>{"step-000004", "step-000006", "step-000008"});
+  for (const std::string& k : kept) {
+    CHECK(fs::exists(dir + "/checkpoints/" + k + "/state.safetensors"));
+    CHECK(fs::exists(dir + "/checkpoints/" + k + "/trainer.json"));
+  }
+  for (const char* f : {"config.json", "vocab.txt", "answers.json", "classes.json", "metrics.jsonl", "loss_curve.png"})
+    CHECK_MESSAGE(fs::exists(dir + "/" + f), f);
+
+  // load_run reads the run back: the same weights as the trainer's.
+  LoadedRun run = load_run(dir);
+  CHECK(run.step == 8);
+  check_same_weights(t.model(), *run.model);
+  LoadedRun older = load_run(dir + "/checkpoints/step-000004");
+  CHECK(older.step == 4);
+
+  const std::string empty = temp_dir("empty");
+  CHECK_THROWS_WITH_AS(Trainer(config, data, {.out = empty, .resume = true, .verbose = false}),
+                       doctest::Contains("cannot resume"), Error);
+  CHECK_THROWS_WITH_AS(load_run(empty), doctest::Contains("is not a run directory"), Error);
+}
