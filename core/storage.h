@@ -1,6 +1,11 @@
 // Storage: a block of bytes on one device, shared by every tensor that views it.
+//
+// CPU blocks come from a caching allocator (core/storage.cpp): a freed block is kept in a
+// free list for its size class and handed to the next allocation of that class, so a
+// training loop, which allocates the same sizes every step, stops going to the system.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "core/device.h"
@@ -21,7 +26,27 @@ class Storage {
  private:
   void* data_ = nullptr;
   size_t nbytes_ = 0;
+  size_t capacity_ = 0;  // the block's real size: nbytes_ rounded up to its size class
   Device device_;
 };
+
+// ---- the CPU block cache ----
+// Limit on the bytes kept idle in the cache; a block freed beyond it goes back to the
+// system. 0 turns the cache off (every block is allocated and freed directly). The default
+// comes from MMG_CPU_CACHE (MiB; MMG_CPU_CACHE=0 disables it, for debugging with tools that
+// track each allocation), else 2 GiB.
+size_t cpu_cache_limit();
+void set_cpu_cache_limit(size_t bytes);  // also releases what no longer fits
+
+struct CpuCacheStats {
+  int64_t hits = 0;         // allocations served from the cache
+  int64_t misses = 0;       // allocations that went to the system
+  size_t cached_bytes = 0;  // idle bytes held now
+  int64_t cached_blocks = 0;
+};
+CpuCacheStats cpu_cache_stats();
+
+// Returns every idle block to the system (the live ones are untouched).
+void cpu_cache_release();
 
 }  // namespace mmg

@@ -44,3 +44,48 @@ struct Odometer {
 };
 
 }  // namespace mmg
+
+namespace mmg {
+
+// A strided walk simplified before it starts: size-1 dims dropped, and neighbouring dims
+// merged wherever every operand steps through them as through one dim
+// (stride[outer] = stride[inner] · size[inner]). A contiguous tensor becomes one dim; a
+// [B,S,D] + [D] bias add becomes [B·S, D] with strides (D, 1) and (0, 1). Kernels then run a
+// tight loop along the last (innermost) dim and walk only the dims before it.
+// A 0-d walk (one element) comes out as one dim of size 1.
+template <int K>
+struct MergedDims {
+  int ndim = 0;
+  int64_t shape[kMaxDims];
+  int64_t strides[K][kMaxDims];
+
+  MergedDims(int ndim_in, const int64_t* shape_in, std::array<const int64_t*, K> strides_in) {
+    for (int d = 0; d < ndim_in; ++d) {
+      if (shape_in[d] == 1) continue;
+      bool merge = ndim > 0;
+      for (int k = 0; k < K && merge; ++k)
+        merge = strides[k][ndim - 1] == strides_in[k][d] * shape_in[d];
+      if (merge) {
+        shape[ndim - 1] *= shape_in[d];
+        for (int k = 0; k < K; ++k) strides[k][ndim - 1] = strides_in[k][d];
+      } else {
+        shape[ndim] = shape_in[d];
+        for (int k = 0; k < K; ++k) strides[k][ndim] = strides_in[k][d];
+        ++ndim;
+      }
+    }
+    if (ndim == 0) {
+      shape[0] = 1;
+      for (int k = 0; k < K; ++k) strides[k][0] = 0;
+      ndim = 1;
+    }
+  }
+
+  std::array<const int64_t*, K> stride_ptrs() const {
+    std::array<const int64_t*, K> p;
+    for (int k = 0; k < K; ++k) p[k] = strides[k];
+    return p;
+  }
+};
+
+}  // namespace mmg

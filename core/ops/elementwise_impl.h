@@ -32,7 +32,7 @@ Tensor binary_forward(const char* op, const Tensor& a, const Tensor& b, DType re
         cpu::binary_kernel(static_cast<const T*>(ac.data_ptr()), ac.strides().data(),
                            static_cast<const T*>(bc.data_ptr()), bc.strides().data(), static_cast<R*>(out.data_ptr()),
                            static_cast<int>(out.dim()), out.shape().data(), out.numel(),
-                           ac.is_contiguous() && bc.is_contiguous(), [&](T x, T y) { return static_cast<R>(f(x, y)); });
+                           [&](T x, T y) { return static_cast<R>(f(x, y)); });
       }
     });
   });

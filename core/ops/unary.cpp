@@ -13,6 +13,7 @@
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
+#include "kernels/gelu.h"
 
 namespace mmg {
 
@@ -104,43 +105,32 @@ Tensor relu(const Tensor& x) {
 }
 
 // ---- GELU ----
-// Φ(x) = ½(1 + erf(x/√2)), the standard normal CDF; φ(x) = e^(−x²/2)/√(2π), its density.
-static Tensor normal_cdf(const Tensor& x) {
-  return unary_float_forward("gelu", x, [](auto v) {
-    using T = decltype(v);
-    return T(0.5) * (T(1) + std::erf(v * T(1 / std::numbers::sqrt2)));
-  });
-}
-static Tensor normal_pdf(const Tensor& x) {
-  return exp(x * x * -0.5) * (std::numbers::inv_sqrtpi / std::numbers::sqrt2);
-}
-
-// approx none:  y = x·Φ(x);  ∂y/∂x = Φ(x) + x·φ(x).
+// approx none:  y = x·Φ(x);  ∂y/∂x = Φ(x) + x·φ(x)  (Φ, φ: the standard normal CDF and density).
 // approx tanh:  y = ½x(1 + tanh u),  u = √(2/π)(x + 0.044715x³);
 //               ∂y/∂x = ½(1 + tanh u) + ½x(1 − tanh² u)·√(2/π)(1 + 3·0.044715x²).
+// Both directions are one fused kernel (kernels/gelu.h): the backward, written with other
+// ops, made a dozen passes over the MLP's widest activation.
 Tensor gelu(const Tensor& x, GeluApprox approx) {
-  constexpr double k = std::numbers::sqrt2 * std::numbers::inv_sqrtpi;  // √(2/π)
-  constexpr double c = 0.044715;
   MMG_CHECK(x.defined(), "gelu: undefined tensor argument");
-  Tensor xd = x.detach();
-  if (approx == GeluApprox::none) {
-    Tensor out = unary_float_forward("gelu", x, [](auto v) {
-      using T = decltype(v);
-      return T(0.5) * v * (T(1) + std::erf(v * T(1 / std::numbers::sqrt2)));
+  MMG_CHECK(is_floating(x.dtype()), "gelu: needs a floating dtype, got {} {}", dtype_name(x.dtype()),
+            shape_str(x.shape()));
+  MMG_CHECK(approx == GeluApprox::none || approx == GeluApprox::tanh, "gelu: unknown approximation {}",
+            static_cast<int>(approx));
+  MMG_CHECK(x.device().is_cpu(), "gelu: {} {} is on {}; this op has a CPU kernel only", dtype_name(x.dtype()),
+            shape_str(x.shape()), x.device().str());
+  const bool tanh_approx = approx == GeluApprox::tanh;
+  const DType compute = compute_dtype(x.dtype());
+  Tensor xc = x.detach().to(compute).contiguous();
+  Tensor y = empty_like(xc);
+  visit_float(compute, "gelu", [&]<class T>() { cpu::gelu_forward<T>(xc.data<T>(), y.data<T>(), y.numel(), tanh_approx); });
+  const DType in_dtype = x.dtype();
+  return record_op("gelu", y.to(in_dtype), {x}, [xc, compute, in_dtype, tanh_approx](const Tensor& g) -> Grads {
+    Tensor gc = g.to(compute).contiguous();
+    Tensor dx = empty_like(xc);
+    visit_float(compute, "gelu", [&]<class T>() {
+      cpu::gelu_backward<T>(xc.data<T>(), gc.data<T>(), dx.data<T>(), dx.numel(), tanh_approx);
     });
-    return record_op("gelu", out, {x}, [xd](const Tensor& g) -> Grads {
-      return {mul(g, normal_cdf(xd) + xd * normal_pdf(xd))};
-    });
-  }
-  MMG_CHECK(approx == GeluApprox::tanh, "gelu: unknown approximation {}", static_cast<int>(approx));
-  Tensor out = unary_float_forward("gelu", x, [k, c](auto v) {
-    using T = decltype(v);
-    return T(0.5) * v * (T(1) + std::tanh(T(k) * (v + T(c) * v * v * v)));
-  });
-  return record_op("gelu", out, {x}, [xd, k, c](const Tensor& g) -> Grads {
-    Tensor t = tanh((xd + xd * xd * xd * c) * k);
-    Tensor du = (1.0 + xd * xd * (3.0 * c)) * k;  // ∂u/∂x
-    return {mul(g, (1.0 + t) * 0.5 + xd * 0.5 * (1.0 - t * t) * du)};
+    return {dx.to(in_dtype)};
   });
 }
 

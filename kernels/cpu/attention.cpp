@@ -5,10 +5,9 @@
 // may see, [rows, Sk], but never the whole [Sq, Sk] matrix; with causal it needs only the
 // keys j < (last query of the block) + 1, which skips about half the work.
 //
-// The products run inside parallel_for's threads. Eigen does not start threads of its own
-// inside an OpenMP parallel region, so each task's product is single-threaded. (When
-// parallel_for runs the tasks inline — too little work, or one thread — a large product
-// may still use Eigen's own OpenMP threads, as Eigen::setNbThreads allows.)
+// The products run inside parallel_for's threads, each single-threaded: Eigen does not start
+// threads of its own inside an OpenMP parallel region, and mmgrad keeps Eigen's thread count
+// at 1 anyway (kernels/cpu/gemm.cpp says why).
 #include "kernels/attention.h"
 
 #include <Eigen/Dense>

@@ -15,16 +15,19 @@ using ConstMatrixMap = Eigen::Map<const RowMatrix<T>, Eigen::Unaligned, Eigen::O
 template <class T>
 using MatrixMap = Eigen::Map<RowMatrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-// A product smaller than this many multiply-adds (M·N·K) does not gain from being split over
-// threads (Eigen at n = 128 runs slower on 2 threads than on 1, see PERFORMANCE.md); a batch
-// of such products is spread over the batch instead.
-constexpr double kSmallProduct = 4.0 * 1024 * 1024;
+// A product smaller than this many multiply-adds (M·N·K, about 70 µs on one core) is not
+// split over threads: waking them would cost a noticeable share of it. A batch of such
+// products is spread over the batch instead.
+constexpr double kSmallProduct = 1024.0 * 1024;
 // Each thread of a batched run should get at least this much work, else starting it costs
 // more than it saves.
 constexpr double kMinChunkWork = 64.0 * 1024;
 
-// Eigen's thread count is one global setting. Inside a parallel region Eigen stays on one
-// thread by itself, and writing the global from several threads at once would race, so
+// Eigen's thread count is one global setting. mmgrad keeps it at 1 and spreads products over
+// threads itself (gemm_split below). It is set at start-up, so that the products the other
+// kernels run through Eigen (attention) are single-threaded too, and again before each
+// product, in case a program (the bench) changed it. Inside a parallel region Eigen stays on
+// one thread by itself, and writing the global from several threads at once would race, so
 // only a caller outside any parallel region changes it.
 static void set_eigen_threads(int n) {
 #ifdef _OPENMP
@@ -32,6 +35,7 @@ static void set_eigen_threads(int n) {
 #endif
   if (Eigen::nbThreads() != n) Eigen::setNbThreads(n);
 }
+static const bool g_eigen_single_threaded = (Eigen::setNbThreads(1), true);
 
 // C = beta·C scaled in place, honouring "beta == 0 does not read C".
 template <class T>
@@ -70,14 +74,45 @@ static void gemm_one(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
   else run(a.transpose(), b.transpose());
 }
 
+// One product split over the threads by blocks of C: rows of C when M >= N, else columns.
+// Each block is an independent single-threaded product (op(A)'s rows times op(B), or op(A)
+// times op(B)'s columns), so the threads meet only once, at the end.
+//
+// Why not Eigen's own threading: its parallel GEMM shares packed panels between threads and
+// waits for them by spinning. On a busy machine (the development machines are shared, and a
+// laptop runs other work) a thread that is descheduled stalls its partner for a whole time
+// slice at every panel; the demo's step ran several times slower on 2 threads than on 1.
+// Splitting C costs only a duplicate packing of the shared operand.
+template <class T>
+static void gemm_split(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                       int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc, int threads) {
+  if (M >= N) {
+    parallel_for(M, (M + threads - 1) / threads, [&](int64_t r0, int64_t r1) {
+      // Row r of op(A): row r of A, or column r of A when transposed.
+      const T* a = trans_a ? A + r0 : A + r0 * lda;
+      gemm_one(trans_a, trans_b, r1 - r0, N, K, alpha, a, lda, B, ldb, beta, C + r0 * ldc, ldc);
+    });
+  } else {
+    parallel_for(N, (N + threads - 1) / threads, [&](int64_t c0, int64_t c1) {
+      // Column c of op(B): column c of B, or row c of B when transposed.
+      const T* b = trans_b ? B + c0 * ldb : B + c0;
+      gemm_one(trans_a, trans_b, M, c1 - c0, K, alpha, A, lda, b, ldb, beta, C + c0, ldc);
+    });
+  }
+}
+
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  // Set Eigen's threads each call so set_num_threads() is honoured, and keep small products
-  // on one thread (Eigen's own cut-off, 50k multiply-adds, is far lower).
+  // Small products stay on one thread (Eigen's own cut-off, 50k multiply-adds, is far lower).
   const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  set_eigen_threads(work < kSmallProduct ? 1 : num_threads());
-  gemm_one(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const int threads = num_threads();
+  set_eigen_threads(1);
+  if (work < kSmallProduct || threads == 1 || std::max(M, N) < 2 * threads) {
+    gemm_one(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  gemm_split(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
 }
 
 template <class T>
@@ -95,9 +130,10 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
   // Spread over the batch when the products are too small to thread one by one, or when the
   // batch is long enough that its uneven split over threads costs little (<= 1/4 idle).
   const bool spread = batch > 1 && threads > 1 && (work < kSmallProduct || batch >= 4 * threads);
-  if (!spread) {
-    set_eigen_threads(work < kSmallProduct ? 1 : threads);
-    for (int64_t i = 0; i < batch; ++i) one(i);
+  if (!spread) {  // few large products: each one split over the threads
+    for (int64_t i = 0; i < batch; ++i)
+      gemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
+           C + i * stride_c, ldc);
     return;
   }
   set_eigen_threads(1);  // each product single-threaded inside its chunk

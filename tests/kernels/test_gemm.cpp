@@ -110,6 +110,24 @@ TEST_CASE_TEMPLATE("gemm edge cases: K = 0 and alpha = 0 give beta·C", T, float
   check_gemm<T>(false, true, 13, 7, 5, T(0), T(0), true, rng);
 }
 
+TEST_CASE_TEMPLATE("gemm split over threads by rows (tall C) and by columns (wide C)", T, float, double) {
+  // Products above the threading cut-off are cut into blocks of C's rows when M >= N, else of
+  // its columns; each transpose moves where a block's operand starts. Odd sizes so the blocks
+  // are uneven, and 3 threads as well as 2.
+  std::mt19937 rng(13);
+  const int saved = mmg::cpu::num_threads();
+  for (int threads : {2, 3}) {
+    mmg::cpu::set_num_threads(threads);
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        check_gemm<T>(ta, tb, 601, 37, 67, T(1), T(0), true, rng);        // tall: row blocks
+        check_gemm<T>(ta, tb, 37, 601, 67, T(-0.5), T(0.25), false, rng);  // wide: column blocks
+        check_gemm<T>(ta, tb, 5, 1031, 211, T(1), T(0), false, rng);      // wide and short
+      }
+  }
+  mmg::cpu::set_num_threads(saved);
+}
+
 TEST_CASE("gemm uses several threads on a large product and agrees with one thread") {
   std::mt19937 rng(5);
   const int64_t n = 300;

@@ -1,0 +1,60 @@
+// GELU on the CPU: Eigen array expressions over chunks of the input, chunks in parallel.
+// Each expression is evaluated in one pass (Eigen fuses it), with vectorised erf/exp/tanh.
+#include "kernels/gelu.h"
+
+#include <Eigen/Core>
+#include <numbers>
+#include <unsupported/Eigen/SpecialFunctions>
+
+#include "kernels/cpu/parallel.h"
+
+namespace mmg::cpu {
+
+template <class T>
+using ConstArray = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <class T>
+using Array = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+static constexpr int64_t kGeluGrain = 1 << 14;
+static constexpr double kSqrt2OverPi = std::numbers::sqrt2 * std::numbers::inv_sqrtpi;  // √(2/π)
+static constexpr double kInvSqrt2Pi = std::numbers::inv_sqrtpi / std::numbers::sqrt2;   // 1/√(2π)
+static constexpr double kTanhCubic = 0.044715;
+
+template <class T>
+void gelu_forward(const T* x, T* y, int64_t n, bool tanh_approx) {
+  parallel_for(n, kGeluGrain, [&](int64_t b, int64_t e) {
+    ConstArray<T> xs(x + b, e - b);
+    Array<T> ys(y + b, e - b);
+    if (tanh_approx) {
+      const T k = T(kSqrt2OverPi), c = T(kTanhCubic);
+      ys = T(0.5) * xs * (T(1) + (k * (xs + c * xs * xs * xs)).tanh());
+    } else {
+      ys = T(0.5) * xs * (T(1) + (xs * T(1 / std::numbers::sqrt2)).erf());
+    }
+  });
+}
+
+template <class T>
+void gelu_backward(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx) {
+  parallel_for(n, kGeluGrain, [&](int64_t b, int64_t e) {
+    ConstArray<T> xs(x + b, e - b), gs(dy + b, e - b);
+    Array<T> out(dx + b, e - b);
+    if (tanh_approx) {
+      const T k = T(kSqrt2OverPi), c = T(kTanhCubic);
+      // t = tanh u is used twice; it goes into dx first so that it is computed once, then
+      // dx is overwritten in place (each element reads only its own t).
+      out = (k * (xs + c * xs * xs * xs)).tanh();
+      out = gs * (T(0.5) * (T(1) + out) + T(0.5) * xs * (T(1) - out * out) * k * (T(1) + T(3) * c * xs * xs));
+    } else {
+      const T inv_sqrt2 = T(1 / std::numbers::sqrt2), inv_sqrt_2pi = T(kInvSqrt2Pi);
+      out = gs * (T(0.5) * (T(1) + (xs * inv_sqrt2).erf()) + xs * (T(-0.5) * xs * xs).exp() * inv_sqrt_2pi);
+    }
+  });
+}
+
+template void gelu_forward<float>(const float*, float*, int64_t, bool);
+template void gelu_forward<double>(const double*, double*, int64_t, bool);
+template void gelu_backward<float>(const float*, const float*, float*, int64_t, bool);
+template void gelu_backward<double>(const double*, const double*, double*, int64_t, bool);
+
+}  // namespace mmg::cpu

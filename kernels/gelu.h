@@ -1,0 +1,24 @@
+// GELU, forward and backward, over n contiguous elements.
+//
+// Exact form (approx none), with Φ the standard normal CDF and φ its density:
+//   y = x·Φ(x),  Φ(x) = ½(1 + erf(x/√2)),   dy/dx = Φ(x) + x·φ(x),  φ(x) = e^(−x²/2)/√(2π)
+// tanh form, with u = √(2/π)(x + 0.044715x³) and t = tanh u:
+//   y = ½x(1 + t),   dy/dx = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²)
+// Why a kernel of its own: written with other ops, the backward took a dozen full passes
+// over the MLP's hidden activations (erf, x², exp, products, sums), each allocating its
+// result; here it is one pass reading x and dy and writing dx. erf, exp and tanh run
+// vectorised (Eigen's array functions: within a few float ulp; f64 uses the C library).
+#pragma once
+#include <cstdint>
+
+namespace mmg::cpu {
+
+// y[i] = gelu(x[i])
+template <class T>
+void gelu_forward(const T* x, T* y, int64_t n, bool tanh_approx);
+
+// dx[i] = dy[i] · gelu'(x[i])
+template <class T>
+void gelu_backward(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx);
+
+}  // namespace mmg::cpu
