@@ -2,13 +2,42 @@
 // gradcheck, bench, info.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "core/gradcheck.h"
 #include "core/tensor.h"
 #include "kernels/cpu/parallel.h"
 #include "train/commands.h"
+
+// `mmg bench ARGS`: the benchmarks are their own program (bench/, built beside mmg as
+// mmg_bench), so that timing code stays out of the engine; this runs it with the same arguments.
+static int run_bench(const std::vector<std::string>& args) {
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  std::filesystem::path bench = self.parent_path() / "mmg_bench";
+  if (ec || !std::filesystem::exists(bench)) {
+    std::fprintf(stderr, "error: mmg bench: %s not found (build it: make build, or cmake --build build --target mmg_bench)\n",
+                 bench.string().c_str());
+    return 1;
+  }
+  std::vector<std::string> owned = {bench.string()};
+  owned.insert(owned.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : owned) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::fflush(stdout);
+  execv(argv[0], argv.data());
+  std::fprintf(stderr, "error: mmg bench: cannot run %s: %s\n", argv[0], std::strerror(errno));
+  return 1;
+}
 
 int main(int argc, char** argv) {
   CLI::App app{"mmg — the mmgrad engine: train, evaluate and inspect multimodal transformers"};
@@ -86,6 +115,11 @@ int main(int argc, char** argv) {
   scenes->add_option("--seed", scenes_opts.seed, "Random seed")->capture_default_str();
   scenes->add_option("--size", scenes_opts.size, "Image side in pixels (32 or 64)")->capture_default_str();
 
+  auto* bench = app.add_subcommand("bench", "Kernel benchmarks against same-run baselines (runs mmg_bench; --help there)");
+  bench->allow_extras();
+  bench->prefix_command();
+  bench->set_help_flag();  // --help goes to mmg_bench
+
   auto* info = app.add_subcommand("info", "Print the build configuration and the devices found");
 
   CLI11_PARSE(app, argc, argv);
@@ -99,6 +133,7 @@ int main(int argc, char** argv) {
     if (tk_encode->parsed()) return mmg::run_tokenizer_encode(tk_encode_opts);
     if (inspect->parsed()) return mmg::run_inspect_command(inspect_opts);
     if (scenes->parsed()) return mmg::run_data_scenes(scenes_opts);
+    if (bench->parsed()) return run_bench(bench->remaining());
     if (info->parsed()) {
       std::printf("mmgrad: CPU threads %d; CUDA compiled: %s; %s\n", mmg::cpu::num_threads(),
                   mmg::cuda_compiled() ? "yes" : "no", mmg::cuda_status().c_str());
