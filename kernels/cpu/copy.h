@@ -12,7 +12,6 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/half.h"
 #include "kernels/strided.h"
@@ -42,22 +41,36 @@ void copy_cast(const Src* src, const int64_t* src_strides, Dst* dst, const int64
   // as [B,S,H,D] -> [B,H,S,D], becomes rows of D contiguous elements on both sides.
   const MergedDims<2> m(ndim, shape, {src_strides, dst_strides});
   const int64_t ss = m.strides[0][m.ndim - 1], ds = m.strides[1][m.ndim - 1];
-  if (m.ndim == 1 || (ss == 1 && ds == 1)) {
-    for_each_row(m, n, [&](const std::array<int64_t, 2>& off, int64_t, int64_t len) {
-      const Src* s = src + off[0];
-      Dst* d = dst + off[1];
-      if (ss == 1 && ds == 1) {
-        for (int64_t i = 0; i < len; ++i) d[i] = convert_value<Dst>(s[i]);
-      } else {
-        for (int64_t i = 0; i < len; ++i) d[i * ds] = convert_value<Dst>(s[i * ss]);
+  if (m.ndim == 1) {
+    parallel_for(n, 1 << 15, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) dst[i * ds] = convert_value<Dst>(src[i * ss]);
+    });
+    return;
+  }
+  const int nd = m.ndim;
+  const int64_t R = m.shape[nd - 2], C = m.shape[nd - 1];
+  if (ss == 1 && ds == 1) {
+    // Planes [R, C] of contiguous rows. The rows are short (a head's 16 or 64 values), so the
+    // Odometer steps once per plane, and a row is a plain loop with no strides to multiply.
+    const int64_t sr = m.strides[0][nd - 2], dr = m.strides[1][nd - 2];
+    const int64_t rows = n / C;
+    parallel_for(rows, std::max<int64_t>(1, (1 << 15) / C), [&](int64_t r0, int64_t r1) {
+      Odometer<2> outer(nd - 2, m.shape, m.stride_ptrs());
+      outer.seek(r0 / R);
+      for (int64_t row = r0, r = r0 % R; row < r1; r = 0, outer.next()) {
+        const Src* s = src + outer.offset[0];
+        Dst* d = dst + outer.offset[1];
+        for (const int64_t r_end = std::min(R, r + (r1 - row)); r < r_end; ++r, ++row) {
+          const Src* sp = s + r * sr;
+          Dst* dp = d + r * dr;
+          for (int64_t c = 0; c < C; ++c) dp[c] = convert_value<Dst>(sp[c]);
+        }
       }
     });
     return;
   }
   // Planes of the last two dims [R, C], one per index of the leading dims; tiles of T×T.
   constexpr int64_t T = 32;
-  const int nd = m.ndim;
-  const int64_t R = m.shape[nd - 2], C = m.shape[nd - 1];
   const int64_t sr = m.strides[0][nd - 2], sc = m.strides[0][nd - 1];
   const int64_t dr = m.strides[1][nd - 2], dc = m.strides[1][nd - 1];
   const int64_t planes = n / (R * C), row_tiles = (R + T - 1) / T, col_tiles = (C + T - 1) / T;
