@@ -337,7 +337,6 @@ TEST_CASE("metric: zero-shot classification by cosine, not by dot product") {
   //   x1 = (0, 2)     : 0 vs 1                    -> 1
   //   x2 = (1, 1.1)   : 1/|x2| vs 1.1/|x2|        -> 1   (a dot product would pick c0: 10 > 1.1)
   //   x3 = (-1, 0)    : -1 vs 0                   -> 1
-  //   x4 = (1, 1) vs classes of equal cosine 1/√2 is only tested below.
   Tensor images = matrix({{1, 0}, {0, 2}, {1, 1.1}, {-1, 0}});
   Tensor classes = matrix({{10, 0}, {0, 1}});
   CHECK(zero_shot_predictions(images, classes) == std::vector<int64_t>{0, 1, 1, 1});
