@@ -17,6 +17,7 @@ void TextEncoderConfig::validate() const {
   MMG_CHECK(mlp_ratio > 0, "TextEncoderConfig: mlp_ratio must be positive, got {}", mlp_ratio);
   MMG_CHECK(dropout >= 0 && dropout < 1, "TextEncoderConfig: dropout must be in [0, 1), got {}", dropout);
   MMG_CHECK(eps > 0, "TextEncoderConfig: eps must be positive, got {}", eps);
+  check_choice("TextEncoderConfig", "pool", pool, {"cls", "mean"});
   MMG_CHECK(pad_id >= 0 && pad_id < vocab_size, "TextEncoderConfig: pad_id {} is outside the vocabulary [0, {})", pad_id,
             vocab_size);
 }
@@ -24,7 +25,7 @@ void TextEncoderConfig::validate() const {
 nlohmann::json TextEncoderConfig::to_json() const {
   return {{"family", "text"}, {"vocab_size", vocab_size}, {"max_len", max_len}, {"type_vocab_size", type_vocab_size},
           {"dim", dim},       {"depth", depth},           {"heads", heads},     {"mlp_ratio", mlp_ratio},
-          {"dropout", dropout}, {"eps", eps},             {"pad_id", pad_id}};
+          {"dropout", dropout}, {"eps", eps},             {"pad_id", pad_id},   {"pool", pool}};
 }
 
 TextEncoderConfig TextEncoderConfig::from_json(const nlohmann::json& j) {
@@ -40,6 +41,7 @@ TextEncoderConfig TextEncoderConfig::from_json(const nlohmann::json& j) {
   r.read("dropout", c.dropout);
   r.read("eps", c.eps);
   r.read("pad_id", c.pad_id);
+  r.read("pool", c.pool);
   r.finish();
   c.validate();
   return c;
@@ -121,7 +123,10 @@ Tensor TextEncoder::key_mask(const Tensor& ids, const Tensor& attention_mask) co
 TextOutput TextEncoder::forward(const Tensor& ids, const Tensor& attention_mask, const Tensor& token_type_ids) const {
   Tensor mask = key_mask(ids, attention_mask);
   Tensor tokens = encoder->forward(embed(ids, token_type_ids), mask);
-  return {tokens, select(tokens, 1, 0)};
+  if (config.pool == "cls") return {tokens, select(tokens, 1, 0)};
+  // Σ_s mask[b,s]·tokens[b,s,:] / Σ_s mask[b,s]
+  Tensor weights = unsqueeze(mask.to(tokens.dtype()), -1);
+  return {tokens, sum(mul(tokens, weights), {1}) / sum(weights, {1})};
 }
 
 }  // namespace mmg::models

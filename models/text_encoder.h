@@ -38,6 +38,10 @@ struct TextEncoderConfig {
   double dropout = 0.0;
   double eps = 1e-12;  // LayerNorm epsilon (BERT)
   int64_t pad_id = 0;
+  // pooled: "cls" the [CLS] token (BERT, ALBEF), or "mean" the mean of the real tokens. At
+  // initialisation every [CLS] output is nearly the same vector, so a contrastive loss on it
+  // sits on a plateau for a while; the mean differs between texts from the first step.
+  std::string pool = "cls";
 
   void validate() const;
   nlohmann::json to_json() const;

@@ -106,7 +106,16 @@ Tensor images_to_tensor(const std::vector<const Sample*>& samples, const ImageNo
 }
 
 TokenBatch encode_texts(const WordPieceTokenizer& tokenizer, const std::vector<std::string>& texts, int64_t max_len) {
-  return tokenizer.encode_batch(texts, max_len, /*truncate=*/true);
+  TokenBatch full = tokenizer.encode_batch(texts, max_len, /*truncate=*/true);
+  // Cut the padding columns no text of the batch uses: a batch of short questions then costs
+  // what its longest question costs, not max_len tokens each.
+  const int64_t S = full.ids.size(1);
+  std::vector<uint8_t> mask = full.attention_mask.to(DType::u8).to_vector<uint8_t>();
+  int64_t longest = 1;
+  for (size_t i = 0; i < mask.size(); ++i)
+    if (mask[i]) longest = std::max<int64_t>(longest, static_cast<int64_t>(i) % S + 1);
+  if (longest == S) return full;
+  return {narrow(full.ids, 1, 0, longest).contiguous(), narrow(full.attention_mask, 1, 0, longest).contiguous()};
 }
 
 // ---- training batches ----

@@ -73,7 +73,7 @@ class BatchMaker {
   AugmentOptions augment_;
 };
 
-// Tokenized texts padded to max_len (truncated when longer).
+// Tokenized texts (truncated to max_len), padded to the longest text of the batch.
 TokenBatch encode_texts(const WordPieceTokenizer& tokenizer, const std::vector<std::string>& texts, int64_t max_len);
 
 }  // namespace mmg

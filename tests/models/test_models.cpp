@@ -586,7 +586,7 @@ TEST_CASE("configs: unknown keys, wrong types, bad values and unknown presets ar
                        doctest::Contains("ViTConfig: pool must be one of cls, mean, got 'max'"), Error);
   CHECK_THROWS_WITH_AS(ViTConfig::from_json(json::array()), doctest::Contains("must be a JSON object, got array"), Error);
   CHECK_THROWS_WITH_AS(FusionModelConfig::from_json({{"family", "late"}}),
-                       doctest::Contains("family must be one of dual, single, cross, pooled, got 'late'"), Error);
+                       doctest::Contains("family must be one of dual, single, cross, pooled, vision, got 'late'"), Error);
   CHECK_THROWS_WITH_AS(
       FusionModelConfig::from_json({{"family", "cross"}, {"fusion", {{"dim", 64}}}}),
       doctest::Contains("fusion dim 64 and image_dim 128 must equal the text dim 128 and the vision dim 128"), Error);
@@ -853,4 +853,26 @@ TEST_CASE("freezing the ViT keeps its parameters bit-identical through SGD steps
   CHECK(!same_values(m.dual->image_proj->weight, before.at("image_proj.weight")));
   CHECK(!same_values(m.fusion->ln_f->weight, before.at("fusion.ln_f.weight")));
   CHECK(!same_values(m.dual->text->word_embeddings->weight, before.at("text.word_embeddings.weight")));
+}
+
+TEST_CASE("TextEncoder: pool \"mean\" is the mean of the real tokens' outputs; \"cls\" the first") {
+  manual_seed(31);
+  TextEncoderConfig c = TextEncoderConfig::preset("text-micro");
+  c.pool = "mean";
+  TextEncoder enc(c);
+  Tensor ids = from_vector(std::vector<int64_t>{2, 7, 9, 3, 0, 0, 2, 11, 3, 0, 0, 0}, {2, 6});
+  TextOutput out = enc.forward(ids);
+  std::vector<float> tokens = out.tokens.contiguous().to_vector<float>(), pooled = out.pooled.to_vector<float>();
+  const int64_t D = c.dim;
+  const int64_t real[2] = {4, 3};
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t d = 0; d < D; ++d) {
+      double mean = 0;
+      for (int64_t s = 0; s < real[b]; ++s) mean += tokens[(b * 6 + s) * D + d];
+      CHECK(pooled[b * D + d] == doctest::Approx(mean / real[b]).epsilon(1e-5));
+    }
+  c.pool = "first";
+  CHECK_THROWS_WITH_AS(c.validate(), doctest::Contains("pool must be one of cls, mean"), Error);
+  c.pool = "mean";
+  CHECK(TextEncoderConfig::from_json(c.to_json()) == c);
 }

@@ -144,7 +144,11 @@ TEST_CASE("BatchMaker: a batch is a function of its step; one caption and one qu
   CHECK(same_ids(a.text_ids, b.text_ids));
   CHECK(same_ids(a.question_ids, b.question_ids));
   CHECK(a.images.shape() == Shape{6, 3, 16, 16});
-  CHECK(a.text_ids.shape() == Shape{6, 32});
+  // Padded to the batch's longest text (at most max_len = 32), which one of the rows fills.
+  const int64_t S = a.text_ids.size(1), Q = a.question_ids.size(1);
+  CHECK(S <= 32);
+  std::vector<uint8_t> last = select(a.text_mask, 1, S - 1).to(DType::u8).to_vector<uint8_t>();
+  CHECK(std::count(last.begin(), last.end(), 1) >= 1);
   // Another step draws other captions / questions for at least one of six images.
   CHECK_FALSE((same_ids(a.text_ids, c.text_ids) && same_ids(a.question_ids, c.question_ids)));
   // Each image's caption is one of its own, and each answer id is its question's answer.
@@ -152,12 +156,12 @@ TEST_CASE("BatchMaker: a batch is a function of its step; one caption and one qu
   std::vector<int64_t> ans = a.answer_ids.to_vector<int64_t>();
   for (size_t i = 0; i < idx.size(); ++i) {
     const Sample& s = d.train[idx[i]];
-    std::vector<int64_t> row(ids.begin() + i * 32, ids.begin() + (i + 1) * 32);
+    std::vector<int64_t> row(ids.begin() + i * S, ids.begin() + (i + 1) * S);
     std::string caption = tok.decode(row);
     bool own = false;
     for (const std::string& c2 : s.captions) own = own || tok.decode(tok.encode(c2, 32).ids) == caption;
     CHECK(own);
-    std::vector<int64_t> qrow(qids.begin() + i * 32, qids.begin() + (i + 1) * 32);
+    std::vector<int64_t> qrow(qids.begin() + i * Q, qids.begin() + (i + 1) * Q);
     std::string question = tok.decode(qrow);
     bool matched = false;
     for (const QuestionAnswer& qa : s.questions)
