@@ -229,7 +229,7 @@ models::VLMConfig fashion_classifier() {
             {"fusion",
              {{"family", "vision"},
               {"vision", {{"family", "vit"}, {"image_size", 28}, {"patch_size", 4}, {"channels", 1}, {"dim", 64},
-                          {"depth", 4}, {"heads", 4}, {"mlp_ratio", 2.0}, {"pool", "mean"}}}}},
+                          {"depth", 4}, {"heads", 4}, {"mlp_ratio", 4.0}, {"pool", "mean"}}}}},
             {"objectives", {{"cls", 1.0}}},
             {"num_classes", 10}};
   return models::VLMConfig::from_json(j);
@@ -266,18 +266,18 @@ TrainConfig TrainConfig::preset(const std::string& name) {
     c.data.source = "fashion-mnist";
     c.data.mean = {0.2860};  // Fashion-MNIST's pixel mean and standard deviation (train split)
     c.data.std = {0.3530};
-    c.data.augment = {.enabled = true, .min_scale = 0.8, .brightness = 0.0, .contrast = 0.0, .saturation = 0.0,
+    c.data.augment = {.enabled = true, .min_scale = 0.9, .brightness = 0.0, .contrast = 0.0, .saturation = 0.0,
                       .hflip = true};  // no relations in a class label: flipping is safe here
     c.model = fashion_classifier();
     c.vocab_size = 64;
-    c.steps = 3000;
+    c.steps = 6000;
     c.batch_size = 128;
     c.lr = 2e-3;
     c.min_lr = 1e-5;
-    c.warmup = 200;
+    c.warmup = 300;
     c.weight_decay = 0.05;
-    c.eval_every = 1000;
-    c.checkpoint_every = 1000;
+    c.eval_every = 2000;
+    c.checkpoint_every = 2000;
     c.eval_samples = 2000;
     c.log_every = 50;
   } else if (name == "fashion-scenes") {
