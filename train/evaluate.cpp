@@ -335,8 +335,14 @@ std::vector<std::string> write_attention_maps(const EvalContext& ctx, const std:
       for (int64_t n = 1; n < N1; ++n) weights[n - 1] += att[r * N1 + n];
     }
     for (float& w : weights) w /= std::max(rows, 1.0f);
+    // The title says what the model answered, and the truth beside it.
     std::string title = text;
-    if (!s.questions.empty()) title += " -> " + s.questions[0].answer;
+    if (!s.questions.empty() && ctx.model.vqa_head) {
+      Tensor logits = ctx.model.vqa_head->forward(out.fused_pooled);
+      const int64_t best = argmax(logits, 1).to_vector<int64_t>().at(0);
+      const std::string said = best < ctx.answers.size() ? ctx.answers.answers[best] : "?";
+      title += fmt::format(" -> {} (truth: {})", said, s.questions[0].answer);
+    }
     const std::string path = fmt::format("{}/attention_{:02d}.png", dir, i);
     save_png(render_attention_overlay(s.image, weights, static_cast<int>(grid), static_cast<int>(grid), title), path);
     paths.push_back(path);

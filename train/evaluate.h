@@ -62,7 +62,8 @@ class BlindBaseline {
 };
 
 // Pictures of the fused model's text→image attention: for each of the first `count` samples of
-// `samples`, its first question (or caption) over the image, one PNG per sample in `dir`.
+// `samples`, its first question (or caption) over the image, one PNG per sample in `dir`; the
+// title gives the model's answer and the true one.
 // Returns the paths written.
 std::vector<std::string> write_attention_maps(const EvalContext& ctx, const std::vector<Sample>& samples, int64_t count,
                                               const std::string& dir);
