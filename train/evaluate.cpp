@@ -252,6 +252,32 @@ void evaluate_zero_shot(const EvalContext& ctx, const Dataset& data, const std::
           "prompts \"a photo of a <class>\"");
 }
 
+// ---- captioning ----
+
+// Corpus BLEU-4 of greedy captions against every caption of each image (the references),
+// compared as basic-tokenized words (the WordPiece pieces glued back).
+void evaluate_captions(const EvalContext& ctx, const std::vector<const Sample*>& samples, int64_t batch,
+                       EvalReport& report) {
+  std::vector<Tokens> hypotheses;
+  std::vector<std::vector<Tokens>> references;
+  for (size_t lo = 0; lo < samples.size(); lo += static_cast<size_t>(batch)) {
+    std::vector<const Sample*> chunk(samples.begin() + lo, samples.begin() + std::min(samples.size(), lo + batch));
+    std::vector<std::vector<int64_t>> captions =
+        ctx.model.caption(images_to_tensor(chunk, norm_of(ctx.config)), /*beam=*/1);
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      if (chunk[i]->captions.empty()) continue;
+      hypotheses.push_back(basic_tokenize(ctx.tokenizer.decode(captions[i])));
+      std::vector<Tokens> refs;
+      for (const std::string& c : chunk[i]->captions) refs.push_back(basic_tokenize(c));
+      references.push_back(refs);
+    }
+  }
+  if (hypotheses.empty()) return;
+  BleuResult bleu = corpus_bleu(hypotheses, references);
+  add_row(report, "caption_bleu4", "captioning BLEU-4", bleu.bleu, std::nan(""),
+          fmt::format("{} images, greedy", hypotheses.size()));
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -304,6 +330,12 @@ EvalReport evaluate_vlm(const EvalContext& ctx, const Dataset& data, const std::
   if (o.enabled("vqa")) evaluate_vqa(ctx, data, samples, options.batch_size, report);
   if (o.enabled("cls") && !data.class_names.empty())
     evaluate_classification(ctx, data, samples, options.batch_size, report);
+  if (o.enabled("cap")) {
+    // Decoding is token by token: caption a gallery-sized subset, not a whole split.
+    std::vector<const Sample*> subset(samples.begin(),
+                                      samples.begin() + std::min<int64_t>(samples.size(), options.gallery));
+    evaluate_captions(ctx, subset, options.batch_size, report);
+  }
   return report;
 }
 

@@ -11,6 +11,8 @@
 //                has in the train split (else the most frequent answer of its type) — the best a
 //                model that ignores the image can do on questions it has seen
 //   cls          classification accuracy (models with the cls objective)
+//   cap          corpus BLEU-4 of greedy captions against all of an image's captions (models with
+//                the cap objective; on the first `gallery` samples)
 //   zero-shot    classification by prompts "a photo of a <class>" (itc models on labelled data)
 //
 // Results come back as flat JSON ("vqa_accuracy", "vqa_accuracy_colour", "retrieval_i2t_r1", ...)

@@ -233,3 +233,21 @@ TEST_CASE("Trainer: checkpoints are whole folders named by `latest`; errors for 
                        doctest::Contains("cannot resume"), Error);
   CHECK_THROWS_WITH_AS(load_run(empty), doctest::Contains("is not a run directory"), Error);
 }
+
+TEST_CASE("evaluate_vlm: a captioning model reports BLEU-4; every reported value is a rate in [0, 1]") {
+  TrainConfig config = tiny_config(4);
+  config.model.objectives = models::ObjectiveWeights::from_json({{"itc", 1}, {"vqa", 1}, {"cap", 1}});
+  config.validate();
+  Dataset data = load_dataset(config.data);
+  Trainer t(config, data, {.out = temp_dir("captions"), .verbose = false});
+  t.train();
+  EvalReport r = evaluate_vlm({t.model(), t.tokenizer(), t.answers(), t.config()}, data, "test", {.gallery = 12});
+  REQUIRE(r.metrics.contains("caption_bleu4"));
+  for (const MetricRow& row : r.rows) {
+    CAPTURE(row.name);
+    CHECK(row.value >= 0.0);
+    CHECK(row.value <= 1.0);
+  }
+  CHECK(r.metrics["gallery_size"].get<int64_t>() == 12);
+  CHECK(r.metrics.contains("vqa_accuracy_count"));
+}
