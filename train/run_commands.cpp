@@ -32,8 +32,11 @@ std::string describe(const Dataset& d) {
 
 // Trains (or resumes) the run, evaluates it on the test split, writes metrics.json and the
 // pictures, prints the table. Returns the report.
-EvalReport train_and_evaluate(const TrainConfig& config, const TrainRunOptions& opt) {
+EvalReport train_and_evaluate(const TrainConfig& given, const TrainRunOptions& opt) {
   const bool verbose = opt.verbose;
+  // A resumed run is the run on disk: its own config (and so its own data), whatever was given.
+  const fs::path saved = fs::path(opt.out) / "config.json";
+  const TrainConfig config = opt.resume && fs::exists(saved) ? load_run_config(saved.string()) : given;
   auto t0 = std::chrono::steady_clock::now();
   if (verbose) std::printf("data: generating/loading '%s' ...\n", config.data.source.c_str());
   Dataset data = load_dataset(config.data);

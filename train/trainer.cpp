@@ -141,6 +141,15 @@ void Trainer::load_latest_checkpoint() {
                                     (long long)config_.steps);
 }
 
+TrainConfig load_run_config(const std::string& path) {
+  json j = read_json_file(path);
+  try {
+    return TrainConfig::from_json(j);
+  } catch (const Error& e) {
+    MMG_FAIL("{}: {}", path, e.what());
+  }
+}
+
 LoadedRun load_run(const std::string& dir_or_checkpoint) {
   // Accept the run directory or one of its checkpoints/step-N folders.
   fs::path path(dir_or_checkpoint);
@@ -152,11 +161,7 @@ LoadedRun load_run(const std::string& dir_or_checkpoint) {
   MMG_CHECK(fs::exists(run_dir / "config.json"), "load_run: {} is not a run directory (no config.json)",
             run_dir.string());
   LoadedRun run;
-  try {
-    run.config = TrainConfig::from_json(read_json_file((run_dir / "config.json").string()));
-  } catch (const Error& e) {
-    MMG_FAIL("{}: {}", (run_dir / "config.json").string(), e.what());
-  }
+  run.config = load_run_config((run_dir / "config.json").string());
   run.tokenizer = std::make_unique<WordPieceTokenizer>(WordPieceTokenizer::load((run_dir / "vocab.txt").string()));
   run.answers = AnswerVocab::from_json(read_json_file((run_dir / "answers.json").string()));
   if (fs::exists(run_dir / "classes.json"))
@@ -333,10 +338,10 @@ int64_t Trainer::train() {
     }
     if (config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0) save_checkpoint();
   }
-  if (step_ == config_.steps) {
-    if (config_.checkpoint_every == 0 || step_ % config_.checkpoint_every != 0) save_checkpoint();
-    write_loss_curve();
-  }
+  // The last step always has a checkpoint: the end of the run, or where --stop-after stopped it
+  // (so that --resume can continue from there).
+  if (config_.checkpoint_every == 0 || step_ % config_.checkpoint_every != 0) save_checkpoint();
+  if (step_ == config_.steps) write_loss_curve();
   return step_ - first;
 }
 

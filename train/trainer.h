@@ -60,7 +60,7 @@ class Trainer {
   Trainer(TrainConfig config, const Dataset& data, TrainerOptions options);
 
   // Trains up to config.steps (or options.stop_after), evaluating and checkpointing as the
-  // config says. Returns the steps run by this call.
+  // config says, and always checkpointing the last step it ran. Returns the steps run by this call.
   int64_t train();
 
   const TrainConfig& config() const { return config_; }
@@ -109,5 +109,7 @@ struct LoadedRun {
   int64_t step = 0;
 };
 LoadedRun load_run(const std::string& dir);
+// The config.json of a run directory (errors name the file).
+TrainConfig load_run_config(const std::string& config_json_path);
 
 }  // namespace mmg
