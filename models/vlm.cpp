@@ -346,6 +346,12 @@ Tensor VLM::answer_logits(const Tensor& images, const Tensor& ids, const Tensor&
   return vqa_head->forward(encode(images, ids, mask).fused_pooled);
 }
 
+Tensor VLM::match_logits(const Tensor& images, const Tensor& ids, const Tensor& mask) const {
+  MMG_CHECK(itm_head != nullptr, "VLM: match_logits needs the 'itm' objective");
+  // The fused [CLS] of the pair, as itm_loss's fuse gives it for each family.
+  return itm_head->forward(encode(images, ids, mask).fused_pooled);
+}
+
 std::vector<std::vector<int64_t>> VLM::caption(const Tensor& images, int64_t beam, int64_t max_new,
                                                double length_penalty) {
   MMG_CHECK(caption_decoder != nullptr, "VLM: caption needs the 'cap' objective");

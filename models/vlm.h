@@ -110,10 +110,13 @@ class VLM : public nn::Module {
   // without vqa). Each must be one the model was built for (its head exists): else an Error.
   Losses compute_losses(const VLMBatch& batch, Generator* gen, const ObjectiveWeights& weights) const;
 
-  // For evaluation (no loss): class logits [B,num_classes], answer logits [B,num_answers], and
+  // For evaluation (no loss): class logits [B,num_classes], answer logits [B,num_answers], match
+  // logits [B,2], and
   // captions (beam search over the image tokens; beam 1 is greedy), the best hypothesis per image.
   Tensor class_logits(const Tensor& images) const;
   Tensor answer_logits(const Tensor& images, const Tensor& ids, const Tensor& mask = Tensor()) const;
+  // The matching head's logits [B,2] (column 1: "matches") of image i with text i.
+  Tensor match_logits(const Tensor& images, const Tensor& ids, const Tensor& mask = Tensor()) const;
   std::vector<std::vector<int64_t>> caption(const Tensor& images, int64_t beam = 1, int64_t max_new = -1,
                                             double length_penalty = 1.0);
 

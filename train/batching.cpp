@@ -69,9 +69,9 @@ std::vector<std::string> texts_of(const std::vector<Sample>& samples) {
 
 // ---- images ----
 
-Tensor images_to_tensor(const std::vector<Image>& images, const ImageNorm& norm, const std::string& what) {
+Tensor images_to_tensor(const std::vector<const Image*>& images, const ImageNorm& norm, const std::string& what) {
   MMG_CHECK(!images.empty(), "images_to_tensor: no images");
-  const Image& first = images.front();
+  const Image& first = *images.front();
   const int64_t B = static_cast<int64_t>(images.size()), C = first.channels, H = first.height, W = first.width;
   auto per_channel = [&](const std::vector<double>& v, const char* name) {
     MMG_CHECK(v.size() == 1 || static_cast<int64_t>(v.size()) == C,
@@ -84,7 +84,7 @@ Tensor images_to_tensor(const std::vector<Image>& images, const ImageNorm& norm,
   Tensor out = empty({B, C, H, W});
   float* dst = out.data<float>();
   for (int64_t b = 0; b < B; ++b) {
-    const Image& im = images[b];
+    const Image& im = *images[b];
     MMG_CHECK(im.channels == C && im.height == H && im.width == W,
               "images_to_tensor: {} {} is {}x{}x{}, the first is {}x{}x{} (channels x height x width)", what, b,
               im.channels, im.height, im.width, C, H, W);
@@ -99,9 +99,9 @@ Tensor images_to_tensor(const std::vector<Image>& images, const ImageNorm& norm,
 }
 
 Tensor images_to_tensor(const std::vector<const Sample*>& samples, const ImageNorm& norm) {
-  std::vector<Image> images;
+  std::vector<const Image*> images;
   images.reserve(samples.size());
-  for (const Sample* s : samples) images.push_back(s->image);
+  for (const Sample* s : samples) images.push_back(&s->image);
   return images_to_tensor(images, norm, "image");
 }
 
@@ -168,13 +168,16 @@ models::VLMBatch BatchMaker::make(const std::vector<int64_t>& indices, int64_t s
   models::VLMBatch out;
   if (augment_.enabled) {
     std::vector<Image> augmented;
+    std::vector<const Image*> pointers;
+    augmented.reserve(static_cast<size_t>(B));
     for (int64_t slot = 0; slot < B; ++slot) {
       // Augmentation draws from its own stream: key seed+1, counters from (step, slot).
       Generator g;
       g.set_state(seed_ + 1, (static_cast<uint64_t>(step) << 24 | static_cast<uint64_t>(slot)) << 12);
       augmented.push_back(augment(batch[slot]->image, augment_, batch[slot]->image.width, g));
+      pointers.push_back(&augmented.back());
     }
-    out.images = images_to_tensor(augmented, norm_, "image");
+    out.images = images_to_tensor(pointers, norm_, "image");
   } else {
     out.images = images_to_tensor(batch, norm_);
   }

@@ -47,7 +47,8 @@ struct ImageNorm {
 // Images → [B,C,H,W] f32, normalised. Every image must have the same size and channels
 // (an Error names the sample that differs).
 Tensor images_to_tensor(const std::vector<const Sample*>& samples, const ImageNorm& norm);
-Tensor images_to_tensor(const std::vector<Image>& images, const ImageNorm& norm, const std::string& what = "images");
+Tensor images_to_tensor(const std::vector<const Image*>& images, const ImageNorm& norm,
+                        const std::string& what = "images");
 
 class BatchMaker {
  public:

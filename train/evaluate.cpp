@@ -16,25 +16,14 @@ using nlohmann::json;
 
 namespace {
 
-// Rows of a [N,E] tensor as unit vectors, for cosine similarities.
-std::vector<std::vector<float>> unit_rows(const Tensor& t) {
-  const int64_t N = t.size(0), E = t.size(1);
-  std::vector<float> v = t.contiguous().to(DType::f32).to_vector<float>();
-  std::vector<std::vector<float>> rows(static_cast<size_t>(N), std::vector<float>(static_cast<size_t>(E)));
-  for (int64_t i = 0; i < N; ++i) {
-    double norm = 0;
-    for (int64_t e = 0; e < E; ++e) norm += double(v[i * E + e]) * v[i * E + e];
-    const float inv = static_cast<float>(1.0 / std::max(std::sqrt(norm), 1e-12));
-    for (int64_t e = 0; e < E; ++e) rows[i][e] = v[i * E + e] * inv;
-  }
-  return rows;
+// Cosine similarities: the contrastive embeddings are unit vectors (DualEncoder::embed_*), and
+// a logit scale of 0 (exp 0 = 1) leaves their dot products unscaled.
+Tensor cosine_matrix(const Tensor& image_emb, const Tensor& text_emb) {
+  return models::similarity_logits(image_emb, text_emb, scalar_like(image_emb, 0.0));
 }
 
-float dot(const std::vector<float>& a, const std::vector<float>& b) {
-  float s = 0;
-  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
-  return s;
-}
+// Row i of a with row i of b, for unit rows: Σ_e a[i,e]·b[i,e].
+std::vector<float> row_cosines(const Tensor& a, const Tensor& b) { return sum(mul(a, b), {1}).to_vector<float>(); }
 
 // The model in eval mode and without a graph for the duration of a scope.
 class Inference {
@@ -75,16 +64,13 @@ Tensor text_embeddings(const EvalContext& ctx, const std::vector<std::string>& t
 // The matching head's score, logit(match) − logit(no match), of image i with texts[i].
 std::vector<float> itm_scores(const EvalContext& ctx, const std::vector<const Sample*>& samples,
                               const std::vector<std::string>& texts, int64_t batch) {
-  const auto& m = *ctx.model.model;
   std::vector<float> scores;
   for (size_t lo = 0; lo < samples.size(); lo += static_cast<size_t>(batch)) {
     const size_t hi = std::min(samples.size(), lo + batch);
     std::vector<const Sample*> chunk(samples.begin() + lo, samples.begin() + hi);
     std::vector<std::string> words(texts.begin() + lo, texts.begin() + hi);
     TokenBatch t = encode_texts(ctx.tokenizer, words, ctx.config.max_len);
-    models::ViTOutput image = m.dual->vision->forward(images_to_tensor(chunk, norm_of(ctx.config)));
-    models::FusionOutput out = m.forward_encoded(image, t.ids, t.attention_mask, Tensor(), false, false);
-    Tensor logits = ctx.model.itm_head->forward(m.fuse(out.text_tokens, out.text_mask, out.image_tokens).pooled);
+    Tensor logits = ctx.model.match_logits(images_to_tensor(chunk, norm_of(ctx.config)), t.ids, t.attention_mask);
     std::vector<float> l = logits.contiguous().to_vector<float>();
     for (size_t i = 0; i < chunk.size(); ++i) scores.push_back(l[2 * i + 1] - l[2 * i]);
   }
@@ -104,15 +90,11 @@ void evaluate_retrieval(const EvalContext& ctx, const std::vector<const Sample*>
                         int64_t batch, EvalReport& report) {
   std::vector<std::string> captions;
   for (const Sample* s : gallery) captions.push_back(s->captions.at(0));
-  auto img = unit_rows(image_embeddings(ctx, gallery, batch));
-  auto txt = unit_rows(text_embeddings(ctx, captions, batch));
+  Tensor sim = cosine_matrix(image_embeddings(ctx, gallery, batch), text_embeddings(ctx, captions, batch));
   const int64_t N = static_cast<int64_t>(gallery.size());
-  std::vector<float> sim(static_cast<size_t>(N * N));
-  for (int64_t i = 0; i < N; ++i)
-    for (int64_t j = 0; j < N; ++j) sim[i * N + j] = dot(img[i], txt[j]);
   std::vector<int64_t> text_to_image(static_cast<size_t>(N));
   for (int64_t j = 0; j < N; ++j) text_to_image[j] = j;
-  RetrievalResult r = retrieval_metrics(from_vector(sim, {N, N}), text_to_image, {1, 5, 10});
+  RetrievalResult r = retrieval_metrics(sim, text_to_image, {1, 5, 10});
   const std::string prefix = tag.empty() ? "retrieval" : "retrieval_" + tag;
   const std::string label = tag.empty() ? "" : " (" + tag + ")";
   for (const auto& [K, recall] : r.image_to_text)
@@ -139,11 +121,11 @@ void evaluate_negatives(const EvalContext& ctx, const std::vector<const Sample*>
       }
   if (pair_samples.empty()) return;
   const double n = static_cast<double>(pair_samples.size());
-  auto img = unit_rows(image_embeddings(ctx, pair_samples, batch));
-  auto pos = unit_rows(text_embeddings(ctx, positives, batch));
-  auto neg = unit_rows(text_embeddings(ctx, negatives, batch));
+  Tensor img = image_embeddings(ctx, pair_samples, batch);
+  std::vector<float> pos = row_cosines(img, text_embeddings(ctx, positives, batch));
+  std::vector<float> neg = row_cosines(img, text_embeddings(ctx, negatives, batch));
   double wins = 0;
-  for (size_t i = 0; i < img.size(); ++i) wins += dot(img[i], pos[i]) > dot(img[i], neg[i]);
+  for (size_t i = 0; i < pos.size(); ++i) wins += pos[i] > neg[i];
   add_row(report, "negatives_itc_accuracy", "true caption > its edit (itc)", wins / n, 0.5,
           fmt::format("{} pairs", pair_samples.size()));
   if (ctx.model.itm_head) {

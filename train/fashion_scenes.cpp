@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/parallel.h"
-#include "kernels/philox.h"
+#include "train/draws.h"
 #include "train/fashion_mnist.h"
 
 namespace mmg {
@@ -31,22 +31,6 @@ std::vector<std::string> fashion_question_answers(const std::string& type, const
 }
 
 namespace {
-
-// Scene i's random numbers: Philox with key = seed and counters i·2^32, i·2^32 + 1, ...
-class Draws {
- public:
-  Draws(uint64_t seed, uint64_t stream) : seed_(seed), counter_(stream << 32) {}
-  double uniform() { return philox_uniform_f64(seed_, counter_++); }  // [0, 1)
-  int below(int n) { return std::min(n - 1, static_cast<int>(uniform() * n)); }
-  bool coin() { return uniform() < 0.5; }
-  template <class T>
-  void shuffle(std::vector<T>& v) {
-    for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[below(static_cast<int>(i))]);
-  }
-
- private:
-  uint64_t seed_, counter_;
-};
 
 constexpr const char* kPlaceWords[2][2] = {{"in the top left", "in the top right"},
                                            {"in the bottom left", "in the bottom right"}};

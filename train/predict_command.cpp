@@ -25,7 +25,7 @@ Tensor load_model_image(const std::string& path, const TrainConfig& config) {
                                                                               : config.model.fusion.dual.vision.channels);
   Image image = load_image(path, channels);
   if (image.width != v || image.height != v) image = resize_and_center_crop(image, static_cast<int>(v));
-  return images_to_tensor(std::vector<Image>{image}, {config.data.mean, config.data.std}, path);
+  return images_to_tensor(std::vector<const Image*>{&image}, {config.data.mean, config.data.std}, path);
 }
 
 }  // namespace
@@ -58,20 +58,16 @@ int run_predict_command(const PredictOptions& options) {
     MMG_CHECK(model.model->dual != nullptr, "mmg predict: --texts needs a model with contrastive embeddings");
     const auto& dual = model.model->dual;
     TokenBatch t = encode_texts(*run.tokenizer, options.texts, max_len);
-    models::ViTOutput v = dual->vision->forward(image);
-    Tensor image_emb = dual->embed_image(v);
+    Tensor image_emb = dual->embed_image(dual->vision->forward(image));
     Tensor text_emb = dual->embed_text(dual->text->forward(t.ids, t.attention_mask));
     // exp(0)·cosine: the logit scale left out, so the numbers are cosine similarities.
     std::vector<float> sim =
         models::similarity_logits(image_emb, text_emb, scalar_like(image_emb, 0.0)).contiguous().to_vector<float>();
     std::vector<float> match;
-    if (model.itm_head && model.model->fusion) {
+    if (model.itm_head) {
       const int64_t n = static_cast<int64_t>(options.texts.size());
-      Tensor tokens = expand(v.tokens, {n, v.tokens.size(1), v.tokens.size(2)}).contiguous();
-      models::FusionOutput out = model.model->forward_encoded({tokens, expand(v.pooled, {n, v.pooled.size(1)})}, t.ids,
-                                                              t.attention_mask, Tensor(), false, false);
-      Tensor logits = model.itm_head->forward(model.model->fuse(out.text_tokens, out.text_mask, out.image_tokens).pooled);
-      match = select(softmax(logits, 1), 1, 1).contiguous().to_vector<float>();
+      Tensor images = expand(image, {n, image.size(1), image.size(2), image.size(3)}).contiguous();
+      match = select(softmax(model.match_logits(images, t.ids, t.attention_mask), 1), 1, 1).contiguous().to_vector<float>();
     }
     std::vector<size_t> order(sim.size());
     std::iota(order.begin(), order.end(), 0);

@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/parallel.h"
-#include "kernels/philox.h"
+#include "train/draws.h"
 
 namespace mmg {
 
@@ -320,23 +320,6 @@ std::vector<const Scene*> SceneDataset::split(Split s) const {
 }
 
 namespace {
-
-// Scene i's random numbers: Philox with key = seed and counters i·2^32, i·2^32 + 1, ...
-class Draws {
- public:
-  Draws(uint64_t seed, uint64_t stream) : seed_(seed), counter_(stream << 32) {}
-  double uniform() { return philox_uniform_f64(seed_, counter_++); }  // [0, 1)
-  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
-  int below(int n) { return std::min(n - 1, static_cast<int>(uniform() * n)); }
-  bool coin() { return uniform() < 0.5; }
-  template <class T>
-  void shuffle(std::vector<T>& v) {
-    for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[below(static_cast<int>(i))]);
-  }
-
- private:
-  uint64_t seed_, counter_;
-};
 
 ObjectDesc full_desc(const SceneObject& o) { return {o.shape, o.colour, o.size}; }
 

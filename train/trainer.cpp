@@ -108,12 +108,9 @@ void Trainer::load_latest_checkpoint() {
   tokenizer_ = std::move(run.tokenizer);
   answers_ = run.answers;
   model_ = std::move(run.model);
-  optimizer_ = std::make_unique<nn::AdamW>(*model_, config_.lr, config_.weight_decay);
-
-  const std::string dir = options_.out + "/checkpoints/" + read_file(latest_path);
-  nn::load_training_state(dir + "/state.safetensors", *model_, *optimizer_);
-  json state = read_json_file(dir + "/trainer.json");
-  step_ = state.at("step").get<int64_t>();
+  optimizer_ = std::move(run.optimizer);
+  step_ = run.step;
+  json state = read_json_file(run.checkpoint + "/trainer.json");
   generator_.set_state(state.at("generator").at(0).get<uint64_t>(), state.at("generator").at(1).get<uint64_t>());
   default_generator().set_state(state.at("default_generator").at(0).get<uint64_t>(),
                                 state.at("default_generator").at(1).get<uint64_t>());
@@ -172,9 +169,9 @@ LoadedRun load_run(const std::string& dir_or_checkpoint) {
     MMG_CHECK(fs::exists(latest), "load_run: {} has no checkpoint ({} is missing)", run_dir.string(), latest.string());
     checkpoint = run_dir / "checkpoints" / read_file(latest.string());
   }
-  // The model's part of the training state ("model.<name>" entries).
-  nn::AdamW scratch(*run.model, run.config.lr, run.config.weight_decay);
-  nn::load_training_state((checkpoint / "state.safetensors").string(), *run.model, scratch);
+  run.optimizer = std::make_unique<nn::AdamW>(*run.model, run.config.lr, run.config.weight_decay);
+  nn::load_training_state((checkpoint / "state.safetensors").string(), *run.model, *run.optimizer);
+  run.checkpoint = checkpoint.string();
   run.step = read_json_file((checkpoint / "trainer.json").string()).at("step").get<int64_t>();
   return run;
 }

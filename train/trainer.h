@@ -99,13 +99,15 @@ class Trainer {
 };
 
 // Reads a run directory written by the trainer: its config, tokenizer, answers, and the model
-// with the weights of its latest checkpoint (or of `checkpoint`, a checkpoints/step-N folder).
+// and AdamW state of its latest checkpoint (or of `checkpoint`, a checkpoints/step-N folder).
 struct LoadedRun {
   TrainConfig config;
   std::unique_ptr<WordPieceTokenizer> tokenizer;
   AnswerVocab answers;
   std::vector<std::string> class_names;  // classes.json: empty when the data had no labels
   std::unique_ptr<models::VLM> model;
+  std::unique_ptr<nn::AdamW> optimizer;  // with the checkpoint's moments (what a resumed run continues)
+  std::string checkpoint;                // the checkpoints/step-N folder read
   int64_t step = 0;
 };
 LoadedRun load_run(const std::string& dir);
