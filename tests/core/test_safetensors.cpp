@@ -12,6 +12,7 @@
 #include "core/io/atomic_file.h"
 #include "core/io/safetensors.h"
 #include "core/mmgrad.h"
+#include "tests/temp_dir.h"
 
 using namespace mmg;
 namespace fs = std::filesystem;
@@ -19,22 +20,9 @@ namespace fs = std::filesystem;
 namespace {
 
 // A fresh directory under the system temp dir, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("mmg_safetensors_{}_{}", static_cast<long>(::getpid()), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
+// A temp folder named after this file's tests.
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("mmg_safetensors") {}
 };
 
 std::string u64le(uint64_t v) {

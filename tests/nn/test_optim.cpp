@@ -17,6 +17,7 @@
 #include "nn/layers.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
+#include "tests/temp_dir.h"
 
 using namespace mmg;
 namespace fs = std::filesystem;
@@ -120,16 +121,9 @@ void run_against_reference(nn::Optimizer& opt, Tiny& m, Ref ref_w, Ref ref_b, do
   CHECK(opt.step_count() == 3);
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("mmg_optim_{}_{}", static_cast<long>(::getpid()), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+// A temp folder named after this file's tests.
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("mmg_optim") {}
 };
 
 }  // namespace

@@ -10,22 +10,16 @@
 
 #include "core/mmgrad.h"
 #include "train/fashion_mnist.h"
+#include "tests/temp_dir.h"
 
 using namespace mmg;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct FashionTempDir {
-  fs::path path;
-  FashionTempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("mmg_fashion_{}_{}", static_cast<long>(::getpid()), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~FashionTempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+// A temp folder named after this file's tests.
+struct FashionTempDir : test::TempDir {
+  FashionTempDir() : test::TempDir("mmg_fashion") {}
 };
 
 void put_be32(std::string& b, uint32_t v) {

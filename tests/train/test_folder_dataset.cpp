@@ -10,22 +10,15 @@
 
 #include "core/mmgrad.h"
 #include "train/folder_dataset.h"
+#include "tests/temp_dir.h"
 
 using namespace mmg;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct FolderTempDir {
-  fs::path path;
-  FolderTempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("mmg_folder_{}_{}", static_cast<long>(::getpid()), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~FolderTempDir() { fs::remove_all(path); }
-  std::string str() const { return path.string(); }
+struct FolderTempDir : test::TempDir {
+  FolderTempDir() : test::TempDir("mmg_folder") {}
   void write(const std::string& name, const std::string& text) const {
     fs::create_directories((path / name).parent_path());
     std::ofstream(path / name, std::ios::binary) << text;

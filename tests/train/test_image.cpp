@@ -8,22 +8,16 @@
 
 #include "core/mmgrad.h"
 #include "train/image.h"
+#include "tests/temp_dir.h"
 
 using namespace mmg;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct ImageTempDir {
-  fs::path path;
-  ImageTempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("mmg_image_{}_{}", static_cast<long>(::getpid()), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~ImageTempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+// A temp folder named after this file's tests.
+struct ImageTempDir : test::TempDir {
+  ImageTempDir() : test::TempDir("mmg_image") {}
 };
 
 // A w×h image whose every value differs from its neighbours (a fixed formula, so any

@@ -16,6 +16,7 @@
 #include "core/mmgrad.h"
 #include "train/commands.h"
 #include "train/tokenizer.h"
+#include "tests/temp_dir.h"
 
 using namespace mmg;
 namespace fs = std::filesystem;
@@ -24,22 +25,9 @@ namespace {
 
 using Strings = std::vector<std::string>;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / fmt::format("mmg_tokenizer_{}_{}", static_cast<long>(::getpid()), counter++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> listing() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path)) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
+// A temp folder named after this file's tests.
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("mmg_tokenizer") {}
 };
 
 doctest::Contains contains(const std::string& text) { return doctest::Contains(text.c_str()); }
