@@ -28,7 +28,7 @@ TEST_CASE("gradients accumulate across backward calls until zero_grad") {
   CHECK(x.grad().item() == 4.0);
 }
 
-TEST_CASE("a second backward through a freed graph is a clear error; retain_graph keeps it") {
+TEST_CASE("a second backward through a freed graph is a clear error, retain_graph keeps it") {
   Tensor x = tensor({1.0, 2.0}, {.requires_grad = true});
   Tensor y = sum(exp(x));
   y.backward(Tensor(), /*retain_graph=*/true);
@@ -47,7 +47,7 @@ TEST_CASE("backward of a non-scalar needs a gradient of its shape") {
   CHECK(x.grad().to_vector<float>() == std::vector<float>{2, 20, 200});
 }
 
-TEST_CASE("NoGradGuard records nothing; detach cuts the graph") {
+TEST_CASE("NoGradGuard records nothing, detach cuts the graph") {
   Tensor x = ones({2}, {.requires_grad = true});
   {
     NoGradGuard g;

@@ -64,7 +64,7 @@ struct ThreadsGuard {
 }  // namespace
 
 // ---------------------------------------------------------------- cat, stack
-TEST_CASE("cat joins along any dim, negative dims included; values against loops") {
+TEST_CASE("cat joins along any dim, negative dims included, values against loops") {
   Generator g(1);
   Shape base = {2, 3, 4};
   for (int64_t dim : {0, 1, 2, -1, -3}) {
@@ -136,7 +136,7 @@ TEST_CASE("cat errors list the shapes") {
   CHECK_THROWS_WITH_AS(cat({zeros({2, 3})}, 2), doctest::Contains("cat: dim 2 out of range for [2,3]"), Error);
 }
 
-TEST_CASE("stack adds a dim at any position; values against loops; gradient") {
+TEST_CASE("stack adds a dim at any position, values against loops, gradient") {
   Generator g(4);
   std::vector<Tensor> ts;
   for (int k = 0; k < 3; ++k) ts.push_back(randn({2, 5}, f64o, &g));
@@ -233,7 +233,7 @@ TEST_CASE("split and chunk errors") {
 }
 
 // ---------------------------------------------------------------- index_select
-TEST_CASE("index_select along every dim, with i64 and i32 indices; values against loops") {
+TEST_CASE("index_select along every dim, with i64 and i32 indices, values against loops") {
   Generator g(5);
   Tensor x = randn({4, 5, 3}, f64o, &g);
   auto vx = vals(x);
@@ -318,7 +318,7 @@ std::vector<double> naive_gather(const Tensor& x, int64_t d, const Tensor& index
 }
 }  // namespace
 
-TEST_CASE("gather follows torch.gather; values against loops") {
+TEST_CASE("gather follows torch.gather, values against loops") {
   Generator g(8);
   Tensor x = randn({3, 5}, f64o, &g);
   Tensor i1 = randint(0, 5, {3, 7}, {.dtype = DType::i64}, &g);
@@ -369,7 +369,7 @@ TEST_CASE("gather errors name the shapes and the index") {
 }
 
 // ---------------------------------------------------------------- masked_fill
-TEST_CASE("masked_fill broadcasts the mask; values against loops") {
+TEST_CASE("masked_fill broadcasts the mask, values against loops") {
   Generator g(10);
   for (Shape mshape : {Shape{3, 5}, Shape{5}, Shape{3, 1}, Shape{}}) {
     Tensor x = randn({3, 5}, f64o, &g);

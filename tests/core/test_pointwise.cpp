@@ -191,7 +191,7 @@ TEST_CASE("sigmoid is stable at large |x|") {
   CHECK(x.grad().to_vector<double>() == std::vector<double>{0.0, 0.0});
 }
 
-TEST_CASE("kinks: relu and abs give gradient 0 at 0; clamp passes it at both bounds") {
+TEST_CASE("kinks: relu and abs give gradient 0 at 0, clamp passes it at both bounds") {
   Tensor x = tensor({-2.0, -0.0, 0.0, 1.5}, {.dtype = DType::f64, .requires_grad = true});
   sum(relu(x)).backward();
   CHECK(x.grad().to_vector<double>() == std::vector<double>{0, 0, 0, 1});

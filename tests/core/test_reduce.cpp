@@ -187,7 +187,7 @@ TEST_CASE("max/min: integer and bool inputs") {
   CHECK(min(xb, 0).indices.item() == 0);
 }
 
-TEST_CASE("max/min: the first index among ties; a NaN wins and gives its own index") {
+TEST_CASE("max/min: the first index among ties, a NaN wins and gives its own index") {
   Tensor x = tensor({{1, 3, 3, 2}, {5, 5, 1, 1}, {2, kNaN, 7, kNaN}}, {.dtype = DType::f64});
   ValuesIndices mx = max(x, 1), mn = min(x, 1);
   auto mxv = mx.values.to_vector<double>(), mnv = mn.values.to_vector<double>();
@@ -315,7 +315,7 @@ TEST_CASE("var/std gradients: the closed forms, and 0 where std is 0") {
   CHECK(k.grad().to_vector<double>() == std::vector<double>{0, 0, 0, 0});
 }
 
-TEST_CASE("logsumexp: shifted by the max; rows of -inf give -inf with gradient 0") {
+TEST_CASE("logsumexp: shifted by the max, rows of -inf give -inf with gradient 0") {
   TensorOptions o{.dtype = DType::f64};
   CHECK(logsumexp(tensor({1000, 1000}, o), {0}).item() == doctest::Approx(1000 + std::log(2.0)));
   CHECK(logsumexp(tensor({-1000, -1000}, o), {0}).item() == doctest::Approx(-1000 + std::log(2.0)));
@@ -397,7 +397,7 @@ TEST_CASE("bf16 inputs reduce in f32 and come back as bf16") {
   CHECK(max(x, 1).indices.to_vector<int64_t>() == max(xf, 1).indices.to_vector<int64_t>());
 }
 
-TEST_CASE("sum/mean read leading or trailing reduced dims in place; rows_layout copies nothing then") {
+TEST_CASE("sum/mean read leading or trailing reduced dims in place, rows_layout copies nothing then") {
   Generator gen(4);
   Tensor x = randn({6, 5, 4}, {.dtype = DType::f64}, &gen);
   ReducePlan trailing = plan_reduce(x, {1, 2}, false, "sum");

@@ -27,7 +27,7 @@ TEST_CASE("Philox4x32-10 matches the Random123 known-answer vectors") {
   CHECK(c.w[3] == 0x24126ea1u);
 }
 
-TEST_CASE("manual_seed makes random tensors reproducible; draws advance the stream") {
+TEST_CASE("manual_seed makes random tensors reproducible, draws advance the stream") {
   manual_seed(42);
   Tensor a = randn({1000});
   Tensor b = rand({10});

@@ -64,7 +64,7 @@ TEST_CASE("views share storage and write through") {
   CHECK(e.contiguous().to_vector<float>() == std::vector<float>{1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3});
 }
 
-TEST_CASE("view follows PyTorch's stride rule; reshape copies when it must") {
+TEST_CASE("view follows PyTorch's stride rule, reshape copies when it must") {
   Tensor x = arange(0, 24, 1, {.dtype = DType::f32}).view({2, 3, 4});
   CHECK(x.view({6, 4}).storage() == x.storage());
   CHECK(x.view({2, -1}).shape() == Shape{2, 12});
@@ -78,7 +78,7 @@ TEST_CASE("view follows PyTorch's stride rule; reshape copies when it must") {
   CHECK_THROWS_WITH_AS(x.view({-1, -1}), doctest::Contains("only one dim can be -1"), Error);
 }
 
-TEST_CASE("slice clamps like Python; narrow and select check bounds") {
+TEST_CASE("slice clamps like Python, narrow and select check bounds") {
   Tensor x = arange(10);
   CHECK(x.slice(0, -3, 100).to_vector<int64_t>() == std::vector<int64_t>{7, 8, 9});
   CHECK(x.slice(0, 1, 8, 3).to_vector<int64_t>() == std::vector<int64_t>{1, 4, 7});
@@ -110,7 +110,7 @@ TEST_CASE("dtype conversions round-trip and round to nearest even") {
   CHECK(tensor({0.0, 2.0}).to(DType::boolean).to_vector<bool>() == std::vector<bool>{false, true});
 }
 
-TEST_CASE("copy_ broadcasts and converts; clone is independent") {
+TEST_CASE("copy_ broadcasts and converts, clone is independent") {
   Tensor x = zeros({2, 3}, {.dtype = DType::f64});
   x.copy_(tensor({1, 2, 3}));
   CHECK(x.to_vector<double>() == std::vector<double>{1, 2, 3, 1, 2, 3});

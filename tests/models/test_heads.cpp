@@ -117,7 +117,7 @@ TEST_CASE("ObjectiveWeights from JSON, and Losses: each loss by name and the wei
 // ---------------------------------------------------------------------------------------------
 // Contrastive
 
-TEST_CASE("contrastive_loss: clip and hinge on rows normalised by hand; similarity_logits by loops") {
+TEST_CASE("contrastive_loss: clip and hinge on rows normalised by hand, similarity_logits by loops") {
   manual_seed(2);
   const int64_t B = 4, E = 6;
   Tensor img = randn({B, E}) * 3.0, txt = randn({B, E}) * 0.5;

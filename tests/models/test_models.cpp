@@ -134,7 +134,7 @@ TEST_CASE("ViT: output shapes of every small preset, names, and pooling") {
                        Error);
 }
 
-TEST_CASE("ViT: forward equals [cls ; patches] + positions through the encoder") {
+TEST_CASE("ViT: forward equals [cls , patches] + positions through the encoder") {
   Generator gen(2);
   for (const std::string pos : {"learned", "sincos"}) {
     CAPTURE(pos);
@@ -286,7 +286,7 @@ TEST_CASE("padding: what padded positions hold does not change the pooled output
 // ---------------------------------------------------------------------------------------------
 // Fusion
 
-TEST_CASE("l2_normalize: unit rows by the formula; a zero row stays zero") {
+TEST_CASE("l2_normalize: unit rows by the formula, a zero row stays zero") {
   Tensor x = tensor({{3, 4}, {0, 0}, {-1, 2}});
   Tensor y = l2_normalize(x);
   CHECK(allclose(y, tensor({{0.6, 0.8}, {0, 0}, {-1 / std::sqrt(5.0), 2 / std::sqrt(5.0)}}), 1e-6, 1e-7));
@@ -819,7 +819,7 @@ TEST_CASE("state_dict round trip gives bit-identical outputs") {
   std::remove(path.c_str());
 }
 
-TEST_CASE("freezing the ViT keeps its parameters bit-identical through SGD steps; the rest trains") {
+TEST_CASE("freezing the ViT keeps its parameters bit-identical through SGD steps, the rest trains") {
   manual_seed(25);
   FusionModel m = micro("albef-micro");
   m.dual->vision->freeze();
@@ -855,7 +855,7 @@ TEST_CASE("freezing the ViT keeps its parameters bit-identical through SGD steps
   CHECK(!same_values(m.dual->text->word_embeddings->weight, before.at("text.word_embeddings.weight")));
 }
 
-TEST_CASE("TextEncoder: pool \"mean\" is the mean of the real tokens' outputs; \"cls\" the first") {
+TEST_CASE("TextEncoder: pool \"mean\" is the mean of the real tokens' outputs, \"cls\" the first") {
   manual_seed(31);
   TextEncoderConfig c = TextEncoderConfig::preset("text-micro");
   c.pool = "mean";

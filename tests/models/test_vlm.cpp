@@ -201,7 +201,7 @@ TEST_CASE("VLM: each objective's loss falls with AdamW steps on a fixed batch") 
   run(c, "itc");
 }
 
-TEST_CASE("VLM: captions are the decoder's beam search over the ViT's tokens; class and answer logits") {
+TEST_CASE("VLM: captions are the decoder's beam search over the ViT's tokens, class and answer logits") {
   manual_seed(11);
   VLM vlm(VLMConfig::preset("vlm-micro"));
   Tensor images = micro_batch(3, 12).images;

@@ -87,7 +87,7 @@ TEST_CASE("load_state_dict lists missing, unexpected and mis-shaped keys") {
   CHECK(r.mismatched.size() == 1);
 }
 
-TEST_CASE("train/eval reaches every module; freezing stops gradients of a sub-tree") {
+TEST_CASE("train/eval reaches every module, freezing stops gradients of a sub-tree") {
   Net net;
   net.eval();
   for (auto& [n, m] : net.named_modules()) CHECK(!m->is_training());

@@ -148,7 +148,7 @@ TEST_CASE("MultiHeadAttention: causal output at position i ignores later tokens"
   }
 }
 
-TEST_CASE("MultiHeadAttention: dropout acts in training only; bad inputs are named") {
+TEST_CASE("MultiHeadAttention: dropout acts in training only, bad inputs are named") {
   manual_seed(7);
   MultiHeadAttention m(8, 2, 0.5);
   Tensor x = randn({2, 3, 8});

@@ -81,7 +81,7 @@ TEST_CASE("augment: random_resized_crop picks windows within the scale and ratio
   CHECK(lefts.size() > 10);  // the windows move
 }
 
-TEST_CASE("augment: the whole square picture at scale 1 and ratio 1 is a plain resize; otherwise a centre crop") {
+TEST_CASE("augment: the whole square picture at scale 1 and ratio 1 is a plain resize, otherwise a centre crop") {
   Generator gen(5);
   Image square = pattern(30, 30, 3);
   CHECK(random_resized_crop(square, 12, gen, {1.0, 1.0}, {1.0, 1.0}).data == resize_bilinear(square, 12, 12).data);

@@ -58,7 +58,7 @@ TEST_CASE("loader: the shuffle draws every ordering of 3 items equally often") {
   for (const auto& [perm, count] : seen) CHECK(std::abs(count - 1000) < 150);
 }
 
-TEST_CASE("loader: steps cut epochs into batches; every index once per epoch") {
+TEST_CASE("loader: steps cut epochs into batches, every index once per epoch") {
   // N = 10, B = 3, keeping the short batch: 4 batches of 3, 3, 3, 1.
   EpochOrder order(10, 3, 7);
   CHECK(order.batches_per_epoch() == 4);

@@ -49,7 +49,7 @@ const Sample* find(const std::vector<Sample>& split, const std::string& source) 
 
 }  // namespace
 
-TEST_CASE("folder: captions.jsonl gives captions, questions, labels and splits; repeated images merge") {
+TEST_CASE("folder: captions.jsonl gives captions, questions, labels and splits, repeated images merge") {
   FolderTempDir dir;
   Image a = dir.png("cats/a.png", 1), b = dir.png("b.png", 2), c = dir.png("c.png", 3);
   dir.write("captions.jsonl",

@@ -151,7 +151,7 @@ TEST_CASE("plot: a line plot has the requested size and its lines where the data
   CHECK(back.data == img.data);
 }
 
-TEST_CASE("plot: non-finite points break the line; bad series are errors") {
+TEST_CASE("plot: non-finite points break the line, bad series are errors") {
   LinePlot plot;
   PlotSeries s{"", {0, 1, 2, 3}, {1, NAN, 2, INFINITY}, {255, 0, 0}};
   plot.series = {s};

@@ -70,7 +70,7 @@ std::vector<double> losses_of(const std::vector<StepRecord>& history) {
 
 }  // namespace
 
-TEST_CASE("TrainConfig: presets validate and round-trip through JSON; errors name the key or the file") {
+TEST_CASE("TrainConfig: presets validate and round-trip through JSON, errors name the key or the file") {
   for (const std::string& name : TrainConfig::preset_names()) {
     CAPTURE(name);
     TrainConfig c = TrainConfig::preset(name);
@@ -133,7 +133,7 @@ TEST_CASE("AnswerVocab and the blind baseline on hand-made questions") {
   CHECK(blind.answer({"what colour is the sky?", "?", "colour"}) == "red");
 }
 
-TEST_CASE("BatchMaker: a batch is a function of its step; one caption and one question per image") {
+TEST_CASE("BatchMaker: a batch is a function of its step, one caption and one question per image") {
   Dataset d = load_dataset(tiny_config(4).data);
   WordPieceTokenizer tok = train_wordpiece(texts_of(d.train), 120);
   AnswerVocab answers = AnswerVocab::from_samples(d.train);
@@ -200,7 +200,7 @@ TEST_CASE("Trainer: a resumed run repeats the uninterrupted run's losses exactly
   CHECK(steps == std::vector<int64_t>{1, 2, 3, 4, 5, 6});
 }
 
-TEST_CASE("Trainer: checkpoints are whole folders named by `latest`; errors for a missing checkpoint") {
+TEST_CASE("Trainer: checkpoints are whole folders named by `latest`, errors for a missing checkpoint") {
   TrainConfig config = tiny_config(8);
   config.checkpoint_every = 2;
   Dataset data = load_dataset(config.data);
@@ -233,7 +233,7 @@ TEST_CASE("Trainer: checkpoints are whole folders named by `latest`; errors for 
   CHECK_THROWS_WITH_AS(load_run(empty), doctest::Contains("is not a run directory"), Error);
 }
 
-TEST_CASE("evaluate_vlm: a captioning model reports BLEU-4; every reported value is a rate in [0, 1]") {
+TEST_CASE("evaluate_vlm: a captioning model reports BLEU-4, every reported value is a rate in [0, 1]") {
   TrainConfig config = tiny_config(4);
   config.model.objectives = models::ObjectiveWeights::from_json({{"itc", 1}, {"vqa", 1}, {"cap", 1}});
   config.validate();
