@@ -102,6 +102,26 @@ Tensor contrastive_loss(const Tensor& image_emb, const Tensor& text_emb, const T
   return clip_loss(img, txt, logit_scale);
 }
 
+Tensor contrastive_loss_with_negatives(const Tensor& image_emb, const Tensor& text_emb, const Tensor& negative_emb,
+                                       const Tensor& logit_scale, const ContrastiveOptions& options) {
+  check_pair("contrastive_loss_with_negatives", image_emb, text_emb);
+  check_pair("contrastive_loss_with_negatives", image_emb, negative_emb);
+  const int64_t B = image_emb.size(0);
+  MMG_CHECK(text_emb.size(0) == B && negative_emb.size(0) == B,
+            "contrastive_loss_with_negatives: {} images, {} texts and {} negatives must be as many",
+            B, text_emb.size(0), negative_emb.size(0));
+  Tensor img = unit_rows(image_emb), txt = unit_rows(text_emb), neg = unit_rows(negative_emb);
+  if (options.kind == ContrastiveOptions::Kind::hinge) {
+    Tensor positive = sum(img * txt, {1}), edited = sum(img * neg, {1});
+    return hinge_ranking_loss(img, txt, options.margin) + mean(relu(options.margin - positive + edited));
+  }
+  Tensor scale = exp(logit_scale);
+  Tensor diag = arange(static_cast<double>(B));
+  Tensor image_to_text = scale * matmul(img, transpose(cat({txt, neg}), 0, 1));  // [B,2B]
+  Tensor text_to_image = scale * matmul(txt, transpose(img, 0, 1));              // [B,B]
+  return 0.5 * (cross_entropy(image_to_text, diag) + cross_entropy(text_to_image, diag));
+}
+
 Tensor similarity_logits(const Tensor& image_emb, const Tensor& text_emb, const Tensor& logit_scale) {
   check_pair("similarity_logits", image_emb, text_emb);
   return exp(logit_scale) * matmul(unit_rows(image_emb), transpose(unit_rows(text_emb), 0, 1));
@@ -176,6 +196,23 @@ ITMResult itm_loss(const FusePairs& fuse, const ITMHead& head, const Tensor& sim
   MMG_CHECK(fused.defined() && fused.dim() == 2 && fused.size(0) == 3 * B && fused.size(1) == head.in_features,
             "itm_loss: the fusion returned {} for {} pairs; expected [{},{}]",
             fused.defined() ? shape_str(fused.shape()) : "undefined", 3 * B, 3 * B, head.in_features);
+  r.logits = head.forward(fused);
+  r.loss = cross_entropy(r.logits, r.labels);
+  return r;
+}
+
+ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch) {
+  const int64_t B = batch;
+  MMG_CHECK(B >= 1, "itm_loss_edits: a batch of {} pairs", B);
+  Tensor ar = arange(static_cast<double>(B));
+  ITMResult r;
+  r.image_index = cat({ar, ar});
+  r.text_index = cat({ar, arange(static_cast<double>(B), static_cast<double>(2 * B))});
+  r.labels = cat({ones({B}, {.dtype = DType::i64}), zeros({B}, {.dtype = DType::i64})});
+  Tensor fused = fuse(r.image_index, r.text_index);
+  MMG_CHECK(fused.defined() && fused.dim() == 2 && fused.size(0) == 2 * B && fused.size(1) == head.in_features,
+            "itm_loss_edits: the fusion returned {} for {} pairs; expected [{},{}]",
+            fused.defined() ? shape_str(fused.shape()) : "undefined", 2 * B, 2 * B, head.in_features);
   r.logits = head.forward(fused);
   r.loss = cross_entropy(r.logits, r.labels);
   return r;

@@ -4,7 +4,8 @@
 //   itc   image–text contrastive (CLIP, ALBEF)        contrastive_loss: clip_loss (symmetric InfoNCE)
 //                                                     or hinge_ranking_loss on unit embeddings
 //   itm   image–text matching (ALBEF)                 itm_loss: 2-way cross-entropy over B positive
-//                                                     pairs and 2B hard negatives
+//                                                     pairs and 2B hard negatives, or
+//                                                     itm_loss_edits: B positives and B known-false edits
 //   mlm   masked language modelling (BERT)            mlm_loss: cross-entropy on the masked tokens
 //   vqa   VQA as answer classification                cross_entropy(VQAHead logits, answer ids)
 //   cls   image classification                        cross_entropy(ClassificationHead logits, class ids)
@@ -75,6 +76,15 @@ struct ContrastiveOptions {
 Tensor contrastive_loss(const Tensor& image_emb, const Tensor& text_emb, const Tensor& logit_scale,
                         const ContrastiveOptions& options = {});
 
+// The same with one known-false text per image (NegCLIP, Yuksekgonul et al. 2023): negative_emb
+// [B,E], row i a minimal edit of text i ("red" → "blue", "left" → "right") that does not describe
+// image i. The edits are extra candidates for their own image only, so a model that reads a
+// caption as a bag of words cannot separate them from the truth:
+//   clip:  ½·[CE(s·img·[txt; neg]ᵀ, diag) + CE(s·txt·imgᵀ, diag)]    (image→text over 2B texts)
+//   hinge: hinge_ranking_loss(img, txt) + (1/B)·Σ_i [m − img_i·txt_i + img_i·neg_i]₊
+Tensor contrastive_loss_with_negatives(const Tensor& image_emb, const Tensor& text_emb, const Tensor& negative_emb,
+                                       const Tensor& logit_scale, const ContrastiveOptions& options = {});
+
 // exp(logit_scale)·normalize(img)·normalize(txt)ᵀ, [B_img, B_txt]: the similarity logits.
 Tensor similarity_logits(const Tensor& image_emb, const Tensor& text_emb, const Tensor& logit_scale);
 
@@ -111,6 +121,14 @@ struct ITMResult {
 // (a hard negative image, text j), fuses them in one call of `fuse`, and takes the cross-entropy
 // of head(fused CLS) against labels 1/0.
 ITMResult itm_loss(const FusePairs& fuse, const ITMHead& head, const Tensor& sim, Generator* gen = nullptr);
+
+// Matching against known-false texts instead of mined ones. Mined "hard negatives" are often
+// true: when a caption names part of a scene ("a cyan square below a green triangle"), the
+// most similar other caption of the batch often describes image i as well, the labels then
+// contradict each other and the head learns nothing but the prior. Here text index B+i names
+// the minimal edit of text i (a negative by construction): the B pairs (i, i) are labelled 1
+// and the B pairs (i, B+i) 0, fused in one call of `fuse`.
+ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch);
 
 // ---------------------------------------------------------------------------------------------
 // Masked language modelling (mlm)

@@ -205,6 +205,14 @@ void VLM::check_batch(const VLMBatch& b, const ObjectiveWeights& o) const {
   if (b.question_ids.defined())
     MMG_CHECK(b.question_ids.dim() == 2 && b.question_ids.size(0) == B, "VLM: batch.question_ids {} must be [B={},Q]",
               shape_str(b.question_ids.shape()), B);
+  if (b.negative_ids.defined()) {
+    MMG_CHECK(b.negative_ids.dim() == 2 && b.text_ids.defined() && b.negative_ids.shape() == b.text_ids.shape(),
+              "VLM: batch.negative_ids {} must be shaped like text_ids {} (one edit per caption, padded alike)",
+              shape_str(b.negative_ids.shape()), b.text_ids.defined() ? shape_str(b.text_ids.shape()) : "undefined");
+    MMG_CHECK(!b.negative_mask.defined() || b.negative_mask.shape() == b.negative_ids.shape(),
+              "VLM: batch.negative_mask {} must match negative_ids {}", shape_str(b.negative_mask.shape()),
+              shape_str(b.negative_ids.shape()));
+  }
 }
 
 FusionOutput VLM::encode(const Tensor& images, const Tensor& ids, const Tensor& mask) const {
@@ -242,31 +250,52 @@ Tensor VLM::mlm_tokens(const VLMBatch& batch, const FusionOutput& out, const Ten
   return text.tokens;  // dual, pooled: masked language modelling of the text encoder alone
 }
 
-ITMResult VLM::itm(const VLMBatch& batch, const FusionOutput& out, Generator* gen) const {
+FusionOutput VLM::encode_texts(const Tensor& ids, const Tensor& mask) const {
+  TextOutput text = model->dual->text->forward(ids, mask);
+  FusionOutput out;
+  out.text_mask = model->dual->text->key_mask(ids, mask);
+  out.text_tokens = text.tokens;
+  out.text_pooled = text.pooled;
+  if (!model->pooled) out.text_emb = model->dual->embed_text(text);
+  return out;
+}
+
+ITMResult VLM::itm(const VLMBatch& batch, const FusionOutput& out, const FusionOutput& negatives,
+                   Generator* gen) const {
   const int64_t B = batch.images.size(0);
+  const bool edits = batch.negative_ids.defined();
+  // With edits, text index B+i is the edit of caption i: every text source below is the batch's
+  // texts followed by their edits.
+  auto with_edits = [&](const Tensor& texts, const Tensor& edited) { return edits ? cat({texts, edited}) : texts; };
   FusePairs fuse;
   Tensor sim;
   if (model->fusion) {  // ALBEF: the fusion encoder over the unimodal tokens of the chosen pairs
-    sim = similarity_logits(out.image_emb, out.text_emb, out.logit_scale).detach();
-    fuse = [&](const Tensor& ii, const Tensor& ti) {
-      return model
-          ->fuse(index_select(out.text_tokens, 0, ti), index_select(out.text_mask, 0, ti),
-                 index_select(out.image_tokens, 0, ii))
+    if (!edits) sim = similarity_logits(out.image_emb, out.text_emb, out.logit_scale).detach();
+    Tensor tokens = with_edits(out.text_tokens, negatives.text_tokens);
+    Tensor mask = with_edits(out.text_mask, negatives.text_mask);
+    fuse = [&, tokens, mask](const Tensor& ii, const Tensor& ti) {
+      return model->fuse(index_select(tokens, 0, ti), index_select(mask, 0, ti), index_select(out.image_tokens, 0, ii))
           .pooled;
     };
   } else if (model->single) {  // ViLT: the joint encoder over the chosen pairs
-    fuse = [&](const Tensor& ii, const Tensor& ti) {
+    Tensor ids = with_edits(batch.text_ids, batch.negative_ids);
+    Tensor mask;  // undefined: ids != pad_id
+    if (batch.text_mask.defined() && (!edits || batch.negative_mask.defined()))
+      mask = with_edits(batch.text_mask, batch.negative_mask);
+    fuse = [&, ids, mask](const Tensor& ii, const Tensor& ti) {
       return model
-          ->forward(index_select(batch.images, 0, ii), index_select(batch.text_ids, 0, ti),
-                    index_select(out.text_mask, 0, ti))
+          ->forward(index_select(batch.images, 0, ii), index_select(ids, 0, ti),
+                    mask.defined() ? index_select(mask, 0, ti) : Tensor())
           .fused_pooled;
     };
   } else {  // pooled: the fusion of the two projected pooled vectors
-    fuse = [&](const Tensor& ii, const Tensor& ti) {
+    Tensor pooled = with_edits(out.text_pooled, negatives.text_pooled);
+    fuse = [&, pooled](const Tensor& ii, const Tensor& ti) {
       return model->pooled->forward(model->dual->image_proj->forward(index_select(out.image_pooled, 0, ii)),
-                                    model->dual->text_proj->forward(index_select(out.text_pooled, 0, ti)));
+                                    model->dual->text_proj->forward(index_select(pooled, 0, ti)));
     };
   }
+  if (edits) return itm_loss_edits(fuse, *itm_head, B);
   // Without contrastive similarities (single, pooled) every other pair is equally likely.
   if (!sim.defined()) sim = zeros({B, B});
   return itm_loss(fuse, *itm_head, sim, gen);
@@ -296,14 +325,21 @@ Losses VLM::compute_losses(const VLMBatch& batch, Generator* gen, const Objectiv
     out = model->forward_encoded(model->dual->vision->forward(batch.images), batch.text_ids, batch.text_mask,
                                  Tensor(), false, fuse_captions);
   }
+  // The edited captions, through the text encoder once for both itc and itm.
+  FusionOutput negatives;
+  if (batch.negative_ids.defined() && !model->single && !model->vision && (o.enabled("itc") || o.enabled("itm")))
+    negatives = encode_texts(batch.negative_ids, batch.negative_mask);
   Losses losses;
   if (o.enabled("itc")) {
     ContrastiveOptions opts{.kind = config.contrastive == "hinge" ? ContrastiveOptions::Kind::hinge
                                                                    : ContrastiveOptions::Kind::clip,
                             .margin = config.margin};
-    losses.add("itc", contrastive_loss(out.image_emb, out.text_emb, out.logit_scale, opts));
+    losses.add("itc", negatives.text_emb.defined() ? contrastive_loss_with_negatives(out.image_emb, out.text_emb,
+                                                                                     negatives.text_emb,
+                                                                                     out.logit_scale, opts)
+                                                   : contrastive_loss(out.image_emb, out.text_emb, out.logit_scale, opts));
   }
-  if (o.enabled("itm")) losses.add("itm", itm(batch, out, gen).loss);
+  if (o.enabled("itm")) losses.add("itm", itm(batch, out, negatives, gen).loss);
   if (o.enabled("mlm")) {
     MaskedTokens m = mask_tokens(batch.text_ids, out.text_mask, config.vocab_size(), config.tokens.mask_id,
                                  config.tokens.all(), config.mlm_prob, gen);

@@ -4,10 +4,12 @@
 // heads its objectives need, and turns a batch into a Losses report (models/objectives.h):
 //
 //   objective  families               what it runs
-//   itc        dual, cross            contrastive_loss(image_emb, text_emb, logit_scale): clip or hinge
-//   itm        cross, single          itm_head on the fused [CLS] of B positive pairs and 2B hard
-//                                     negatives drawn from the contrastive similarities (single:
-//                                     uniformly, having none)
+//   itc        dual, cross            contrastive_loss(image_emb, text_emb, logit_scale): clip or hinge;
+//                                     with the batch's edited captions, contrastive_loss_with_negatives
+//   itm        cross, single, pooled  itm_head on the fused [CLS] of B positive pairs and B pairs of
+//                                     each image with its caption's minimal edit (itm_loss_edits),
+//                                     or, when the batch has no edits, 2B hard negatives drawn from
+//                                     the contrastive similarities (single, pooled: uniformly)
 //   mlm        all                    mask_tokens(text); the masked text through the text encoder
 //                                     (dual, pooled), then the fusion (cross: with the batch's
 //                                     image tokens), or through the joint encoder (single);
@@ -95,6 +97,11 @@ struct VLMBatch {
   // captions in text_ids. Undefined: vqa reads text_ids (a batch of questions).
   Tensor question_ids;   // [B,Q] i64
   Tensor question_mask;  // [B,Q] bool, or undefined (ids != pad_id)
+  // Known-false texts, one per image: a minimal edit of its caption (a colour swapped, left and
+  // right exchanged, a count changed), padded like text_ids to the same S. Undefined when the
+  // data has none; itm then mines its negatives.
+  Tensor negative_ids;   // [B,S] i64
+  Tensor negative_mask;  // [B,S] bool, or undefined (ids != pad_id)
 };
 
 class VLM : public nn::Module {
@@ -138,7 +145,11 @@ class VLM : public nn::Module {
   Tensor image_tokens(const FusionOutput& out) const;  // what the caption decoder attends to
   Tensor image_pooled(const FusionOutput& out) const;  // what the classifier reads
   Tensor mlm_tokens(const VLMBatch& batch, const FusionOutput& out, const Tensor& masked_ids) const;
-  ITMResult itm(const VLMBatch& batch, const FusionOutput& out, Generator* gen) const;
+  // A batch of texts through the text encoder alone (two-tower families): text_mask,
+  // text_tokens, text_pooled and, except pooled, text_emb.
+  FusionOutput encode_texts(const Tensor& ids, const Tensor& mask) const;
+  // `negatives`: the batch's edited captions through encode_texts (undefined fields: none).
+  ITMResult itm(const VLMBatch& batch, const FusionOutput& out, const FusionOutput& negatives, Generator* gen) const;
   void check_batch(const VLMBatch& batch, const ObjectiveWeights& objectives) const;
 };
 

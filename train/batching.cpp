@@ -122,7 +122,7 @@ TokenBatch encode_texts(const WordPieceTokenizer& tokenizer, const std::vector<s
 
 BatchMaker::BatchMaker(const std::vector<Sample>& samples, const WordPieceTokenizer& tokenizer,
                        const AnswerVocab& answers, int64_t max_len, ImageNorm norm, uint64_t seed, bool with_questions,
-                       bool with_labels, AugmentOptions augment)
+                       bool with_labels, bool with_negatives, AugmentOptions augment)
     : samples_(samples),
       tokenizer_(tokenizer),
       answers_(answers),
@@ -131,13 +131,15 @@ BatchMaker::BatchMaker(const std::vector<Sample>& samples, const WordPieceTokeni
       seed_(seed),
       with_questions_(with_questions),
       with_labels_(with_labels),
+      with_negatives_(with_negatives),
       augment_(augment) {}
 
 models::VLMBatch BatchMaker::make(const std::vector<int64_t>& indices, int64_t step) const {
   constexpr int64_t kIgnore = -100;  // cross_entropy's ignore_index
   const int64_t B = static_cast<int64_t>(indices.size());
   std::vector<const Sample*> batch;
-  std::vector<std::string> captions, questions;
+  std::vector<std::string> captions, questions, edits;
+  bool every_caption_edited = with_negatives_;
   std::vector<int64_t> answer_ids, labels;
   for (int64_t slot = 0; slot < B; ++slot) {
     const int64_t i = indices[slot];
@@ -145,13 +147,20 @@ models::VLMBatch BatchMaker::make(const std::vector<int64_t>& indices, int64_t s
               samples_.size());
     const Sample& s = samples_[i];
     batch.push_back(&s);
-    // Two draws per slot: which caption, which question. Stream (step, slot) keeps them
-    // independent of every other step's.
+    // Three draws per slot: which caption, which question, which edit of the caption. Stream
+    // (step, slot) keeps them independent of every other step's.
     const uint64_t counter = (static_cast<uint64_t>(step) << 24 | static_cast<uint64_t>(slot)) << 4;
     auto pick = [&](size_t n, uint64_t k) {
       return std::min(n - 1, static_cast<size_t>(philox_uniform_f64(seed_, counter + k) * static_cast<double>(n)));
     };
-    captions.push_back(s.captions.empty() ? std::string() : s.captions[pick(s.captions.size(), 0)]);
+    const size_t caption = s.captions.empty() ? 0 : pick(s.captions.size(), 0);
+    captions.push_back(s.captions.empty() ? std::string() : s.captions[caption]);
+    if (every_caption_edited) {
+      if (caption < s.negatives.size() && !s.negatives[caption].empty())
+        edits.push_back(s.negatives[caption][pick(s.negatives[caption].size(), 2)]);
+      else
+        every_caption_edited = false;
+    }
     if (with_questions_) {
       if (s.questions.empty()) {
         questions.emplace_back();
@@ -181,9 +190,19 @@ models::VLMBatch BatchMaker::make(const std::vector<int64_t>& indices, int64_t s
   } else {
     out.images = images_to_tensor(batch, norm_);
   }
-  TokenBatch text = encode_texts(tokenizer_, captions, max_len_);
-  out.text_ids = text.ids;
-  out.text_mask = text.attention_mask;
+  if (every_caption_edited) {  // captions and edits padded alike: rows B+i are the edits
+    std::vector<std::string> both = captions;
+    both.insert(both.end(), edits.begin(), edits.end());
+    TokenBatch text = encode_texts(tokenizer_, both, max_len_);
+    out.text_ids = narrow(text.ids, 0, 0, B).contiguous();
+    out.text_mask = narrow(text.attention_mask, 0, 0, B).contiguous();
+    out.negative_ids = narrow(text.ids, 0, B, B).contiguous();
+    out.negative_mask = narrow(text.attention_mask, 0, B, B).contiguous();
+  } else {
+    TokenBatch text = encode_texts(tokenizer_, captions, max_len_);
+    out.text_ids = text.ids;
+    out.text_mask = text.attention_mask;
+  }
   if (with_questions_) {
     TokenBatch q = encode_texts(tokenizer_, questions, max_len_);
     out.question_ids = q.ids;

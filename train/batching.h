@@ -54,11 +54,13 @@ class BatchMaker {
  public:
   // `samples` and `tokenizer` must outlive the maker. `with_questions`: add one question per
   // image (question_ids, question_mask, answer_ids; ignore_index -100 for an image without a
-  // question or with an answer outside the vocabulary); `with_labels`: class_ids. With
+  // question or with an answer outside the vocabulary); `with_labels`: class_ids;
+  // `with_negatives`: negative_ids, one minimal edit of each image's drawn caption, when every
+  // caption of the batch has one (else the field stays undefined and itm mines its negatives). With
   // augment.enabled, each image is augmented (train/augment.h) with draws of its (step, slot).
   BatchMaker(const std::vector<Sample>& samples, const WordPieceTokenizer& tokenizer, const AnswerVocab& answers,
              int64_t max_len, ImageNorm norm, uint64_t seed, bool with_questions, bool with_labels,
-             AugmentOptions augment = {});
+             bool with_negatives = false, AugmentOptions augment = {});
 
   // The training batch of `step` over the samples at `indices`.
   models::VLMBatch make(const std::vector<int64_t>& indices, int64_t step) const;
@@ -70,7 +72,7 @@ class BatchMaker {
   int64_t max_len_;
   ImageNorm norm_;
   uint64_t seed_;
-  bool with_questions_, with_labels_;
+  bool with_questions_, with_labels_, with_negatives_;
   AugmentOptions augment_;
 };
 

@@ -33,7 +33,7 @@ void read_doubles(const json& j, const char* what, const char* key, std::vector<
 
 json DataConfig::to_json() const {
   json j = {{"source", source}, {"n", n}, {"image_size", image_size}, {"seed", seed}, {"gallery", gallery},
-            {"mean", mean}, {"std", std}};
+            {"mean", mean}, {"std", std}, {"edit_negatives", edit_negatives}};
   if (!path.empty()) j["path"] = path;
   j["augment"] = {{"enabled", augment.enabled}, {"min_scale", augment.min_scale}, {"brightness", augment.brightness},
                   {"contrast", augment.contrast}, {"saturation", augment.saturation}, {"hflip", augment.hflip}};
@@ -58,6 +58,7 @@ DataConfig DataConfig::from_json(const json& j) {
   r.read("image_size", c.image_size);
   r.read("seed", c.seed);
   r.read("gallery", c.gallery);
+  r.read("edit_negatives", c.edit_negatives);
   if (const json* a = r.object("augment")) {
     ConfigReader ar(*a, "DataConfig augment", "");
     ar.read("enabled", c.augment.enabled);

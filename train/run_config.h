@@ -39,6 +39,9 @@ struct DataConfig {
   int64_t gallery = 1000;         // retrieval gallery: the first `gallery` test samples
   std::vector<double> mean{0.5}, std{0.5};  // per channel (or one for all): x = (v/255 − mean)/std
   AugmentOptions augment;         // applied to the train split's images only
+  // Train itm and itc against each caption's minimal edits (Sample::negatives) when the data has
+  // them: known-false texts instead of mined, often true, "negatives".
+  bool edit_negatives = true;
 
   nlohmann::json to_json() const;
   static DataConfig from_json(const nlohmann::json& j);

@@ -282,9 +282,11 @@ int64_t Trainer::train() {
   const int64_t end = options_.stop_after > 0 ? std::min(options_.stop_after, config_.steps) : config_.steps;
   if (step_ >= end) return 0;
   const int64_t first = step_;
-  const bool vqa = config_.model.objectives.enabled("vqa"), cls = config_.model.objectives.enabled("cls");
+  const models::ObjectiveWeights& built = config_.model.objectives;
+  const bool vqa = built.enabled("vqa"), cls = built.enabled("cls");
+  const bool edits = config_.data.edit_negatives && (built.enabled("itc") || built.enabled("itm"));
   BatchMaker maker(data_.train, *tokenizer_, answers_, config_.max_len, {config_.data.mean, config_.data.std},
-                   static_cast<uint64_t>(config_.seed), vqa, cls, config_.data.augment);
+                   static_cast<uint64_t>(config_.seed), vqa, cls, edits, config_.data.augment);
   EpochOrder order(static_cast<int64_t>(data_.train.size()), config_.batch_size, static_cast<uint64_t>(config_.seed),
                    /*drop_last=*/true);
   Prefetcher<models::VLMBatch> loader([&](int64_t s) { return maker.make(order.batch_indices(s), s); }, step_, end,

@@ -149,6 +149,57 @@ TEST_CASE("contrastive_loss: clip and hinge on rows normalised by hand, similari
                        doctest::Contains("image embeddings [4,6] and text embeddings [4,7]"), Error);
 }
 
+TEST_CASE("contrastive_loss_with_negatives: NegCLIP and the hinge with edits, against loops") {
+  manual_seed(12);
+  const int64_t B = 5, E = 4;
+  Tensor img = randn({B, E}) * 2.0, txt = randn({B, E}), neg = randn({B, E}) * 0.7;
+  const double log_scale = std::log(7.0);
+  Tensor scale = scalar_tensor(log_scale);
+  auto unit = [&](const Tensor& x) {
+    std::vector<double> v = x.to_vector<double>();
+    for (int64_t i = 0; i < B; ++i) {
+      double n = 0;
+      for (int64_t e = 0; e < E; ++e) n += v[i * E + e] * v[i * E + e];
+      for (int64_t e = 0; e < E; ++e) v[i * E + e] /= std::sqrt(n);
+    }
+    return v;
+  };
+  const std::vector<double> a = unit(img), t = unit(txt), n = unit(neg);
+  auto dot = [&](const std::vector<double>& x, int64_t i, const std::vector<double>& y, int64_t j) {
+    double d = 0;
+    for (int64_t e = 0; e < E; ++e) d += x[i * E + e] * y[j * E + e];
+    return d;
+  };
+  // clip: image i against the B texts and the B edits; text j against the B images.
+  double i2t = 0, t2i = 0;
+  for (int64_t i = 0; i < B; ++i) {
+    double z = 0;
+    for (int64_t j = 0; j < B; ++j) z += std::exp(7.0 * dot(a, i, t, j)) + std::exp(7.0 * dot(a, i, n, j));
+    i2t += std::log(z) - 7.0 * dot(a, i, t, i);
+    double w = 0;
+    for (int64_t k = 0; k < B; ++k) w += std::exp(7.0 * dot(t, i, a, k));
+    t2i += std::log(w) - 7.0 * dot(t, i, a, i);
+  }
+  const double clip = 0.5 * (i2t + t2i) / B;
+  CHECK(contrastive_loss_with_negatives(img, txt, neg, scale).item() == doctest::Approx(clip).epsilon(1e-5));
+  // hinge: the ranking loss over the batch, plus each edit against its own image.
+  const double m = 0.3;
+  double hinge = 0;
+  for (int64_t i = 0; i < B; ++i) {
+    for (int64_t j = 0; j < B; ++j)
+      if (j != i)
+        hinge += std::max(0.0, m - dot(a, i, t, i) + dot(a, i, t, j)) + std::max(0.0, m - dot(a, i, t, i) + dot(a, j, t, i));
+    hinge += std::max(0.0, m - dot(a, i, t, i) + dot(a, i, n, i));
+  }
+  ContrastiveOptions h{.kind = ContrastiveOptions::Kind::hinge, .margin = m};
+  CHECK(contrastive_loss_with_negatives(img, txt, neg, scale, h).item() == doctest::Approx(hinge / B).epsilon(1e-5));
+
+  CHECK_THROWS_WITH_AS(contrastive_loss_with_negatives(img, txt, randn({B - 1, E}), scale),
+                       doctest::Contains("5 images, 5 texts and 4 negatives must be as many"), Error);
+  CHECK_THROWS_WITH_AS(contrastive_loss_with_negatives(img, txt, randn({B, E + 2}), scale),
+                       doctest::Contains("image embeddings [5,4] and text embeddings [5,6]"), Error);
+}
+
 TEST_CASE("contrastive_loss falls over 20 AdamW steps (projections of fixed features)") {
   for (auto kind : {ContrastiveOptions::Kind::clip, ContrastiveOptions::Kind::hinge}) {
     manual_seed(3);
@@ -392,6 +443,34 @@ TEST_CASE("itm_loss: B positives then 2B hard negatives, labels 1/0, the loss ag
                        doctest::Contains("the fusion returned [12,7] for 12 pairs; expected [12,6]"), Error);
 }
 
+TEST_CASE("itm_loss_edits: B positives then each image with its edit (text B+i), the loss against loops") {
+  manual_seed(13);
+  const int64_t B = 5, D = 6;
+  Tensor fi = randn({B, D}), ft = randn({2 * B, D});  // texts 0..B−1, then their edits
+  ITMHead head(D);
+  int calls = 0;
+  FusePairs fuse = [&](const Tensor& ii, const Tensor& ti) {
+    ++calls;
+    return index_select(fi, 0, ii) * index_select(ft, 0, ti);
+  };
+  ITMResult r = itm_loss_edits(fuse, head, B);
+  CHECK(calls == 1);
+  std::vector<int64_t> ii = r.image_index.to_vector<int64_t>(), ti = r.text_index.to_vector<int64_t>(),
+                       labels = r.labels.to_vector<int64_t>();
+  REQUIRE(ii.size() == 2 * B);
+  for (int64_t k = 0; k < 2 * B; ++k) {
+    CAPTURE(k);
+    CHECK(ii[k] == k % B);
+    CHECK(ti[k] == k);  // the caption (k < B), then image k−B with the edit of its caption
+    CHECK(labels[k] == (k < B ? 1 : 0));
+  }
+  CHECK(r.logits.shape() == Shape{2 * B, 2});
+  CHECK(r.loss.item() == doctest::Approx(reference_cross_entropy(r.logits, labels)).epsilon(1e-6));
+  FusePairs wrong = [&](const Tensor& a, const Tensor&) { return randn({a.size(0) + 1, D}); };
+  CHECK_THROWS_WITH_AS(itm_loss_edits(wrong, head, B),
+                       doctest::Contains("the fusion returned [11,6] for 10 pairs; expected [10,6]"), Error);
+}
+
 TEST_CASE("itm_loss falls over 20 AdamW steps on a fixed batch") {
   manual_seed(7);
   const int64_t B = 6, D = 8;
@@ -482,6 +561,16 @@ TEST_CASE("gradcheck (f64) of each head with its loss, over its inputs and every
     INFO(r.message);
     CHECK(r.ok);
     CHECK(r.elements_checked == 24 + head.num_parameters());
+  }
+  SUBCASE("contrastive_loss_with_negatives, clip and hinge") {
+    for (auto kind : {ContrastiveOptions::Kind::clip, ContrastiveOptions::Kind::hinge}) {
+      auto r = gradcheck([&](const std::vector<Tensor>& a) {
+        return contrastive_loss_with_negatives(a[0], a[1], a[2], a[3], {.kind = kind, .margin = 0.5});
+      }, {randn({4, 3}), randn({4, 3}), randn({4, 3}), scalar_tensor(1.3)});
+      INFO(r.message);
+      CHECK(r.ok);
+      CHECK(r.elements_checked == 37);
+    }
   }
   SUBCASE("contrastive_loss, clip and hinge, through the normalisation and the logit scale") {
     for (auto kind : {ContrastiveOptions::Kind::clip, ContrastiveOptions::Kind::hinge}) {

@@ -41,6 +41,16 @@ VLMBatch micro_batch(int64_t B, uint64_t seed, int64_t num_classes = 4, int64_t 
   return b;
 }
 
+// The batch with an "edit" of each caption: its first word replaced by another word.
+VLMBatch with_edits(VLMBatch b) {
+  std::vector<int64_t> ids = b.text_ids.to_vector<int64_t>();
+  const int64_t S = b.text_ids.size(1);
+  for (int64_t i = 0; i < b.text_ids.size(0); ++i) ids[i * S + 1] = 5 + (ids[i * S + 1] - 5 + 17) % 45;
+  b.negative_ids = from_vector(ids, b.text_ids.shape());
+  b.negative_mask = b.text_mask;
+  return b;
+}
+
 VLMConfig micro_config(const std::string& fusion_preset, const nlohmann::json& objectives) {
   VLMConfig c = VLMConfig::preset("vlm-micro");
   c.fusion = FusionModelConfig::preset(fusion_preset);
@@ -199,6 +209,44 @@ TEST_CASE("VLM: each objective's loss falls with AdamW steps on a fixed batch") 
   VLMConfig c = micro_config("albef-micro", {{"itc", 1}});
   c.contrastive = "hinge";
   run(c, "itc");
+}
+
+TEST_CASE("VLM with edited captions: itc adds them as candidates, itm pairs each image with its edit") {
+  const VLMBatch batch = with_edits(micro_batch(6, 8));
+  SUBCASE("itc equals contrastive_loss_with_negatives over the model's own embeddings") {
+    manual_seed(21);
+    VLM vlm(micro_config("albef-micro", {{"itc", 1}}));
+    vlm.eval();
+    NoGradGuard g;
+    FusionOutput captions = vlm.model->forward(batch.images, batch.text_ids, batch.text_mask);
+    FusionOutput edits = vlm.model->forward(batch.images, batch.negative_ids, batch.negative_mask);
+    const double expected = contrastive_loss_with_negatives(captions.image_emb, captions.text_emb, edits.text_emb,
+                                                            captions.logit_scale).item();
+    CHECK(vlm.compute_losses(batch).get("itc").item() == doctest::Approx(expected).epsilon(1e-5));
+    CHECK(vlm.compute_losses(micro_batch(6, 8)).get("itc").item() != doctest::Approx(expected).epsilon(1e-3));
+  }
+  SUBCASE("itm draws nothing (the same loss from any generator) and falls with AdamW steps, every family") {
+    for (const char* fusion : {"albef-micro", "vilt-micro", "pooled-micro"}) {
+      CAPTURE(fusion);
+      manual_seed(22);
+      VLM vlm(micro_config(fusion, {{"itm", 1}}));
+      Generator a(1), b(2);
+      CHECK(vlm.compute_losses(batch, &a).get("itm").item() == vlm.compute_losses(batch, &b).get("itm").item());
+      auto losses = train_losses(trainable(vlm), [&] { return vlm.compute_losses(batch).get("itm"); }, 60, 3e-3);
+      CAPTURE(losses.front());
+      CAPTURE(losses.back());
+      CHECK(losses.front() == doctest::Approx(std::log(2.0)).epsilon(0.05));  // half the pairs match
+      CHECK(losses.back() < 0.5 * losses.front());
+    }
+  }
+  SUBCASE("edits shaped unlike the captions are an error") {
+    VLM vlm(micro_config("albef-micro", {{"itc", 1}, {"itm", 1}}));
+    VLMBatch b = batch;
+    b.negative_ids = slice(b.negative_ids, 1, 0, 7);
+    b.negative_mask = Tensor();
+    CHECK_THROWS_WITH_AS(vlm.compute_losses(b), doctest::Contains("batch.negative_ids [6,7] must be shaped like text_ids [6,8]"),
+                         Error);
+  }
 }
 
 TEST_CASE("VLM: captions are the decoder's beam search over the ViT's tokens, class and answer logits") {

@@ -77,6 +77,10 @@ TEST_CASE("TrainConfig: presets validate and round-trip through JSON, errors nam
     TrainConfig back = TrainConfig::from_json(c.to_json());
     CHECK(back.to_json() == c.to_json());
   }
+  json off = tiny_config(4).to_json();
+  off["data"]["edit_negatives"] = false;
+  CHECK_FALSE(TrainConfig::from_json(off).data.edit_negatives);
+  CHECK(tiny_config(4).data.edit_negatives);  // on unless a config turns it off
   CHECK_THROWS_WITH_AS(TrainConfig::preset("nope"), doctest::Contains("unknown preset 'nope'"), Error);
   json j = tiny_config(4).to_json();
   j["stepz"] = 3;
@@ -172,6 +176,43 @@ TEST_CASE("BatchMaker: a batch is a function of its step, one caption and one qu
   for (float v : a.images.to_vector<float>()) CHECK((v >= -1.0f && v <= 1.0f));
   const Image& im = d.train[0].image;
   CHECK(a.images.to_vector<float>()[0] == doctest::Approx(im.data[0] / 127.5 - 1.0));
+}
+
+TEST_CASE("BatchMaker: with negatives, each image's caption comes with one of that caption's own edits") {
+  Dataset d = load_dataset(tiny_config(4).data);
+  WordPieceTokenizer tok = train_wordpiece(texts_of(d.train), 120);
+  AnswerVocab answers = AnswerVocab::from_samples(d.train);
+  BatchMaker maker(d.train, tok, answers, 32, {}, 7, /*with_questions=*/false, /*with_labels=*/false,
+                   /*with_negatives=*/true);
+  std::vector<int64_t> idx = {0, 1, 2, 3, 4, 5, 6};
+  models::VLMBatch a = maker.make(idx, 5), b = maker.make(idx, 5);
+  REQUIRE(a.negative_ids.defined());
+  CHECK(a.negative_ids.shape() == a.text_ids.shape());  // padded alike
+  CHECK(a.negative_mask.shape() == a.text_ids.shape());
+  CHECK(same_ids(a.negative_ids, b.negative_ids));
+  const int64_t S = a.text_ids.size(1);
+  std::vector<int64_t> ids = a.text_ids.to_vector<int64_t>(), neg = a.negative_ids.to_vector<int64_t>();
+  auto decoded = [&](const std::string& text) { return tok.decode(tok.encode(text, 32).ids); };
+  for (size_t i = 0; i < idx.size(); ++i) {
+    CAPTURE(i);
+    const Sample& s = d.train[idx[i]];
+    const std::string caption = tok.decode(std::vector<int64_t>(ids.begin() + i * S, ids.begin() + (i + 1) * S));
+    const std::string edit = tok.decode(std::vector<int64_t>(neg.begin() + i * S, neg.begin() + (i + 1) * S));
+    CHECK(edit != caption);
+    bool found = false;
+    for (size_t c = 0; c < s.captions.size(); ++c) {
+      if (decoded(s.captions[c]) != caption) continue;
+      for (const std::string& e : s.negatives[c]) found = found || decoded(e) == edit;
+    }
+    CHECK(found);
+  }
+  // Without negatives for one caption of the batch, the batch has none (itm then mines them).
+  std::vector<Sample> bare(d.train.begin(), d.train.begin() + 7);
+  bare[3].negatives.clear();
+  BatchMaker partial(bare, tok, answers, 32, {}, 7, false, false, /*with_negatives=*/true);
+  CHECK_FALSE(partial.make(idx, 5).negative_ids.defined());
+  BatchMaker off(d.train, tok, answers, 32, {}, 7, false, false, /*with_negatives=*/false);
+  CHECK_FALSE(off.make(idx, 5).negative_ids.defined());
 }
 
 TEST_CASE("Trainer: a resumed run repeats the uninterrupted run's losses exactly") {
