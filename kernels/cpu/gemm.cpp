@@ -30,9 +30,7 @@ constexpr double kMinChunkWork = 64.0 * 1024;
 // one thread by itself, and writing the global from several threads at once would race, so
 // only a caller outside any parallel region changes it.
 static void set_eigen_threads(int n) {
-#ifdef _OPENMP
-  if (omp_in_parallel()) return;
-#endif
+  if (in_parallel()) return;
   if (Eigen::nbThreads() != n) Eigen::setNbThreads(n);
 }
 static const bool g_eigen_single_threaded = (Eigen::setNbThreads(1), true);
