@@ -54,6 +54,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   std::string shapes = shapes_str(tensors);
   for (size_t i = 0; i < tensors.size(); ++i) MMG_CHECK(tensors[i].defined(), "cat: tensor {} is undefined ({})", i, shapes);
   const Tensor& first = tensors[0];
+  for (const Tensor& t : tensors) check_cpu_only("cat", t, "a tensor");
   MMG_CHECK(first.dim() > 0, "cat: cannot concatenate 0-d tensors ({})", shapes);
   int64_t d = wrap_dim(dim, first.dim(), "cat", first.shape());
   Shape out_shape = first.shape();
@@ -146,6 +147,7 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   MMG_CHECK(x.defined() && index.defined(), "index_select: undefined tensor argument");
   check_same_device("index_select", x, index);
+  check_cpu_only("index_select", x);
   MMG_CHECK(x.dim() > 0, "index_select: cannot index a 0-d tensor");
   check_index_dtype("index_select", index);
   MMG_CHECK(index.dim() == 1, "index_select: index must be 1-D, got {} (input {})", shape_str(index.shape()),
@@ -181,6 +183,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   MMG_CHECK(x.defined() && index.defined(), "gather: undefined tensor argument");
   check_same_device("gather", x, index);
+  check_cpu_only("gather", x);
   MMG_CHECK(x.dim() > 0, "gather: cannot gather from a 0-d tensor");
   MMG_CHECK(x.dim() <= kMaxDims, "gather: input {} has more than {} dims", shape_str(x.shape()), kMaxDims);
   check_index_dtype("gather", index);
@@ -218,6 +221,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   MMG_CHECK(x.defined() && mask.defined(), "masked_fill: undefined tensor argument");
   check_same_device("masked_fill", x, mask);
+  check_cpu_only("masked_fill", x);
   MMG_CHECK(mask.dtype() == DType::boolean, "masked_fill: mask must be bool, got {} {}", dtype_name(mask.dtype()),
             shape_str(mask.shape()));
   bool broadcasts = mask.dim() <= x.dim();
@@ -247,6 +251,7 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
 Tensor embedding(const Tensor& weight, const Tensor& indices) {
   MMG_CHECK(weight.defined() && indices.defined(), "embedding: undefined tensor argument");
   check_same_device("embedding", weight, indices);
+  check_cpu_only("embedding", weight);
   MMG_CHECK(weight.dim() == 2, "embedding: weight must be 2-D [V,D], got {}", shape_str(weight.shape()));
   check_index_dtype("embedding", indices);
   int64_t V = weight.shape()[0], D = weight.shape()[1], n = indices.numel();

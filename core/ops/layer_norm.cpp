@@ -31,8 +31,9 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   MMG_CHECK(x.defined(), "layer_norm: undefined tensor argument");
   MMG_CHECK(is_floating(x.dtype()), "layer_norm: needs a floating dtype, got {} {}", dtype_name(x.dtype()),
             shape_str(x.shape()));
-  MMG_CHECK(x.device().is_cpu(), "layer_norm: {} {} is on {}; this op has a CPU kernel only",
-            dtype_name(x.dtype()), shape_str(x.shape()), x.device().str());
+  check_cpu_only("layer_norm", x);
+  check_cpu_only("layer_norm", weight, "the weight");
+  check_cpu_only("layer_norm", bias, "the bias");
   const int64_t k = static_cast<int64_t>(normalized_shape.size());
   MMG_CHECK(k >= 1, "layer_norm: normalized_shape must name at least one dim (input {})", shape_str(x.shape()));
   bool trailing = k <= x.dim();

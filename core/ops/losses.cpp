@@ -24,6 +24,7 @@ static double scalar_grad(const Tensor& g) { return g.item(); }
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double label_smoothing) {
   MMG_CHECK(logits.defined() && target.defined(), "cross_entropy: undefined tensor argument");
   check_same_device("cross_entropy", logits, target);
+  check_cpu_only("cross_entropy", logits, "the logits");
   MMG_CHECK(is_floating(logits.dtype()), "cross_entropy: logits must be floating, got {} {}",
             dtype_name(logits.dtype()), shape_str(logits.shape()));
   MMG_CHECK(logits.dim() == 2, "cross_entropy: logits must be [N,C], got {}", shape_str(logits.shape()));
@@ -69,6 +70,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
 static void check_pair_embeddings(const char* op, const Tensor& img, const Tensor& txt) {
   MMG_CHECK(img.defined() && txt.defined(), "{}: undefined tensor argument", op);
   check_same_device(op, img, txt);
+  check_cpu_only(op, img, "the image embedding");
   MMG_CHECK(img.dim() == 2 && txt.dim() == 2 && img.shape() == txt.shape(),
             "{}: image {} and text {} embeddings must both be [N,d]", op, shape_str(img.shape()),
             shape_str(txt.shape()));

@@ -9,6 +9,7 @@
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/ops/device_checks.h"
 #include "kernels/softmax.h"
 
 namespace mmg {
@@ -28,8 +29,7 @@ static Tensor softmax_op(const char* op, bool log, const Tensor& x, int64_t dim)
   MMG_CHECK(x.defined(), "{}: undefined tensor argument", op);
   MMG_CHECK(is_floating(x.dtype()), "{}: needs a floating dtype, got {} {}", op, dtype_name(x.dtype()),
             shape_str(x.shape()));
-  MMG_CHECK(x.device().is_cpu(), "{}: {} {} is on {}; this op has a CPU kernel only", op, dtype_name(x.dtype()),
-            shape_str(x.shape()), x.device().str());
+  check_cpu_only(op, x);
   const int64_t d = wrap_dim(dim, x.dim(), op, x.shape());
   const DType compute = compute_dtype(x.dtype());
   const int64_t cols = x.dim() == 0 ? 1 : x.size(d);
