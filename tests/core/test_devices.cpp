@@ -98,9 +98,6 @@ TEST_CASE("ops given tensors on different devices name the op and both devices")
 TEST_CASE("ops without a CUDA kernel refuse CUDA tensors, naming the op and the device") {
   Tensor g = labelled_cuda({2, 3});
   const std::string cpu_only = "runs on the CPU only in this build";
-  check_error([&] { softmax(g); }, {"softmax: " + cpu_only, "cuda:0"});
-  check_error([&] { log_softmax(g); }, {"log_softmax: " + cpu_only, "cuda:0"});
-  check_error([&] { layer_norm(g, {3}); }, {"layer_norm: " + cpu_only, "cuda:0"});
   check_error([&] { var(g); }, {"var: " + cpu_only});
   check_error([&] { mmg::std(g); }, {"std: " + cpu_only});
   check_error([&] { logsumexp(g, {1}); }, {"logsumexp: " + cpu_only});
@@ -135,5 +132,5 @@ TEST_CASE("a build without CUDA refuses CUDA tensors even in ops that have CUDA 
   check_error([&] { g.sum(); }, {"cuda:0", why});
   check_error([&] { g.to(DType::f64); }, {"cuda:0", why});
   check_error([&] { g.to(Device::cpu()); }, {"cuda:0", why});
-  check_error([&] { g.item(); }, {"cuda:0", why});
+  check_error([&] { labelled_cuda({1}).item(); }, {"cuda:0", why});
 }
