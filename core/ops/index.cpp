@@ -54,7 +54,6 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   std::string shapes = shapes_str(tensors);
   for (size_t i = 0; i < tensors.size(); ++i) MMG_CHECK(tensors[i].defined(), "cat: tensor {} is undefined ({})", i, shapes);
   const Tensor& first = tensors[0];
-  for (const Tensor& t : tensors) check_cpu_only("cat", t, "a tensor");
   MMG_CHECK(first.dim() > 0, "cat: cannot concatenate 0-d tensors ({})", shapes);
   int64_t d = wrap_dim(dim, first.dim(), "cat", first.shape());
   Shape out_shape = first.shape();
@@ -70,16 +69,28 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   }
   Tensor out = empty(out_shape, {.dtype = dtype, .device = first.device()});
   int64_t outer = prod(out_shape, 0, d), inner = prod(out_shape, d + 1, out_shape.size());
-  int64_t col0 = 0;
   Shape sizes;
-  for (const Tensor& t : tensors) {
-    Tensor tc = t.detach().to(dtype).contiguous();
-    int64_t cols = t.shape()[d] * inner;
-    visit_dtype(dtype, [&]<class T>() {
-      cpu::cat_piece<T>(tc.data<T>(), out.data<T>(), outer, cols, out_shape[d] * inner, col0);
-    });
-    col0 += cols;
-    sizes.push_back(t.shape()[d]);
+  if (on_cuda("cat", out)) {
+    // On CUDA each piece is copied into its slice of the output by the copy kernel, which
+    // converts dtypes and reads any strides (no contiguous copy of the piece first).
+    NoGradGuard no_grad;
+    int64_t start = 0;
+    for (const Tensor& t : tensors) {
+      narrow(out, d, start, t.shape()[d]).copy_(t.detach());
+      start += t.shape()[d];
+      sizes.push_back(t.shape()[d]);
+    }
+  } else {
+    int64_t col0 = 0;
+    for (const Tensor& t : tensors) {
+      Tensor tc = t.detach().to(dtype).contiguous();
+      int64_t cols = t.shape()[d] * inner;
+      visit_dtype(dtype, [&]<class T>() {
+        cpu::cat_piece<T>(tc.data<T>(), out.data<T>(), outer, cols, out_shape[d] * inner, col0);
+      });
+      col0 += cols;
+      sizes.push_back(t.shape()[d]);
+    }
   }
   return record_op("cat", out, tensors, [d, sizes](const Tensor& g) -> Grads {
     Grads grads;
@@ -221,7 +232,6 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   MMG_CHECK(x.defined() && mask.defined(), "masked_fill: undefined tensor argument");
   check_same_device("masked_fill", x, mask);
-  check_cpu_only("masked_fill", x);
   MMG_CHECK(mask.dtype() == DType::boolean, "masked_fill: mask must be bool, got {} {}", dtype_name(mask.dtype()),
             shape_str(mask.shape()));
   bool broadcasts = mask.dim() <= x.dim();
@@ -237,10 +247,23 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   Tensor xd = x.detach();
   Tensor m = expand(mask.detach(), x.shape());  // stride 0 along the broadcast dims
   Tensor out = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
-  visit_dtype(x.dtype(), [&]<class T>() {
-    cpu::masked_fill<T>(xd.data<T>(), xd.strides().data(), m.data<bool>(), m.strides().data(),
-                        cpu::convert_value<T>(value), out.data<T>(), static_cast<int>(x.dim()), x.shape().data());
-  });
+  if (on_cuda("masked_fill", x)) {
+    // out = where(mask, value, x): the where kernel, the value a 0-d tensor read with stride 0.
+    Tensor v = expand(scalar_tensor(value, {.dtype = x.dtype(), .device = x.device()}), x.shape());
+    visit_dtype(x.dtype(), [&]<class T>() {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(x.device().index);
+        cuda::where<T>(m.data<bool>(), m.strides().data(), static_cast<const T*>(v.data_ptr()), v.strides().data(),
+                       static_cast<const T*>(xd.data_ptr()), xd.strides().data(), static_cast<T*>(out.data_ptr()),
+                       static_cast<int>(x.dim()), x.shape().data(), x.numel());
+      }
+    });
+  } else {
+    visit_dtype(x.dtype(), [&]<class T>() {
+      cpu::masked_fill<T>(xd.data<T>(), xd.strides().data(), m.data<bool>(), m.strides().data(),
+                          cpu::convert_value<T>(value), out.data<T>(), static_cast<int>(x.dim()), x.shape().data());
+    });
+  }
   Tensor md = mask.detach();
   return record_op("masked_fill", out, {x}, [md](const Tensor& g) -> Grads { return {masked_fill(g, md, 0.0)}; });
 }

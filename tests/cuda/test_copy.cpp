@@ -73,7 +73,7 @@ TEST_CASE("cuda copies: contiguous() of transposed, sliced, expanded and permute
   }
 }
 
-TEST_CASE("cuda copies: copy_ broadcasts into a strided destination; fill_, clone") {
+TEST_CASE("cuda copies: copy_ broadcasts into a strided destination, fill_ and clone") {
   require_gpu();
   Tensor dst_cpu = sample({6, 11}, DType::f32);
   Tensor dst_gpu = dst_cpu.to(kGpu);
@@ -95,7 +95,7 @@ TEST_CASE("cuda copies: copy_ broadcasts into a strided destination; fill_, clon
   check_parity(dst_gpu.clone(), dst_cpu, 0, 0, "clone");
 }
 
-TEST_CASE("cuda factories: zeros, ones, full of every dtype; arange and randn match the CPU") {
+TEST_CASE("cuda factories: zeros, ones, full of every dtype, arange and randn match the CPU") {
   require_gpu();
   for (DType dt : kAll) {
     for (const Shape& s : odd_shapes()) {

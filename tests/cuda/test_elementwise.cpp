@@ -218,7 +218,7 @@ TEST_CASE("cuda unary ops: kinks, NaN and infinities as on the CPU") {
   check_op("clamp at its ends", {k}, [](const auto& v) { return clamp(v[0], -0.5, 0.75); }, 0, 0);
 }
 
-TEST_CASE("cuda unary ops: integer abs, relu, clamp keep their dtype; bf16 computes in f32") {
+TEST_CASE("cuda unary ops: integer abs, relu, clamp keep their dtype, bf16 computes in f32") {
   require_gpu();
   for (DType dt : {DType::i32, DType::i64}) {
     Tensor x = integers({5, 33}, dt, -20, 20);
