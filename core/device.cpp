@@ -34,4 +34,14 @@ int cuda_device_count() { return 0; }
 std::string cuda_status() { return "this build has no CUDA (configured with MMG_CUDA=OFF or nvcc not found)"; }
 #endif
 
+std::string device_unusable_reason(Device device) {
+  if (device.is_cpu()) return "";
+  if (!cuda_compiled()) return cuda_status();
+  const int count = cuda_device_count();
+  if (count == 0) return cuda_status();
+  if (device.index < 0 || device.index >= count)
+    return fmt::format("this machine has {} GPU(s), cuda:0 to cuda:{}", count, count - 1);
+  return "";
+}
+
 }  // namespace mmg

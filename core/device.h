@@ -21,11 +21,23 @@ struct Device {
   bool operator!=(const Device& o) const { return !(*this == o); }
 };
 
+// True in builds compiled with the CUDA sources. Calls into kernels/cuda/ sit under
+// `if constexpr (kWithCuda)`, so a build without CUDA never references them.
+#ifdef MMG_WITH_CUDA
+inline constexpr bool kWithCuda = true;
+#else
+inline constexpr bool kWithCuda = false;
+#endif
+
 // Whether this build was compiled with the CUDA sources (MMG_CUDA).
 bool cuda_compiled();
 // Number of usable CUDA devices: 0 in a CPU-only build or when the driver finds no GPU.
 int cuda_device_count();
 // A one-line description of why CUDA is or is not usable, for error messages and `mmg info`.
 std::string cuda_status();
+// Why tensors cannot be placed on `device` ("no usable GPU: CUDA driver version is
+// insufficient for CUDA runtime version", "this machine has 1 GPU(s), cuda:0 to cuda:0"), or an
+// empty string when they can. The CPU is always usable.
+std::string device_unusable_reason(Device device);
 
 }  // namespace mmg

@@ -5,6 +5,8 @@
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "kernels/cpu/copy.h"
+#include "kernels/cuda/copy.h"
+#include "kernels/cuda/runtime.h"
 #include "kernels/philox.h"
 
 namespace mmg {
@@ -35,10 +37,22 @@ Tensor empty(const Shape& shape, TensorOptions options) {
 }
 
 // Fill a fresh tensor with f(i) for each linear index i, converted to the tensor's dtype.
+// For a CUDA tensor the values are computed on the host and copied to the device once: the
+// index sequences, random draws (the same Philox numbers on every device, by construction)
+// and host vectors that come here are made once, not in a training loop's inner steps.
 template <class F>
 static Tensor generate(const Shape& shape, TensorOptions options, F&& f) {
   bool rg = options.requires_grad;
   options.requires_grad = false;
+  if (!options.device.is_cpu()) {
+    const std::string reason = device_unusable_reason(options.device);
+    MMG_CHECK(reason.empty(), "tensor on {}: {}", options.device.str(), reason);
+    const Device device = options.device;
+    options.device = Device::cpu();
+    Tensor t = generate(shape, options, f).to(device);
+    if (rg) t.requires_grad_(true);
+    return t;
+  }
   Tensor t = empty(shape, options);
   visit_dtype(options.dtype, [&]<class T>() {
     T* p = static_cast<T*>(t.data_ptr());
@@ -50,7 +64,21 @@ static Tensor generate(const Shape& shape, TensorOptions options, F&& f) {
   return t;
 }
 
+// On CUDA: a fill kernel writes the value, converted on the host exactly as on the CPU.
 Tensor full(const Shape& shape, double value, TensorOptions options) {
+  if (options.device.is_cuda()) {
+    const bool rg = options.requires_grad;
+    options.requires_grad = false;
+    Tensor t = empty(shape, options);  // throws, saying why, when the device is not usable
+    visit_dtype(options.dtype, [&]<class T>() {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(options.device.index);
+        cuda::fill<T>(static_cast<T*>(t.data_ptr()), t.numel(), cpu::convert_value<T>(value));
+      }
+    });
+    if (rg) t.requires_grad_(true);
+    return t;
+  }
   return generate(shape, options, [value](int64_t) { return value; });
 }
 Tensor zeros(const Shape& shape, TensorOptions options) { return full(shape, 0.0, options); }

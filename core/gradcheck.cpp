@@ -1,4 +1,5 @@
 #include "core/gradcheck.h"
+#include "core/ops/device_checks.h"
 
 #include <cmath>
 
@@ -26,6 +27,8 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
     bool check = in.defined() && (opt.check.empty() ? is_floating(in.dtype()) : opt.check.at(i));
     MMG_CHECK(!check || is_floating(in.dtype()), "gradcheck: input {} has dtype {}; only floating inputs can be checked",
               i, dtype_name(in.dtype()));
+    // The finite differences write the perturbed inputs through host pointers.
+    if (check) check_cpu_only("gradcheck", in, "an input");
     Tensor x = in;
     if (check) {
       x = in.detach().to(DType::f64).clone();

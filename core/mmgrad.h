@@ -1,6 +1,7 @@
 // Everything of the core layer in one include: tensors, ops, autograd, RNG, gradcheck.
 #pragma once
 #include "core/autograd.h"
+#include "core/cuda_memory.h"
 #include "core/gradcheck.h"
 #include "core/io/safetensors.h"
 #include "core/ops.h"

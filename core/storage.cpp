@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/cuda_memory.h"
 #include "core/error.h"
 
 namespace mmg {
@@ -139,14 +140,27 @@ void set_cpu_cache_limit(size_t bytes) { cache().set_limit(bytes); }
 CpuCacheStats cpu_cache_stats() { return cache().stats(); }
 void cpu_cache_release() { cache().release(); }
 
-Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), capacity_(size_class(nbytes)), device_(device) {
-  MMG_CHECK(device.is_cpu(),
-            "storage: cannot allocate {} bytes on {}: tensors on CUDA need the CUDA backend, and {}",
-            nbytes, device.str(), cuda_status());
+Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+  if (device.is_cuda()) {
+    data_ = cuda_allocate(device.index, nbytes, &capacity_);  // throws, saying why, when cuda:N is not usable
+    return;
+  }
+  capacity_ = size_class(nbytes);
   data_ = cache().allocate(capacity_);
   MMG_CHECK(data_ != nullptr, "storage: out of memory allocating {} bytes on cpu", nbytes);
 }
 
-Storage::~Storage() { cache().deallocate(data_, capacity_); }
+Storage::Storage(void* data, size_t nbytes, Device device, std::function<void(void*)> release)
+    : data_(data), nbytes_(nbytes), capacity_(nbytes), device_(device), external_(true), release_(std::move(release)) {}
+
+Storage::~Storage() {
+  if (external_) {
+    if (release_) release_(data_);
+  } else if (device_.is_cuda()) {
+    cuda_deallocate(device_.index, data_, capacity_);
+  } else {
+    cache().deallocate(data_, capacity_);
+  }
+}
 
 }  // namespace mmg

@@ -3,9 +3,11 @@
 // CPU blocks come from a caching allocator (core/storage.cpp): a freed block is kept in a
 // free list for its size class and handed to the next allocation of that class, so a
 // training loop, which allocates the same sizes every step, stops going to the system.
+// CUDA blocks come from the device's caching allocator (core/cuda_memory.h) in the same way.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "core/device.h"
@@ -15,6 +17,10 @@ namespace mmg {
 class Storage {
  public:
   Storage(size_t nbytes, Device device);  // uninitialised memory
+  // Memory owned elsewhere (a buffer from another library, a memory-mapped file): the
+  // storage views `data` on `device` and calls release(data) when the last tensor lets go
+  // (release may be empty: the owner outlives every tensor).
+  Storage(void* data, size_t nbytes, Device device, std::function<void(void*)> release);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -28,6 +34,8 @@ class Storage {
   size_t nbytes_ = 0;
   size_t capacity_ = 0;  // the block's real size: nbytes_ rounded up to its size class
   Device device_;
+  bool external_ = false;                 // memory owned elsewhere
+  std::function<void(void*)> release_;    // for external memory
 };
 
 // ---- the CPU block cache ----

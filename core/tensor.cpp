@@ -5,7 +5,10 @@
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/ops/device_checks.h"
 #include "kernels/cpu/copy.h"
+#include "kernels/cuda/copy.h"
+#include "kernels/cuda/runtime.h"
 
 namespace mmg {
 
@@ -87,20 +90,34 @@ Tensor Tensor::detach() const {
 
 // ---- copies and conversion ----
 
-// A new contiguous tensor of `dtype` holding the values of `src` (no autograd).
-static Tensor copy_as(const Tensor& src, DType dtype) {
-  Tensor out = empty(src.shape(), {.dtype = dtype, .device = src.device()});
-  Shape out_strides = out.strides();
-  int ndim = static_cast<int>(src.dim());
-  MMG_CHECK(ndim <= kMaxDims, "copy: tensors have at most {} dims, got {}", kMaxDims, shape_str(src.shape()));
-  bool both_contiguous = src.is_contiguous();
+// dst[i] = D(src[i]) for two tensors of one shape on one device, each with its strides:
+// the copy kernel of that device (kernels/cpu/copy.h, kernels/cuda/copy.h).
+static void copy_values(const Tensor& src, const Tensor& dst, const char* op) {
+  const int ndim = static_cast<int>(dst.dim());
+  MMG_CHECK(ndim <= kMaxDims, "{}: tensors have at most {} dims, got {}", op, kMaxDims, shape_str(dst.shape()));
+  const bool cuda = on_cuda(op, dst);
+  const bool both_contiguous = src.is_contiguous() && dst.is_contiguous();
   visit_dtype(src.dtype(), [&]<class S>() {
-    visit_dtype(dtype, [&]<class D>() {
-      cpu::copy_cast<D, S>(static_cast<const S*>(src.data_ptr()), src.strides().data(),
-                           static_cast<D*>(out.data_ptr()), out_strides.data(), ndim, src.shape().data(),
-                           src.numel(), both_contiguous);
+    visit_dtype(dst.dtype(), [&]<class D>() {
+      const S* s = static_cast<const S*>(src.data_ptr());
+      D* d = static_cast<D*>(dst.data_ptr());
+      if (cuda) {
+        if constexpr (kWithCuda) {
+          cuda::DeviceGuard guard(dst.device().index);
+          cuda::copy_cast<D, S>(s, src.strides().data(), d, dst.strides().data(), ndim, dst.shape().data(), dst.numel());
+        }
+        return;
+      }
+      cpu::copy_cast<D, S>(s, src.strides().data(), d, dst.strides().data(), ndim, dst.shape().data(), dst.numel(),
+                           both_contiguous);
     });
   });
+}
+
+// A new contiguous tensor of `dtype` holding the values of `src`, on src's device (no autograd).
+static Tensor copy_as(const Tensor& src, DType dtype) {
+  Tensor out = empty(src.shape(), {.dtype = dtype, .device = src.device()});
+  copy_values(src, out, "copy");
   return out;
 }
 
@@ -114,11 +131,27 @@ Tensor Tensor::to(DType target) const {
   return record_op("to", out, {*this}, [source](const Tensor& g) -> Grads { return {g.to(source)}; });
 }
 
+// Moves the bytes of a contiguous copy to the target device: host↔device or device↔device
+// (kernels/cuda/runtime.h; each waits where the host needs it). Differentiable: the
+// gradient goes back to the source device.
 Tensor Tensor::to(Device target) const {
   if (device() == target) return *this;
-  MMG_CHECK(target.is_cpu(), "to: cannot move {} {} from {} to {}: CUDA tensor storage comes with the CUDA backend; {}",
-            dtype_name(dtype()), shape_str(shape()), device().str(), target.str(), cuda_status());
-  return copy_as(*this, dtype());
+  const std::string reason = device_unusable_reason(target);
+  MMG_CHECK(reason.empty(), "to: cannot move {} {} from {} to {}: {}", dtype_name(dtype()), shape_str(shape()),
+            device().str(), target.str(), reason);
+  const Device source = device();
+  Tensor src = detach().contiguous();
+  Tensor out = empty(shape(), {.dtype = dtype(), .device = target});
+  const size_t bytes = static_cast<size_t>(numel()) * dtype_size(dtype());
+  if constexpr (kWithCuda) {
+    if (source.is_cpu()) cuda::copy_host_to_device(out.data_ptr(), src.data_ptr(), bytes, target.index);
+    else if (target.is_cpu()) cuda::copy_device_to_host(out.data_ptr(), src.data_ptr(), bytes, source.index);
+    else cuda::copy_device_to_device(out.data_ptr(), target.index, src.data_ptr(), source.index, bytes);
+  } else {
+    MMG_FAIL("to: cannot move {} {} from {} to {}: {}", dtype_name(dtype()), shape_str(shape()), source.str(),
+             target.str(), cuda_status());
+  }
+  return record_op("to", out, {*this}, [source](const Tensor& g) -> Grads { return {g.to(source)}; });
 }
 
 Tensor Tensor::contiguous() const {
@@ -135,12 +168,13 @@ Tensor Tensor::clone() const {
 double Tensor::item() const {
   MMG_CHECK(numel() == 1, "item: tensor has {} elements (shape {}); item() needs exactly one", numel(),
             shape_str(shape()));
+  if (!device().is_cpu()) return detach().to(Device::cpu()).item();
   return visit_dtype(dtype(), [&]<class T>() { return cpu::convert_value<double>(*static_cast<const T*>(data_ptr())); });
 }
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
-  Tensor c = detach().to(dtype_of<T>()).contiguous();
+  Tensor c = detach().to(dtype_of<T>()).contiguous().to(Device::cpu());
   const T* p = static_cast<const T*>(c.data_ptr());
   return std::vector<T>(p, p + c.numel());
 }
@@ -162,7 +196,7 @@ static void check_inplace(const Tensor& t, const char* op) {
 
 Tensor& Tensor::fill_(double value) {
   check_inplace(*this, "fill_");
-  Tensor v = scalar_tensor(value, {.dtype = dtype()});
+  Tensor v = scalar_tensor(value, {.dtype = dtype(), .device = device()});
   return copy_(v);
 }
 
@@ -176,13 +210,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   Tensor s = mmg::expand(src.detach(), shape());
   // Copy through a temporary when source and destination share storage (e.g. x.copy_(x.t())).
   if (s.storage() == storage()) s = copy_as(s, s.dtype());
-  int ndim = static_cast<int>(dim());
-  visit_dtype(s.dtype(), [&]<class S>() {
-    visit_dtype(dtype(), [&]<class D>() {
-      cpu::copy_cast<D, S>(static_cast<const S*>(s.data_ptr()), s.strides().data(), static_cast<D*>(data_ptr()),
-                           strides().data(), ndim, shape().data(), numel(), s.is_contiguous() && is_contiguous());
-    });
-  });
+  copy_values(s, *this, "copy_");
   return *this;
 }
 

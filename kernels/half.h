@@ -3,24 +3,31 @@
 // Both are stored as uint16_t and converted through float. bf16 is the top half of an
 // IEEE f32 (8 exponent bits, 7 mantissa bits); f16 is IEEE binary16 (5 exponent bits,
 // 10 mantissa bits). Conversions from float round to nearest, ties to even, as the GPU
-// hardware does, so CPU and CUDA agree bit for bit.
+// hardware does, so CPU and CUDA agree bit for bit: the CUDA kernels use these same
+// functions (MMG_HD marks them callable from device code when nvcc compiles them).
 #pragma once
 #include <cstdint>
 #include <cstring>
+
+#if defined(__CUDACC__)
+#define MMG_HD __host__ __device__
+#else
+#define MMG_HD
+#endif
 
 namespace mmg {
 
 struct bf16 {
   uint16_t bits = 0;
   bf16() = default;
-  bf16(float f) : bits(from_float(f)) {}
-  operator float() const {
+  MMG_HD bf16(float f) : bits(from_float(f)) {}
+  MMG_HD operator float() const {
     uint32_t u = static_cast<uint32_t>(bits) << 16;
     float f;
     std::memcpy(&f, &u, 4);
     return f;
   }
-  static uint16_t from_float(float f) {
+  MMG_HD static uint16_t from_float(float f) {
     uint32_t u;
     std::memcpy(&u, &f, 4);
     if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN stays NaN
@@ -32,10 +39,10 @@ struct bf16 {
 struct f16 {
   uint16_t bits = 0;
   f16() = default;
-  f16(float f) : bits(from_float(f)) {}
-  operator float() const { return to_float(bits); }
+  MMG_HD f16(float f) : bits(from_float(f)) {}
+  MMG_HD operator float() const { return to_float(bits); }
 
-  static float to_float(uint16_t h) {
+  MMG_HD static float to_float(uint16_t h) {
     uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
     if (exp == 0) {
@@ -56,7 +63,7 @@ struct f16 {
     return f;
   }
 
-  static uint16_t from_float(float f) {
+  MMG_HD static uint16_t from_float(float f) {
     uint32_t u;
     std::memcpy(&u, &f, 4);
     uint32_t sign = (u >> 16) & 0x8000u;

@@ -34,8 +34,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   check_qkv("v", v);
   check_same_device(kOp, q, k);
   check_same_device(kOp, q, v);
-  MMG_CHECK(q.device().is_cpu(), "{}: q {} {} is on {}; this op has a CPU kernel only", kOp, dtype_name(q.dtype()),
-            shape_str(q.shape()), q.device().str());
+  check_cpu_only(kOp, q, "q");
+  check_cpu_only(kOp, key_mask, "the key mask");
   const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3), Sk = k.size(2);
   MMG_CHECK(k.size(0) == B && k.size(1) == H && k.size(3) == D,
             "{}: q {} and k {} differ in batch, heads or head dim (expected k [{},{},Sk,{}])", kOp,

@@ -4,6 +4,7 @@
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/ops/device_checks.h"
 #include "core/rng.h"
 #include "kernels/dropout.h"
 
@@ -19,6 +20,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   MMG_CHECK(is_floating(x.dtype()), "dropout: needs a floating dtype, got {} {}", dtype_name(x.dtype()),
             shape_str(x.shape()));
   if (!training || p == 0.0) return x;
+  check_cpu_only("dropout", x);
   Generator& g = gen ? *gen : default_generator();
   uint64_t seed = g.seed(), base = g.reserve(static_cast<uint64_t>(x.numel()));
   DType cd = compute_dtype(x.dtype());

@@ -16,12 +16,6 @@
 
 namespace mmg {
 
-void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
-  MMG_CHECK(a.device() == b.device(), "{}: tensors on different devices: {} {} on {} and {} {} on {}", op,
-            dtype_name(a.dtype()), shape_str(a.shape()), a.device().str(), dtype_name(b.dtype()),
-            shape_str(b.shape()), b.device().str());
-}
-
 Tensor binary_forward_impl(const char* op, const Tensor& a, const Tensor& b, DType result, bool compare,
                            const std::function<void(DType compute, const Tensor& a, const Tensor& b, Tensor& out)>& run) {
   MMG_CHECK(a.defined() && b.defined(), "{}: undefined tensor argument", op);
@@ -32,6 +26,7 @@ Tensor binary_forward_impl(const char* op, const Tensor& a, const Tensor& b, DTy
   DType common = promote_types(a.dtype(), b.dtype());
   DType compute = compute_dtype(common);
   if (!compare && compute == DType::boolean) compute = DType::i64;  // true + true = 2, as integers
+  if (compute == DType::boolean && on_cuda(op, a)) compute = DType::u8;  // the CUDA kernels compare bools as 0/1
   Tensor ac = expand(a.detach().to(compute), shape);
   Tensor bc = expand(b.detach().to(compute), shape);
   Tensor out = empty(shape, {.dtype = compare ? DType::boolean : compute, .device = a.device()});
@@ -42,21 +37,21 @@ Tensor binary_forward_impl(const char* op, const Tensor& a, const Tensor& b, DTy
 // ---- add, sub, mul, div ----
 // out = a ∘ b elementwise, in the promoted dtype of a and b.
 template <class F>
-static Tensor arith(const char* op, const Tensor& a, const Tensor& b, F f) {
+static Tensor arith(const char* op, cuda::BinaryOp code, const Tensor& a, const Tensor& b, F f) {
   DType result = promote_types(a.dtype(), b.dtype());
   if (result == DType::boolean) result = DType::i64;
-  return binary_forward</*Compare=*/false>(op, a, b, result, f);
+  return binary_forward</*Compare=*/false>(op, code, a, b, result, f);
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor out = arith("add", a, b, [](auto x, auto y) { return x + y; });
+  Tensor out = arith("add", cuda::BinaryOp::add, a, b, [](auto x, auto y) { return x + y; });
   Shape sa = a.shape(), sb = b.shape();
   // ∂(a+b)/∂a = 1, ∂(a+b)/∂b = 1
   return record_op("add", out, {a, b}, [sa, sb](const Tensor& g) -> Grads { return {sum_to(g, sa), sum_to(g, sb)}; });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor out = arith("sub", a, b, [](auto x, auto y) { return x - y; });
+  Tensor out = arith("sub", cuda::BinaryOp::sub, a, b, [](auto x, auto y) { return x - y; });
   Shape sa = a.shape(), sb = b.shape();
   // ∂(a-b)/∂a = 1, ∂(a-b)/∂b = -1
   return record_op("sub", out, {a, b},
@@ -64,7 +59,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor out = arith("mul", a, b, [](auto x, auto y) { return x * y; });
+  Tensor out = arith("mul", cuda::BinaryOp::mul, a, b, [](auto x, auto y) { return x * y; });
   Tensor ad = a.detach(), bd = b.detach();
   // ∂(a·b)/∂a = b, ∂(a·b)/∂b = a
   return record_op("mul", out, {a, b}, [ad, bd](const Tensor& g) -> Grads {
@@ -75,7 +70,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 Tensor div(const Tensor& a, const Tensor& b) {
   // Integer division would truncate; like PyTorch's true division, integers divide as f32.
   bool integral = is_integral(a.dtype()) && is_integral(b.dtype());
-  Tensor out = arith("div", integral ? a.to(DType::f32) : a, b, [](auto x, auto y) { return x / y; });
+  Tensor out = arith("div", cuda::BinaryOp::div, integral ? a.to(DType::f32) : a, b, [](auto x, auto y) { return x / y; });
   Tensor ad = a.detach(), bd = b.detach();
   // ∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = -a/b²
   return record_op("div", out, {a, b}, [ad, bd](const Tensor& g) -> Grads {
@@ -100,7 +95,7 @@ static Tensor both(const Tensor& a, const Tensor& b) { return mul(a, b).to(DType
 // Elsewhere ln a of a negative a is NaN: d/db needs a > 0. These are PyTorch's choices.
 Tensor pow(const Tensor& a, const Tensor& b) {
   check_pow_dtypes(a, b);
-  Tensor out = arith("pow", a, b, [](auto x, auto y) { return std::pow(x, y); });
+  Tensor out = arith("pow", cuda::BinaryOp::pow, a, b, [](auto x, auto y) { return std::pow(x, y); });
   // Saved in the result's dtype: an integer base with a float exponent still has a float ln a.
   Tensor ad = a.detach().to(out.dtype()), bd = b.detach().to(out.dtype()), y = out.detach();
   bool need_a = a.requires_grad(), need_b = b.requires_grad();
@@ -118,12 +113,12 @@ Tensor pow(const Tensor& a, double p) {
   MMG_CHECK(a.defined(), "pow: undefined tensor argument");
   MMG_CHECK(is_floating(a.dtype()), "pow: needs a floating dtype, got {} {}", dtype_name(a.dtype()),
             shape_str(a.shape()));
-  Tensor out = unary_float_forward("pow", a, [p](auto v) {
+  Tensor out = unary_float_forward("pow", cuda::UnaryOp::pow, a, [p](auto v) {
     using T = decltype(v);
     if (p == 2.0) return v * v;
     if (p == 1.0) return v;
     return static_cast<T>(std::pow(v, static_cast<T>(p)));
-  });
+  }, p);
   Tensor ad = a.detach();
   return record_op("pow", out, {a}, [ad, p](const Tensor& g) -> Grads {
     if (p == 0.0) return {zeros_like(g)};
@@ -137,8 +132,8 @@ Tensor pow(const Tensor& a, double p) {
 // y = max(a, b);  ∂y/∂a = [a > b] + ½[a = b],  ∂y/∂b = [b > a] + ½[a = b]: at a tie the
 // gradient is split evenly (PyTorch's choice). NaN propagates. Integers work (no gradient).
 template <class Pick>
-static Tensor extremum(const char* op, const Tensor& a, const Tensor& b, Pick a_wins) {
-  Tensor out = arith(op, a, b, [a_wins](auto x, auto y) {
+static Tensor extremum(const char* op, cuda::BinaryOp code, const Tensor& a, const Tensor& b, Pick a_wins) {
+  Tensor out = arith(op, code, a, b, [a_wins](auto x, auto y) {
     if constexpr (std::is_floating_point_v<decltype(x)>) {
       if (std::isnan(x)) return x;
     }
@@ -156,10 +151,10 @@ static Tensor extremum(const char* op, const Tensor& a, const Tensor& b, Pick a_
 }
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
-  return extremum("maximum", a, b, [](auto x, auto y) { return x > y; });
+  return extremum("maximum", cuda::BinaryOp::maximum, a, b, [](auto x, auto y) { return x > y; });
 }
 Tensor minimum(const Tensor& a, const Tensor& b) {
-  return extremum("minimum", a, b, [](auto x, auto y) { return x < y; });
+  return extremum("minimum", cuda::BinaryOp::minimum, a, b, [](auto x, auto y) { return x < y; });
 }
 
 // ---- where ----
@@ -181,6 +176,15 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   Tensor bc = expand(b.detach().to(dt), shape);
   Tensor out = empty(shape, {.dtype = dt, .device = a.device()});
   visit_dtype(dt, [&]<class T>() {
+    if (on_cuda("where", out)) {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(out.device().index);
+        cuda::where<T>(cc.data<bool>(), cc.strides().data(), static_cast<const T*>(ac.data_ptr()), ac.strides().data(),
+                       static_cast<const T*>(bc.data_ptr()), bc.strides().data(), static_cast<T*>(out.data_ptr()),
+                       static_cast<int>(out.dim()), out.shape().data(), out.numel());
+      }
+      return;
+    }
     cpu::ternary_kernel(cc.data<bool>(), cc.strides().data(), static_cast<const T*>(ac.data_ptr()),
                         ac.strides().data(), static_cast<const T*>(bc.data_ptr()), bc.strides().data(),
                         static_cast<T*>(out.data_ptr()), static_cast<int>(out.dim()), out.shape().data(), out.numel(),
@@ -205,13 +209,13 @@ Tensor operator+(const Tensor& a, double b) { return add(a, scalar_like(a, b)); 
 Tensor operator-(const Tensor& a, double b) { return sub(a, scalar_like(a, b)); }
 Tensor operator*(const Tensor& a, double b) { return mul(a, scalar_like(a, b)); }
 Tensor operator/(const Tensor& a, double b) {
-  return div(a, is_integral(a.dtype()) ? scalar_tensor(b) : scalar_like(a, b));
+  return div(a, is_integral(a.dtype()) ? scalar_tensor(b, {.device = a.device()}) : scalar_like(a, b));
 }
 Tensor operator+(double a, const Tensor& b) { return add(scalar_like(b, a), b); }
 Tensor operator-(double a, const Tensor& b) { return sub(scalar_like(b, a), b); }
 Tensor operator*(double a, const Tensor& b) { return mul(scalar_like(b, a), b); }
 Tensor operator/(double a, const Tensor& b) {
-  return div(is_integral(b.dtype()) ? scalar_tensor(a) : scalar_like(b, a), b);
+  return div(is_integral(b.dtype()) ? scalar_tensor(a, {.device = b.device()}) : scalar_like(b, a), b);
 }
 
 }  // namespace mmg
@@ -220,14 +224,14 @@ namespace mmg {
 
 // ---- comparisons: bool results, no gradient ----
 template <class F>
-static Tensor compare(const char* op, const Tensor& a, const Tensor& b, F f) {
-  return binary_forward</*Compare=*/true>(op, a, b, DType::boolean, f);
+static Tensor compare(const char* op, cuda::BinaryOp code, const Tensor& a, const Tensor& b, F f) {
+  return binary_forward</*Compare=*/true>(op, code, a, b, DType::boolean, f);
 }
-Tensor eq(const Tensor& a, const Tensor& b) { return compare("eq", a, b, [](auto x, auto y) { return x == y; }); }
-Tensor ne(const Tensor& a, const Tensor& b) { return compare("ne", a, b, [](auto x, auto y) { return x != y; }); }
-Tensor lt(const Tensor& a, const Tensor& b) { return compare("lt", a, b, [](auto x, auto y) { return x < y; }); }
-Tensor le(const Tensor& a, const Tensor& b) { return compare("le", a, b, [](auto x, auto y) { return x <= y; }); }
-Tensor gt(const Tensor& a, const Tensor& b) { return compare("gt", a, b, [](auto x, auto y) { return x > y; }); }
-Tensor ge(const Tensor& a, const Tensor& b) { return compare("ge", a, b, [](auto x, auto y) { return x >= y; }); }
+Tensor eq(const Tensor& a, const Tensor& b) { return compare("eq", cuda::BinaryOp::eq, a, b, [](auto x, auto y) { return x == y; }); }
+Tensor ne(const Tensor& a, const Tensor& b) { return compare("ne", cuda::BinaryOp::ne, a, b, [](auto x, auto y) { return x != y; }); }
+Tensor lt(const Tensor& a, const Tensor& b) { return compare("lt", cuda::BinaryOp::lt, a, b, [](auto x, auto y) { return x < y; }); }
+Tensor le(const Tensor& a, const Tensor& b) { return compare("le", cuda::BinaryOp::le, a, b, [](auto x, auto y) { return x <= y; }); }
+Tensor gt(const Tensor& a, const Tensor& b) { return compare("gt", cuda::BinaryOp::gt, a, b, [](auto x, auto y) { return x > y; }); }
+Tensor ge(const Tensor& a, const Tensor& b) { return compare("ge", cuda::BinaryOp::ge, a, b, [](auto x, auto y) { return x >= y; }); }
 
 }  // namespace mmg

@@ -13,6 +13,7 @@
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
 #include "kernels/cpu/copy.h"
+#include "kernels/cuda/index.h"
 #include "kernels/index.h"
 #include "kernels/strided.h"
 
@@ -36,14 +37,52 @@ static void check_index_dtype(const char* op, const Tensor& index) {
             dtype_name(index.dtype()), shape_str(index.shape()));
 }
 
-// The indices as a contiguous i64 tensor, each checked to lie in [0, size). `where` says
-// what is indexed, for the error: "index 7 is out of range for dim 0 (size 5) of [5,3]".
-static Tensor checked_index(const char* op, const Tensor& index, int64_t size, const std::string& where) {
+// The indices as a contiguous i64 tensor (on the index's device), each checked to lie in
+// [0, size). `where` says what is indexed, for the error: "index 7 is out of range for dim 0
+// (size 5) of [5,3]". CUDA indices are checked on the host (a copy of n integers and a wait:
+// the price of an error naming the bad index instead of a kernel fault); `host` receives
+// them when asked.
+static Tensor checked_index(const char* op, const Tensor& index, int64_t size, const std::string& where,
+                            std::vector<int64_t>* host = nullptr) {
   Tensor idx = index.detach().to(DType::i64).contiguous();
-  const int64_t* p = idx.data<int64_t>();
+  Tensor on_host = idx.to(Device::cpu());
+  const int64_t* p = on_host.data<int64_t>();
   for (int64_t k = 0; k < idx.numel(); ++k)
     MMG_CHECK(p[k] >= 0 && p[k] < size, "{}: index {} is out of range for {} (size {})", op, p[k], where, size);
+  if (host) host->assign(p, p + idx.numel());
   return idx;
+}
+
+// The inverse of an index for the CUDA scatter-add (kernels/cuda/index.h), in CSR form: the
+// positions j with index[j] = k are positions[offsets[k] .. offsets[k+1]), j increasing.
+// Built on the host by a counting sort, O(n + size), and copied to `device`.
+struct InvertedIndex {
+  Tensor offsets, positions;
+};
+static InvertedIndex invert_index(const std::vector<int64_t>& index, int64_t size, Device device) {
+  std::vector<int64_t> offsets(static_cast<size_t>(size) + 1, 0), positions(index.size());
+  for (int64_t k : index) ++offsets[k + 1];
+  for (int64_t k = 0; k < size; ++k) offsets[k + 1] += offsets[k];
+  std::vector<int64_t> next(offsets.begin(), offsets.end() - 1);
+  for (size_t j = 0; j < index.size(); ++j) positions[next[index[j]]++] = static_cast<int64_t>(j);
+  const TensorOptions opts{.dtype = DType::i64, .device = device};
+  return {from_vector(offsets, {}, opts), from_vector(positions, {}, opts)};
+}
+
+// gx [outer, size, inner] = the scatter-add of g [outer, n, inner] by an inverted index, on CUDA.
+static Tensor scatter_rows_cuda(const Tensor& g, const InvertedIndex& inv, const Shape& gx_shape, int64_t outer,
+                                int64_t size, int64_t inner, int64_t n, const char* op) {
+  DType cd = compute_dtype(g.dtype());
+  Tensor gc = g.to(cd).contiguous();
+  Tensor gx = empty(gx_shape, {.dtype = cd, .device = g.device()});  // every element written by the kernel
+  visit_float(cd, op, [&]<class T>() {
+    if constexpr (kWithCuda) {
+      cuda::DeviceGuard guard(g.device().index);
+      cuda::index_select_backward<T>(gc.data<T>(), inv.offsets.data<int64_t>(), inv.positions.data<int64_t>(),
+                                     gx.data<T>(), outer, size, inner, n);
+    }
+  });
+  return gx;
 }
 
 // ---- cat ----
@@ -69,16 +108,28 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   }
   Tensor out = empty(out_shape, {.dtype = dtype, .device = first.device()});
   int64_t outer = prod(out_shape, 0, d), inner = prod(out_shape, d + 1, out_shape.size());
-  int64_t col0 = 0;
   Shape sizes;
-  for (const Tensor& t : tensors) {
-    Tensor tc = t.detach().to(dtype).contiguous();
-    int64_t cols = t.shape()[d] * inner;
-    visit_dtype(dtype, [&]<class T>() {
-      cpu::cat_piece<T>(tc.data<T>(), out.data<T>(), outer, cols, out_shape[d] * inner, col0);
-    });
-    col0 += cols;
-    sizes.push_back(t.shape()[d]);
+  if (on_cuda("cat", out)) {
+    // On CUDA each piece is copied into its slice of the output by the copy kernel, which
+    // converts dtypes and reads any strides (no contiguous copy of the piece first).
+    NoGradGuard no_grad;
+    int64_t start = 0;
+    for (const Tensor& t : tensors) {
+      narrow(out, d, start, t.shape()[d]).copy_(t.detach());
+      start += t.shape()[d];
+      sizes.push_back(t.shape()[d]);
+    }
+  } else {
+    int64_t col0 = 0;
+    for (const Tensor& t : tensors) {
+      Tensor tc = t.detach().to(dtype).contiguous();
+      int64_t cols = t.shape()[d] * inner;
+      visit_dtype(dtype, [&]<class T>() {
+        cpu::cat_piece<T>(tc.data<T>(), out.data<T>(), outer, cols, out_shape[d] * inner, col0);
+      });
+      col0 += cols;
+      sizes.push_back(t.shape()[d]);
+    }
   }
   return record_op("cat", out, tensors, [d, sizes](const Tensor& g) -> Grads {
     Grads grads;
@@ -152,16 +203,30 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
             shape_str(x.shape()));
   int64_t d = wrap_dim(dim, x.dim(), "index_select", x.shape());
   int64_t size = x.shape()[d], n = index.numel();
-  Tensor idx = checked_index("index_select", index, size, fmt::format("dim {} of {}", d, shape_str(x.shape())));
+  std::vector<int64_t> host;
+  Tensor idx = checked_index("index_select", index, size, fmt::format("dim {} of {}", d, shape_str(x.shape())), &host);
   int64_t outer = prod(x.shape(), 0, d), inner = prod(x.shape(), d + 1, x.shape().size());
   Shape out_shape = x.shape();
   out_shape[d] = n;
   Tensor xc = x.detach().contiguous();
   Tensor out = empty(out_shape, {.dtype = x.dtype(), .device = x.device()});
+  Shape in_shape = x.shape();
+  if (on_cuda("index_select", out)) {
+    visit_dtype(x.dtype(), [&]<class T>() {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(x.device().index);
+        cuda::index_select_forward<T>(xc.data<T>(), idx.data<int64_t>(), out.data<T>(), outer, size, inner, n);
+      }
+    });
+    if (!(x.requires_grad() && grad_mode_enabled())) return out;  // no backward: no inverse needed
+    InvertedIndex inv = invert_index(host, size, x.device());
+    return record_op("index_select", out, {x}, [inv, in_shape, outer, size, inner, n](const Tensor& g) -> Grads {
+      return {scatter_rows_cuda(g, inv, in_shape, outer, size, inner, n, "index_select backward")};
+    });
+  }
   visit_dtype(x.dtype(), [&]<class T>() {
     cpu::index_select_forward<T>(xc.data<T>(), idx.data<int64_t>(), out.data<T>(), outer, size, inner, n);
   });
-  Shape in_shape = x.shape();
   return record_op("index_select", out, {x}, [idx, in_shape, outer, size, inner, n](const Tensor& g) -> Grads {
     DType cd = compute_dtype(g.dtype());
     Tensor gc = g.to(cd).contiguous();
@@ -181,6 +246,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   MMG_CHECK(x.defined() && index.defined(), "gather: undefined tensor argument");
   check_same_device("gather", x, index);
+  check_cpu_only("gather", x);
   MMG_CHECK(x.dim() > 0, "gather: cannot gather from a 0-d tensor");
   MMG_CHECK(x.dim() <= kMaxDims, "gather: input {} has more than {} dims", shape_str(x.shape()), kMaxDims);
   check_index_dtype("gather", index);
@@ -233,10 +299,23 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   Tensor xd = x.detach();
   Tensor m = expand(mask.detach(), x.shape());  // stride 0 along the broadcast dims
   Tensor out = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
-  visit_dtype(x.dtype(), [&]<class T>() {
-    cpu::masked_fill<T>(xd.data<T>(), xd.strides().data(), m.data<bool>(), m.strides().data(),
-                        cpu::convert_value<T>(value), out.data<T>(), static_cast<int>(x.dim()), x.shape().data());
-  });
+  if (on_cuda("masked_fill", x)) {
+    // out = where(mask, value, x): the where kernel, the value a 0-d tensor read with stride 0.
+    Tensor v = expand(scalar_tensor(value, {.dtype = x.dtype(), .device = x.device()}), x.shape());
+    visit_dtype(x.dtype(), [&]<class T>() {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(x.device().index);
+        cuda::where<T>(m.data<bool>(), m.strides().data(), static_cast<const T*>(v.data_ptr()), v.strides().data(),
+                       static_cast<const T*>(xd.data_ptr()), xd.strides().data(), static_cast<T*>(out.data_ptr()),
+                       static_cast<int>(x.dim()), x.shape().data(), x.numel());
+      }
+    });
+  } else {
+    visit_dtype(x.dtype(), [&]<class T>() {
+      cpu::masked_fill<T>(xd.data<T>(), xd.strides().data(), m.data<bool>(), m.strides().data(),
+                          cpu::convert_value<T>(value), out.data<T>(), static_cast<int>(x.dim()), x.shape().data());
+    });
+  }
   Tensor md = mask.detach();
   return record_op("masked_fill", out, {x}, [md](const Tensor& g) -> Grads { return {masked_fill(g, md, 0.0)}; });
 }
@@ -250,11 +329,27 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   MMG_CHECK(weight.dim() == 2, "embedding: weight must be 2-D [V,D], got {}", shape_str(weight.shape()));
   check_index_dtype("embedding", indices);
   int64_t V = weight.shape()[0], D = weight.shape()[1], n = indices.numel();
-  Tensor idx = checked_index("embedding", indices, V, fmt::format("the rows of weight {}", shape_str(weight.shape())));
+  std::vector<int64_t> host;
+  Tensor idx =
+      checked_index("embedding", indices, V, fmt::format("the rows of weight {}", shape_str(weight.shape())), &host);
   Shape out_shape = indices.shape();
   out_shape.push_back(D);
   Tensor wc = weight.detach().contiguous();
   Tensor out = empty(out_shape, {.dtype = weight.dtype(), .device = weight.device()});
+  if (on_cuda("embedding", out)) {
+    // The rows of weight [V, D] gathered: index_select with outer = 1, size = V, inner = D.
+    visit_dtype(weight.dtype(), [&]<class T>() {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(weight.device().index);
+        cuda::index_select_forward<T>(wc.data<T>(), idx.data<int64_t>(), out.data<T>(), 1, V, D, n);
+      }
+    });
+    if (!(weight.requires_grad() && grad_mode_enabled())) return out;  // no backward: no inverse needed
+    InvertedIndex inv = invert_index(host, V, weight.device());
+    return record_op("embedding", out, {weight}, [inv, V, D, n](const Tensor& g) -> Grads {
+      return {scatter_rows_cuda(g, inv, {V, D}, 1, V, D, n, "embedding backward")};
+    });
+  }
   visit_dtype(weight.dtype(), [&]<class T>() {
     cpu::embedding_forward<T>(wc.data<T>(), idx.data<int64_t>(), out.data<T>(), n, D);
   });

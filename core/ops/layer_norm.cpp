@@ -6,12 +6,15 @@
 // The forward saves each row's μ and rstd = 1/√(σ² + eps); the backward kernel uses them to
 // give dx, and dweight/dbias summed over rows (deterministically, whatever the thread count).
 // Mixed dtypes promote like arithmetic; bf16/f16 are computed in f32 and returned as is.
+// On CUDA the same rows go to kernels/cuda/layer_norm.h.
 #include <cmath>
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
+#include "kernels/cuda/layer_norm.h"
+#include "kernels/cuda/runtime.h"
 #include "kernels/layer_norm.h"
 
 namespace mmg {
@@ -31,8 +34,6 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   MMG_CHECK(x.defined(), "layer_norm: undefined tensor argument");
   MMG_CHECK(is_floating(x.dtype()), "layer_norm: needs a floating dtype, got {} {}", dtype_name(x.dtype()),
             shape_str(x.shape()));
-  MMG_CHECK(x.device().is_cpu(), "layer_norm: {} {} is on {}; this op has a CPU kernel only",
-            dtype_name(x.dtype()), shape_str(x.shape()), x.device().str());
   const int64_t k = static_cast<int64_t>(normalized_shape.size());
   MMG_CHECK(k >= 1, "layer_norm: normalized_shape must name at least one dim (input {})", shape_str(x.shape()));
   bool trailing = k <= x.dim();
@@ -53,9 +54,20 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
 
   auto prepare = [compute](const Tensor& t) { return t.defined() ? t.detach().to(compute).contiguous() : Tensor(); };
   Tensor xc = prepare(x), wc = prepare(weight), bc = prepare(bias);
-  Tensor y = empty(x.shape(), {.dtype = compute});
-  Tensor mean = empty({rows}, {.dtype = compute}), rstd = empty({rows}, {.dtype = compute});
+  const Device device = x.device();
+  const bool cuda = on_cuda("layer_norm", x);
+  Tensor y = empty(x.shape(), {.dtype = compute, .device = device});
+  Tensor mean = empty({rows}, {.dtype = compute, .device = device}), rstd = empty({rows}, {.dtype = compute, .device = device});
   visit_float(compute, "layer_norm", [&]<class T>() {
+    if (cuda) {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(device.index);
+        cuda::layer_norm_forward<T>(xc.data<T>(), wc.defined() ? wc.data<T>() : nullptr,
+                                    bc.defined() ? bc.data<T>() : nullptr, y.data<T>(), mean.data<T>(), rstd.data<T>(),
+                                    rows, cols, static_cast<T>(eps));
+      }
+      return;
+    }
     cpu::layer_norm_forward<T>(xc.data<T>(), wc.defined() ? wc.data<T>() : nullptr,
                                bc.defined() ? bc.data<T>() : nullptr, y.data<T>(), mean.data<T>(), rstd.data<T>(),
                                rows, cols, static_cast<T>(eps));
@@ -72,11 +84,24 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   return record_op("layer_norm", out, {x, weight, bias},
                    [=](const Tensor& g) -> Grads {
                      Tensor gc = g.to(compute).contiguous();
-                     Tensor dx = need_x ? empty(x_shape, {.dtype = compute}) : Tensor();
-                     Tensor dw = need_w ? empty(normalized_shape, {.dtype = compute}) : Tensor();
-                     Tensor db = need_b ? empty(normalized_shape, {.dtype = compute}) : Tensor();
+                     check_same_device("layer_norm", xc, gc);
+                     const TensorOptions opts{.dtype = compute, .device = device};
+                     Tensor dx = need_x ? empty(x_shape, opts) : Tensor();
+                     Tensor dw = need_w ? empty(normalized_shape, opts) : Tensor();
+                     Tensor db = need_b ? empty(normalized_shape, opts) : Tensor();
                      visit_float(compute, "layer_norm", [&]<class T>() {
                        auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+                       if (cuda) {
+                         if constexpr (kWithCuda) {
+                           // Scratch for the per-row-block partial sums of dγ/dβ.
+                           Tensor work = empty({cuda::layer_norm_backward_workspace(rows, cols)}, opts);
+                           cuda::DeviceGuard guard(device.index);
+                           cuda::layer_norm_backward<T>(xc.data<T>(), ptr(wc), mean.data<T>(), rstd.data<T>(),
+                                                        gc.data<T>(), ptr(dx), ptr(dw), ptr(db), rows, cols,
+                                                        work.data<T>());
+                         }
+                         return;
+                       }
                        cpu::layer_norm_backward<T>(xc.data<T>(), ptr(wc), mean.data<T>(), rstd.data<T>(),
                                                    gc.data<T>(), ptr(dx), ptr(dw), ptr(db), rows, cols);
                      });

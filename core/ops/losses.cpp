@@ -2,12 +2,13 @@
 //
 // Each is a fused op: its forward runs one kernel (kernels/losses.h, where the math and its
 // derivation are written out), saves what the backward kernel needs, and its backward,
-// right below, calls that kernel. bf16/f16 inputs are computed in f32; the loss and the
+// right below, calls that kernel. cross_entropy also runs on CUDA (kernels/cuda/losses.h). bf16/f16 inputs are computed in f32; the loss and the
 // gradients come back in the inputs' dtypes.
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
+#include "kernels/cuda/losses.h"
 #include "kernels/losses.h"
 
 namespace mmg {
@@ -19,6 +20,46 @@ static Tensor kernel_input(const Tensor& x) { return x.detach().to(compute_dtype
 static double scalar_grad(const Tensor& g) { return g.item(); }
 
 // ---- cross_entropy ----
+// On CUDA: a row kernel writes lse and each row's loss, the mean over the rows not ignored
+// is a sum op (deterministic), and the backward kernel reads the incoming gradient from
+// device memory. n, the number of rows not ignored, is counted on the host from the
+// targets the op has already checked there.
+static Tensor cross_entropy_cuda(const Tensor& logits, const Tensor& x, const Tensor& t, const int64_t* host_target,
+                                 int64_t ignore_index, double label_smoothing) {
+  const int64_t N = x.size(0), C = x.size(1);
+  int64_t n = 0;
+  for (int64_t i = 0; i < N; ++i) n += host_target[i] != ignore_index;
+  Tensor lse = empty({N}, {.dtype = x.dtype(), .device = x.device()});
+  Tensor row_loss = empty({N}, {.dtype = DType::f64, .device = x.device()});
+  visit_float(x.dtype(), "cross_entropy", [&]<class T>() {
+    if constexpr (kWithCuda) {
+      cuda::DeviceGuard guard(x.device().index);
+      cuda::cross_entropy_rows<T>(x.data<T>(), t.data<int64_t>(), N, C, ignore_index, static_cast<T>(label_smoothing),
+                                  lse.data<T>(), row_loss.data<double>());
+    }
+  });
+  // All rows ignored: 0, not 0/0 (kernels/losses.h says why).
+  Tensor loss = n > 0 ? (sum(row_loss) * (1.0 / static_cast<double>(n))).to(x.dtype())
+                      : zeros({}, {.dtype = x.dtype(), .device = x.device()});
+  const DType dtype = logits.dtype();
+  return record_op("cross_entropy", loss.to(dtype), {logits},
+                   [x, t, lse, n, ignore_index, label_smoothing, dtype](const Tensor& g) -> Grads {
+                     const int64_t N = x.size(0), C = x.size(1);
+                     Tensor gc = g.to(x.dtype()).contiguous();
+                     check_same_device("cross_entropy", x, gc);
+                     Tensor dx = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
+                     visit_float(x.dtype(), "cross_entropy backward", [&]<class T>() {
+                       if constexpr (kWithCuda) {
+                         cuda::DeviceGuard guard(x.device().index);
+                         cuda::cross_entropy_backward<T>(x.data<T>(), t.data<int64_t>(), lse.data<T>(), N, C,
+                                                         ignore_index, static_cast<T>(label_smoothing), gc.data<T>(),
+                                                         n, dx.data<T>());
+                       }
+                     });
+                     return {dx.to(dtype)};
+                   });
+}
+
 // logits [N,C], target [N] (i64 or i32): mean over the rows whose target != ignore_index of
 // −Σ_c q_c log softmax(x)_c, q = (1−ε)·onehot + ε/C. Every row ignored gives 0 (not NaN).
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double label_smoothing) {
@@ -37,13 +78,17 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   MMG_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0, "cross_entropy: label_smoothing {} is outside [0, 1]",
             label_smoothing);
   Tensor t = target.to(DType::i64).contiguous();
-  const int64_t* pt = t.data<int64_t>();
+  // The targets are checked on the host: for CUDA logits that copies N indices to it (and
+  // waits for them), the price of an error that names the bad row instead of a kernel fault.
+  Tensor t_host = t.to(Device::cpu());
+  const int64_t* pt = t_host.data<int64_t>();
   for (int64_t i = 0; i < N; ++i)
     MMG_CHECK(pt[i] == ignore_index || (pt[i] >= 0 && pt[i] < C),
               "cross_entropy: target {} at row {} is out of range for {} classes (ignore_index {})", pt[i], i, C,
               ignore_index);
 
   Tensor x = kernel_input(logits);
+  if (on_cuda("cross_entropy", x)) return cross_entropy_cuda(logits, x, t, pt, ignore_index, label_smoothing);
   Tensor loss = empty({}, {.dtype = x.dtype(), .device = x.device()});
   Tensor lse = empty({N}, {.dtype = x.dtype(), .device = x.device()});
   visit_float(x.dtype(), "cross_entropy", [&]<class T>() {
@@ -69,6 +114,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
 static void check_pair_embeddings(const char* op, const Tensor& img, const Tensor& txt) {
   MMG_CHECK(img.defined() && txt.defined(), "{}: undefined tensor argument", op);
   check_same_device(op, img, txt);
+  check_cpu_only(op, img, "the image embedding");
   MMG_CHECK(img.dim() == 2 && txt.dim() == 2 && img.shape() == txt.shape(),
             "{}: image {} and text {} embeddings must both be [N,d]", op, shape_str(img.shape()),
             shape_str(txt.shape()));

@@ -14,6 +14,8 @@
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/runtime.h"
 #include "kernels/gemm.h"
 
 namespace mmg {
@@ -82,12 +84,23 @@ static Tensor batched_product(const Tensor& a, const Tensor& b, const Shape& bat
   const int64_t count = numel_of(batch);
   if (out.numel() == 0) return out;
   GemmOperand A = gemm_operand(a, batch), B = gemm_operand(b, batch);
+  const bool cuda = on_cuda("matmul", out);
   visit_float(a.dtype(), "matmul", [&]<class T>() {
     const T* pa = static_cast<const T*>(A.keep.data_ptr());
     const T* pb = static_cast<const T*>(B.keep.data_ptr());
     T* pc = out.data<T>();
     // A batch of row blocks times one shared B is one tall product: [count·M, K] · [K, N].
-    if (count > 1 && B.batch_stride == 0 && !A.trans && A.batch_stride == M * A.ld) {
+    const bool tall = count > 1 && B.batch_stride == 0 && !A.trans && A.batch_stride == M * A.ld;
+    if (cuda) {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(out.device().index);
+        if (tall) cuda::gemm_batched<T>(false, B.trans, count * M, N, K, T(1), pa, A.ld, pb, B.ld, T(0), pc, N, 1, 0, 0, 0);
+        else cuda::gemm_batched<T>(A.trans, B.trans, M, N, K, T(1), pa, A.ld, pb, B.ld, T(0), pc, N, count,
+                                   A.batch_stride, B.batch_stride, M * N);
+      }
+      return;
+    }
+    if (tall) {
       cpu::gemm<T>(false, B.trans, count * M, N, K, T(1), pa, A.ld, pb, B.ld, T(0), pc, N);
       return;
     }
@@ -190,19 +203,33 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor xc = reshape(x.detach().to(compute), {rows, in}).contiguous();
   Tensor wc = weight.detach().to(compute).contiguous();
   Tensor y = empty({rows, out_f}, {.dtype = compute, .device = x.device()});
-  visit_float(compute, "linear", [&]<class T>() {
-    T* py = y.data<T>();
-    T beta = T(0);
-    if (bias.defined() && rows > 0) {
-      Tensor bc = bias.detach().to(compute).contiguous();
-      const T* pb = bc.data<T>();
-      for (int64_t r = 0; r < rows; ++r) std::copy(pb, pb + out_f, py + r * out_f);
-      beta = T(1);
-    }
-    // y[rows, out] = x[rows, in] · W[out, in]ᵀ (+ y)
-    cpu::gemm<T>(false, true, rows, out_f, in, T(1), xc.data<T>(), std::max<int64_t>(in, 1), wc.data<T>(),
-                 std::max<int64_t>(in, 1), beta, py, std::max<int64_t>(out_f, 1));
-  });
+  if (on_cuda("linear", y)) {
+    // The bias rows are copied into y by the copy kernel, then the product accumulates onto them.
+    const bool with_bias = bias.defined() && rows > 0;
+    if (with_bias) y.copy_(expand(bias.detach().to(compute), {rows, out_f}));
+    visit_float(compute, "linear", [&]<class T>() {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(y.device().index);
+        cuda::gemm_batched<T>(false, true, rows, out_f, in, T(1), xc.data<T>(), std::max<int64_t>(in, 1), wc.data<T>(),
+                              std::max<int64_t>(in, 1), with_bias ? T(1) : T(0), y.data<T>(),
+                              std::max<int64_t>(out_f, 1), 1, 0, 0, 0);
+      }
+    });
+  } else {
+    visit_float(compute, "linear", [&]<class T>() {
+      T* py = y.data<T>();
+      T beta = T(0);
+      if (bias.defined() && rows > 0) {
+        Tensor bc = bias.detach().to(compute).contiguous();
+        const T* pb = bc.data<T>();
+        for (int64_t r = 0; r < rows; ++r) std::copy(pb, pb + out_f, py + r * out_f);
+        beta = T(1);
+      }
+      // y[rows, out] = x[rows, in] · W[out, in]ᵀ (+ y)
+      cpu::gemm<T>(false, true, rows, out_f, in, T(1), xc.data<T>(), std::max<int64_t>(in, 1), wc.data<T>(),
+                   std::max<int64_t>(in, 1), beta, py, std::max<int64_t>(out_f, 1));
+    });
+  }
   Tensor out = reshape(y, out_shape).to(x.dtype());
 
   Tensor xd = x.detach(), wd = weight.detach();

@@ -15,6 +15,9 @@
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/ops/device_checks.h"
+#include "kernels/cuda/reduce.h"
+#include "kernels/cuda/runtime.h"
 #include "kernels/reduce.h"
 
 namespace mmg {
@@ -85,8 +88,17 @@ Tensor sum(const Tensor& x, const Shape& dims, bool keepdim) {
   std::optional<Block> block = as_block(xs, plan);
   Tensor xc = block ? xs : rows_layout(xs, plan);
   Tensor out = empty(plan.out_shape, {.dtype = compute, .device = x.device()});
+  const bool cuda = on_cuda("sum", xc);
   visit_dtype(compute, [&]<class T>() {
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, int64_t>) {
+      if (cuda) {
+        if constexpr (kWithCuda) {
+          cuda::DeviceGuard guard(xc.device().index);
+          if (block && block->inner > 1) cuda::sum_mid<T>(xc.data<T>(), out.data<T>(), block->outer, block->n, block->inner);
+          else cuda::sum_rows<T>(xc.data<T>(), out.data<T>(), plan.rows, plan.cols);
+        }
+        return;
+      }
       if (block && block->inner > 1) cpu::sum_mid<T>(xc.data<T>(), out.data<T>(), block->outer, block->n, block->inner);
       else cpu::sum_rows<T>(xc.data<T>(), out.data<T>(), plan.rows, plan.cols);
     }
@@ -121,7 +133,16 @@ static ValuesIndices extreme_forward(const Tensor& x, const ReducePlan& plan, co
   Tensor xc = rows_layout(x.detach().to(compute), plan);
   Tensor values = empty(plan.out_shape, {.dtype = compute, .device = x.device()});
   Tensor indices = empty(plan.out_shape, {.dtype = DType::i64, .device = x.device()});
+  const bool cuda = on_cuda(op, xc);
   visit_arith(compute, op, [&]<class T>() {
+    if (cuda) {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(xc.device().index);
+        if constexpr (Max) cuda::max_rows<T>(xc.data<T>(), values.data<T>(), indices.data<int64_t>(), plan.rows, plan.cols);
+        else cuda::min_rows<T>(xc.data<T>(), values.data<T>(), indices.data<int64_t>(), plan.rows, plan.cols);
+      }
+      return;
+    }
     if constexpr (Max) cpu::max_rows<T>(xc.data<T>(), values.data<T>(), indices.data<int64_t>(), plan.rows, plan.cols);
     else cpu::min_rows<T>(xc.data<T>(), values.data<T>(), indices.data<int64_t>(), plan.rows, plan.cols);
   });
@@ -181,6 +202,7 @@ Tensor min(const Tensor& x) { return extreme_all<false>(x, "min"); }
 // ---- shared by the floating-only reductions below ----
 static void check_floating(const Tensor& x, const char* op) {
   MMG_CHECK(x.defined(), "{}: undefined tensor argument", op);
+  check_cpu_only(op, x);
   MMG_CHECK(is_floating(x.dtype()), "{}: needs a floating dtype, got {} {}", op, dtype_name(x.dtype()),
             shape_str(x.shape()));
 }

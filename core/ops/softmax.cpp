@@ -5,10 +5,14 @@
 // backward does the same with the incoming gradient and reuses the saved output y:
 //   softmax:      dx = y ⊙ (dy − Σ dy ⊙ y)
 //   log_softmax:  dx = dy − exp(y) · Σ dy
-// bf16/f16 inputs are computed in f32 and the result converted back.
+// bf16/f16 inputs are computed in f32 and the result converted back. On CUDA the same
+// rows go to the kernels of kernels/cuda/softmax.h.
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/ops/device_checks.h"
+#include "kernels/cuda/runtime.h"
+#include "kernels/cuda/softmax.h"
 #include "kernels/softmax.h"
 
 namespace mmg {
@@ -28,16 +32,23 @@ static Tensor softmax_op(const char* op, bool log, const Tensor& x, int64_t dim)
   MMG_CHECK(x.defined(), "{}: undefined tensor argument", op);
   MMG_CHECK(is_floating(x.dtype()), "{}: needs a floating dtype, got {} {}", op, dtype_name(x.dtype()),
             shape_str(x.shape()));
-  MMG_CHECK(x.device().is_cpu(), "{}: {} {} is on {}; this op has a CPU kernel only", op, dtype_name(x.dtype()),
-            shape_str(x.shape()), x.device().str());
   const int64_t d = wrap_dim(dim, x.dim(), op, x.shape());
   const DType compute = compute_dtype(x.dtype());
   const int64_t cols = x.dim() == 0 ? 1 : x.size(d);
   const int64_t rows = cols == 0 ? 0 : x.numel() / cols;
 
   Tensor xr = rows_last(x.detach(), d, compute);
-  Tensor yr = empty(xr.shape(), {.dtype = compute});
+  Tensor yr = empty(xr.shape(), {.dtype = compute, .device = x.device()});
+  const bool cuda = on_cuda(op, xr);
   visit_float(compute, op, [&]<class T>() {
+    if (cuda) {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(xr.device().index);
+        if (log) cuda::log_softmax_forward<T>(xr.data<T>(), yr.data<T>(), rows, cols);
+        else cuda::softmax_forward<T>(xr.data<T>(), yr.data<T>(), rows, cols);
+      }
+      return;
+    }
     if (log) cpu::log_softmax_forward<T>(xr.data<T>(), yr.data<T>(), rows, cols);
     else cpu::softmax_forward<T>(xr.data<T>(), yr.data<T>(), rows, cols);
   });
@@ -49,8 +60,18 @@ static Tensor softmax_op(const char* op, bool log, const Tensor& x, int64_t dim)
   Tensor y = yr.detach();
   return record_op(op, out, {x}, [op, log, y, d, rows, cols, compute, in_dtype](const Tensor& g) -> Grads {
     Tensor gr = rows_last(g, d, compute);
-    Tensor dxr = empty(gr.shape(), {.dtype = compute});
+    check_same_device(op, y, gr);
+    Tensor dxr = empty(gr.shape(), {.dtype = compute, .device = gr.device()});
+    const bool cuda = on_cuda(op, gr);
     visit_float(compute, op, [&]<class T>() {
+      if (cuda) {
+        if constexpr (kWithCuda) {
+          cuda::DeviceGuard guard(gr.device().index);
+          if (log) cuda::log_softmax_backward<T>(y.data<T>(), gr.data<T>(), dxr.data<T>(), rows, cols);
+          else cuda::softmax_backward<T>(y.data<T>(), gr.data<T>(), dxr.data<T>(), rows, cols);
+        }
+        return;
+      }
       if (log) cpu::log_softmax_backward<T>(y.data<T>(), gr.data<T>(), dxr.data<T>(), rows, cols);
       else cpu::softmax_backward<T>(y.data<T>(), gr.data<T>(), dxr.data<T>(), rows, cols);
     });

@@ -20,34 +20,34 @@ namespace mmg {
 // -x;  ∂/∂x = -1. Integers negate too (no gradient for them).
 Tensor neg(const Tensor& x) {
   if (is_integral(x.dtype())) return sub(scalar_like(x, 0), x);
-  Tensor out = unary_float_forward("neg", x, [](auto v) { return -v; });
+  Tensor out = unary_float_forward("neg", cuda::UnaryOp::neg, x, [](auto v) { return -v; });
   return record_op("neg", out, {x}, [](const Tensor& g) -> Grads { return {neg(g)}; });
 }
 
 // e^x;  ∂/∂x = e^x (the output itself).
 Tensor exp(const Tensor& x) {
-  Tensor out = unary_float_forward("exp", x, [](auto v) { return std::exp(v); });
+  Tensor out = unary_float_forward("exp", cuda::UnaryOp::exp, x, [](auto v) { return std::exp(v); });
   Tensor y = out.detach();
   return record_op("exp", out, {x}, [y](const Tensor& g) -> Grads { return {mul(g, y)}; });
 }
 
 // ln x;  ∂/∂x = 1/x.
 Tensor log(const Tensor& x) {
-  Tensor out = unary_float_forward("log", x, [](auto v) { return std::log(v); });
+  Tensor out = unary_float_forward("log", cuda::UnaryOp::log, x, [](auto v) { return std::log(v); });
   Tensor xd = x.detach();
   return record_op("log", out, {x}, [xd](const Tensor& g) -> Grads { return {div(g, xd)}; });
 }
 
 // y = √x;  ∂y/∂x = 1/(2√x) = 1/(2y).
 Tensor sqrt(const Tensor& x) {
-  Tensor out = unary_float_forward("sqrt", x, [](auto v) { return std::sqrt(v); });
+  Tensor out = unary_float_forward("sqrt", cuda::UnaryOp::sqrt, x, [](auto v) { return std::sqrt(v); });
   Tensor y = out.detach();
   return record_op("sqrt", out, {x}, [y](const Tensor& g) -> Grads { return {div(g, y * 2.0)}; });
 }
 
 // y = 1/√x;  ∂y/∂x = -½·x^(-3/2) = -½·y³.
 Tensor rsqrt(const Tensor& x) {
-  Tensor out = unary_float_forward("rsqrt", x, [](auto v) { return decltype(v)(1) / std::sqrt(v); });
+  Tensor out = unary_float_forward("rsqrt", cuda::UnaryOp::rsqrt, x, [](auto v) { return decltype(v)(1) / std::sqrt(v); });
   Tensor y = out.detach();
   return record_op("rsqrt", out, {x}, [y](const Tensor& g) -> Grads { return {mul(g, y * y * y * -0.5)}; });
 }
@@ -60,7 +60,7 @@ static Tensor sign_of(const Tensor& x, DType dt) {
 
 // |x|;  ∂|x|/∂x = sign(x), which is 0 at x = 0. Integers work too (no gradient).
 Tensor abs(const Tensor& x) {
-  Tensor out = unary_numeric_forward("abs", x, [](auto v) {
+  Tensor out = unary_numeric_forward("abs", cuda::UnaryOp::abs, x, [](auto v) {
     using T = decltype(v);
     if constexpr (std::is_floating_point_v<T>) return std::abs(v);  // |−0| = +0
     else if constexpr (std::is_unsigned_v<T>) return v;
@@ -72,7 +72,7 @@ Tensor abs(const Tensor& x) {
 
 // y = tanh x;  ∂y/∂x = 1 − y².
 Tensor tanh(const Tensor& x) {
-  Tensor out = unary_float_forward("tanh", x, [](auto v) { return std::tanh(v); });
+  Tensor out = unary_float_forward("tanh", cuda::UnaryOp::tanh, x, [](auto v) { return std::tanh(v); });
   Tensor y = out.detach();
   return record_op("tanh", out, {x}, [y](const Tensor& g) -> Grads { return {mul(g, 1.0 - y * y)}; });
 }
@@ -80,7 +80,7 @@ Tensor tanh(const Tensor& x) {
 // y = σ(x) = 1/(1 + e^(−x));  ∂y/∂x = y(1 − y).
 // For x < 0 the same value is e^x/(1 + e^x), which never overflows e^(−x).
 Tensor sigmoid(const Tensor& x) {
-  Tensor out = unary_float_forward("sigmoid", x, [](auto v) {
+  Tensor out = unary_float_forward("sigmoid", cuda::UnaryOp::sigmoid, x, [](auto v) {
     using T = decltype(v);
     if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
     T e = std::exp(v);
@@ -93,7 +93,7 @@ Tensor sigmoid(const Tensor& x) {
 // relu(x) = max(x, 0);  ∂/∂x = [x > 0] (0 at the kink x = 0). NaN passes through, as in
 // PyTorch. Integers work too (no gradient).
 Tensor relu(const Tensor& x) {
-  Tensor out = unary_numeric_forward("relu", x, [](auto v) {
+  Tensor out = unary_numeric_forward("relu", cuda::UnaryOp::relu, x, [](auto v) {
     using T = decltype(v);
     if constexpr (std::is_floating_point_v<T>) return (v > T(0) || std::isnan(v)) ? v : T(0);
     else return v > T(0) ? v : T(0);
@@ -116,18 +116,32 @@ Tensor gelu(const Tensor& x, GeluApprox approx) {
             shape_str(x.shape()));
   MMG_CHECK(approx == GeluApprox::none || approx == GeluApprox::tanh, "gelu: unknown approximation {}",
             static_cast<int>(approx));
-  MMG_CHECK(x.device().is_cpu(), "gelu: {} {} is on {}; this op has a CPU kernel only", dtype_name(x.dtype()),
-            shape_str(x.shape()), x.device().str());
   const bool tanh_approx = approx == GeluApprox::tanh;
   const DType compute = compute_dtype(x.dtype());
   Tensor xc = x.detach().to(compute).contiguous();
   Tensor y = empty_like(xc);
-  visit_float(compute, "gelu", [&]<class T>() { cpu::gelu_forward<T>(xc.data<T>(), y.data<T>(), y.numel(), tanh_approx); });
+  visit_float(compute, "gelu", [&]<class T>() {
+    if (on_cuda("gelu", xc)) {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(xc.device().index);
+        cuda::gelu_forward<T>(xc.data<T>(), y.data<T>(), y.numel(), tanh_approx);
+      }
+      return;
+    }
+    cpu::gelu_forward<T>(xc.data<T>(), y.data<T>(), y.numel(), tanh_approx);
+  });
   const DType in_dtype = x.dtype();
   return record_op("gelu", y.to(in_dtype), {x}, [xc, compute, in_dtype, tanh_approx](const Tensor& g) -> Grads {
     Tensor gc = g.to(compute).contiguous();
     Tensor dx = empty_like(xc);
     visit_float(compute, "gelu", [&]<class T>() {
+      if (on_cuda("gelu", xc)) {
+        if constexpr (kWithCuda) {
+          cuda::DeviceGuard guard(xc.device().index);
+          cuda::gelu_backward<T>(xc.data<T>(), gc.data<T>(), dx.data<T>(), dx.numel(), tanh_approx);
+        }
+        return;
+      }
       cpu::gelu_backward<T>(xc.data<T>(), gc.data<T>(), dx.data<T>(), dx.numel(), tanh_approx);
     });
     return {dx.to(in_dtype)};
@@ -149,7 +163,7 @@ Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> m
                 dtype_name(x.dtype()), shape_str(x.shape()));
   }
   double lo = min.value_or(-INFINITY), hi = max.value_or(INFINITY);
-  Tensor out = unary_numeric_forward("clamp", x, [lo, hi](auto v) {
+  Tensor out = unary_numeric_forward("clamp", cuda::UnaryOp::clamp, x, [lo, hi](auto v) {
     using T = decltype(v);
     if constexpr (std::is_integral_v<T>) {
       // Bounds past T's range are first brought into it (i32 clamped to min 1e10 is all 2^31 − 1).
@@ -161,7 +175,7 @@ Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> m
     } else {
       return v < T(lo) ? T(lo) : (v > T(hi) ? T(hi) : v);
     }
-  });
+  }, lo, hi);
   if (is_integral(x.dtype())) return out;
   // The mask compares in the compute dtype, as the forward did (bf16 x against f32 bounds).
   Tensor xc = x.detach().to(compute_dtype(x.dtype()));

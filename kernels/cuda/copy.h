@@ -1,0 +1,23 @@
+// Copies and fills on a CUDA device (kernels/cuda/copy.cu): plain C++ declarations.
+//
+// copy_cast is the CUDA twin of cpu::copy_cast (kernels/cpu/copy.h): the kernel behind
+// contiguous(), clone(), to(dtype) and copy_() of device tensors. Both pointers are device
+// memory on the current device; strides are in elements and may be 0 (a broadcast source).
+// Conversions follow cpu::convert_value exactly: bf16/f16 go through float with the same
+// rounding code (kernels/half.h), to bool is v != 0, everything else a static_cast.
+// Dst and Src: float, double, bf16, f16, int32_t, int64_t, uint8_t, bool.
+#pragma once
+#include <cstdint>
+
+namespace mmg::cuda {
+
+// dst[i] = Dst(src[i]) over `shape` (ndim dims, n elements), each side with its strides.
+template <class Dst, class Src>
+void copy_cast(const Src* src, const int64_t* src_strides, Dst* dst, const int64_t* dst_strides, int ndim,
+               const int64_t* shape, int64_t n);
+
+// dst[i] = value for i < n (dst contiguous). T as copy_cast.
+template <class T>
+void fill(T* dst, int64_t n, T value);
+
+}  // namespace mmg::cuda

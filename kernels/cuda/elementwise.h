@@ -1,0 +1,54 @@
+// Elementwise kernels on a CUDA device (kernels/cuda/elementwise.cu): plain C++ declarations.
+//
+// The CPU runs elementwise ops as lambdas handed to templates (kernels/cpu/elementwise.h);
+// a lambda of a .cpp file cannot become device code, so on CUDA each op is named by a code
+// and the kernel applies it with a switch (the same for every thread, so it costs no
+// divergence). The scalar math of each op is written to match core/ops' CPU lambdas: same
+// NaN rules, same kink values, same integer handling.
+//
+// All pointers are device memory on the current device; work goes to its compute stream.
+#pragma once
+#include <cstdint>
+
+#include "kernels/half.h"
+
+namespace mmg::cuda {
+
+// out = f(x). Float types (float, double): every op. Integer types (int32_t, int64_t,
+// uint8_t): abs, relu and clamp only (the ops that keep integers integral).
+//   pow: x^p0 (p0 = 2 is x·x and p0 = 1 is x, exactly);  clamp: min(max(x, p0), p1)
+enum class UnaryOp : int { neg, exp, log, sqrt, rsqrt, abs, tanh, sigmoid, relu, pow, clamp };
+
+// out[i] = f(x[i]) over n contiguous elements.
+template <class T>
+void unary(UnaryOp op, const T* x, T* out, int64_t n, double p0 = 0.0, double p1 = 0.0);
+
+// out = a ∘ b. The comparisons (eq ... ge) write bool; the rest write T.
+// T: float, double, int32_t, int64_t, uint8_t; pow for float and double only.
+enum class BinaryOp : int { add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge };
+
+bool is_comparison(BinaryOp op);
+
+// out[i] = a[i] ∘ b[i] over `shape` (ndim dims, n elements), a and b with their strides
+// (0 along broadcast dims), out contiguous. R = bool for comparisons, else T.
+template <class T, class R>
+void binary(BinaryOp op, const T* a, const int64_t* a_strides, const T* b, const int64_t* b_strides, R* out,
+            int ndim, const int64_t* shape, int64_t n);
+
+// out[i] = c[i] ? a[i] : b[i], operands strided as in binary, out contiguous.
+// T: float, double, bf16, f16, int32_t, int64_t, uint8_t, bool.
+template <class T>
+void where(const bool* c, const int64_t* c_strides, const T* a, const int64_t* a_strides, const T* b,
+           const int64_t* b_strides, T* out, int ndim, const int64_t* shape, int64_t n);
+
+// GELU forward and backward over n contiguous elements, the same formulas as kernels/gelu.h:
+//   exact:  y = x·Φ(x),  dy/dx = Φ(x) + x·φ(x)
+//   tanh:   y = ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³),
+//           dy/dx = ½(1 + tanh u) + ½x(1 − tanh² u)·√(2/π)(1 + 3·0.044715x²)
+// T: float, double.
+template <class T>
+void gelu_forward(const T* x, T* y, int64_t n, bool tanh_approx);
+template <class T>
+void gelu_backward(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx);
+
+}  // namespace mmg::cuda

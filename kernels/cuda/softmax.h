@@ -1,0 +1,23 @@
+// Row softmax and log-softmax on a CUDA device (kernels/cuda/softmax.cu): plain C++
+// declarations with the contracts of kernels/softmax.h — `rows` contiguous rows of `cols`
+// elements, outputs overwritten, dx may alias dy, a row of all −inf comes out NaN.
+//   softmax:          y_i = exp(x_i − m) / Σ_j exp(x_j − m),  m = max_j x_j
+//                     dx_i = y_i · (dy_i − Σ_j dy_j y_j)
+//   log_softmax:      y_i = x_i − m − log Σ_j exp(x_j − m)
+//                     dx_i = dy_i − exp(y_i) · Σ_j dy_j
+// T: float, double (sums in T, as on the CPU). Device memory of the current device.
+#pragma once
+#include <cstdint>
+
+namespace mmg::cuda {
+
+template <class T>
+void softmax_forward(const T* x, T* y, int64_t rows, int64_t cols);
+template <class T>
+void softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols);
+template <class T>
+void log_softmax_forward(const T* x, T* y, int64_t rows, int64_t cols);
+template <class T>
+void log_softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols);
+
+}  // namespace mmg::cuda

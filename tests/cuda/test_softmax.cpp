@@ -1,0 +1,62 @@
+// softmax and log_softmax on CUDA against the CPU: rows shorter than a warp, around the
+// warp-per-row / block-per-row switch (1024) and longer than a block, over the last and
+// over an inner dim, large logits (no overflow), rows of −inf (NaN, as on the CPU), bf16 —
+// forward on poisoned outputs and the gradient through autograd.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "tests/cuda/cuda_test_util.h"
+
+using namespace mmg;
+using namespace mmg::testing;
+
+namespace {
+
+void check_softmax(bool log, const Tensor& x, int64_t dim, double rtol, double atol) {
+  const std::string name = std::string(log ? "log_softmax " : "softmax ") + dtype_name(x.dtype()) + " " +
+                           shape_str(x.shape()) + " dim " + std::to_string(dim);
+  auto f = [&](const Tensor& t) { return log ? log_softmax(t, dim) : softmax(t, dim); };
+  Tensor xc = x.clone().detach().requires_grad_(true);
+  Tensor xg = x.to(kGpu).detach().requires_grad_(true);
+  Tensor want = f(xc);
+  poison_like(want.shape(), want.dtype());
+  Tensor got = f(xg);
+  CHECK(got.device() == kGpu);
+  check_parity(got, want, rtol, atol, name + " forward");
+  Tensor r = uniform(want.shape(), want.dtype(), -1, 1);
+  (want * r).sum().backward();
+  (got * r.to(kGpu)).sum().backward();
+  check_parity(xg.grad(), xc.grad(), rtol * 4, atol * 4, name + " gradient");
+}
+
+}  // namespace
+
+TEST_CASE("cuda softmax and log_softmax: odd row lengths, both kernels, both dims, f32 and f64") {
+  require_gpu();
+  for (bool log : {false, true}) {
+    for (DType dt : {DType::f32, DType::f64}) {
+      for (const Shape& s : {Shape{1, 1}, Shape{3, 7}, Shape{257, 33}, Shape{5, 1024}, Shape{5, 1025}, Shape{2, 4099},
+                             Shape{13}, Shape{2, 3, 97}}) {
+        check_softmax(log, uniform(s, dt, -8, 8), -1, rtol_for(dt) * 8, atol_for(dt) * 4);
+        if (s.size() >= 2) check_softmax(log, uniform(s, dt, -8, 8), 0, rtol_for(dt) * 8, atol_for(dt) * 4);
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda softmax: large logits, rows of -inf, masked entries, bf16") {
+  require_gpu();
+  // Logits of ±1e4 would overflow exp without the max subtraction.
+  check_softmax(false, uniform({4, 300}, DType::f32, -1e4, 1e4), -1, 1e-5, 1e-6);
+  check_softmax(true, uniform({4, 300}, DType::f32, -1e4, 1e4), -1, 1e-5, 1e-3);
+  // A masked row (some −inf) is fine; a row of all −inf is NaN on both devices (forward only:
+  // its gradient is NaN too).
+  Tensor m = tensor({{0.5, -INFINITY, 2.0, -INFINITY}, {-INFINITY, -INFINITY, -INFINITY, -INFINITY}});
+  for (bool log : {false, true}) {
+    Tensor want = log ? log_softmax(m) : softmax(m);
+    Tensor got = log ? log_softmax(m.to(kGpu)) : softmax(m.to(kGpu));
+    check_parity(got, want, 1e-6, 1e-7, log ? "log_softmax with -inf" : "softmax with -inf");
+  }
+  check_softmax(false, uniform({7, 515}, DType::bf16, -4, 4), -1, 1e-2, 1e-2);
+}
