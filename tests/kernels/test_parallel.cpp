@@ -27,7 +27,7 @@ struct ThreadCount {
 
 }  // namespace
 
-TEST_CASE("parallel_for covers [0,n) exactly once, in at most ceil(n/grain) and 4 per thread pieces") {
+TEST_CASE("parallel_for covers 0 to n-1 exactly once, in at most ceil(n/grain) and 4 per thread pieces") {
   for (int threads : {1, 2, 3, 8}) {
     ThreadCount tc(threads);
     for (int64_t n : {1, 2, 7, 64, 1000, 100003}) {
@@ -60,7 +60,7 @@ TEST_CASE("parallel_for covers [0,n) exactly once, in at most ceil(n/grain) and 
   }
 }
 
-TEST_CASE("parallel_for: more than one thread does take part; a nested call runs inline") {
+TEST_CASE("parallel_for: more than one thread does take part, and a nested call runs inline") {
   ThreadCount tc(4);
   std::mutex m;
   std::set<std::thread::id> ids;
