@@ -184,6 +184,18 @@ HardNegatives sample_hard_negatives(const Tensor& sim, Generator* gen) {
   return {from_vector(text_for_image), from_vector(image_for_text)};
 }
 
+// Fuses the pairs r.image_index[k], r.text_index[k] in one call and fills r.logits and r.loss
+// (the cross-entropy against r.labels).
+static void score_pairs(const char* who, const FusePairs& fuse, const ITMHead& head, ITMResult& r) {
+  const int64_t n = r.image_index.size(0);
+  Tensor fused = fuse(r.image_index, r.text_index);
+  MMG_CHECK(fused.defined() && fused.dim() == 2 && fused.size(0) == n && fused.size(1) == head.in_features,
+            "{}: the fusion returned {} for {} pairs; expected [{},{}]", who,
+            fused.defined() ? shape_str(fused.shape()) : "undefined", n, n, head.in_features);
+  r.logits = head.forward(fused);
+  r.loss = cross_entropy(r.logits, r.labels);
+}
+
 ITMResult itm_loss(const FusePairs& fuse, const ITMHead& head, const Tensor& sim, Generator* gen) {
   HardNegatives neg = sample_hard_negatives(sim, gen);
   const int64_t B = sim.size(0);
@@ -192,12 +204,7 @@ ITMResult itm_loss(const FusePairs& fuse, const ITMHead& head, const Tensor& sim
   r.image_index = cat({ar, ar, neg.image_for_text});
   r.text_index = cat({ar, neg.text_for_image, ar});
   r.labels = cat({ones({B}, {.dtype = DType::i64}), zeros({2 * B}, {.dtype = DType::i64})});
-  Tensor fused = fuse(r.image_index, r.text_index);
-  MMG_CHECK(fused.defined() && fused.dim() == 2 && fused.size(0) == 3 * B && fused.size(1) == head.in_features,
-            "itm_loss: the fusion returned {} for {} pairs; expected [{},{}]",
-            fused.defined() ? shape_str(fused.shape()) : "undefined", 3 * B, 3 * B, head.in_features);
-  r.logits = head.forward(fused);
-  r.loss = cross_entropy(r.logits, r.labels);
+  score_pairs("itm_loss", fuse, head, r);
   return r;
 }
 
@@ -209,12 +216,7 @@ ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t bat
   r.image_index = cat({ar, ar});
   r.text_index = cat({ar, arange(static_cast<double>(B), static_cast<double>(2 * B))});
   r.labels = cat({ones({B}, {.dtype = DType::i64}), zeros({B}, {.dtype = DType::i64})});
-  Tensor fused = fuse(r.image_index, r.text_index);
-  MMG_CHECK(fused.defined() && fused.dim() == 2 && fused.size(0) == 2 * B && fused.size(1) == head.in_features,
-            "itm_loss_edits: the fusion returned {} for {} pairs; expected [{},{}]",
-            fused.defined() ? shape_str(fused.shape()) : "undefined", 2 * B, 2 * B, head.in_features);
-  r.logits = head.forward(fused);
-  r.loss = cross_entropy(r.logits, r.labels);
+  score_pairs("itm_loss_edits", fuse, head, r);
   return r;
 }
 
