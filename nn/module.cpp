@@ -159,6 +159,22 @@ void Module::to(DType dtype) {
   }
 }
 
+void Module::to(Device device) {
+  NoGradGuard no_grad;
+  NamedTensors all = named_parameters();
+  NamedTensors bufs = named_buffers();
+  all.insert(all.end(), bufs.begin(), bufs.end());
+  for (auto& [n, t] : all) {
+    if (t.device() == device) continue;
+    Tensor moved = t.detach().to(device);  // contiguous: to(Device) copies a contiguous image
+    TensorImpl* impl = t.impl();           // swap the storage under the shared handle
+    impl->storage = moved.storage();
+    impl->strides = moved.strides();
+    impl->offset = moved.offset();
+    impl->grad = Tensor();
+  }
+}
+
 std::string Module::summary() const {
   std::string out;
   for (auto& [n, t] : named_parameters())
