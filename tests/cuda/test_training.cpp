@@ -11,6 +11,7 @@
 
 #include "models/vit.h"
 #include "nn/clip.h"
+#include "nn/init.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
 #include "tests/cuda/cuda_test_util.h"
@@ -34,7 +35,7 @@ struct TinyClassifier : nn::Module {
   }
 };
 
-constexpr double kRtol = 1e-4, kAtol = 1e-6;
+constexpr double kRtol = 1e-4, kAtol = 1e-5;
 
 void check_params(const nn::Module& gpu, const nn::Module& cpu, bool grads, const std::string& what) {
   nn::NamedTensors g = gpu.named_parameters(), c = cpu.named_parameters();
@@ -151,5 +152,19 @@ TEST_CASE("cuda training: a few AdamW steps on the GPU lower the loss") {
     opt.step();
   }
   MESSAGE("loss " << first << " -> " << last);
-  CHECK(last < 0.7 * first);
+  CHECK(last < 0.5 * first);  // on the CPU the same run goes from about 1.7 to 0.1-0.2
+}
+
+TEST_CASE("cuda initialisers: a parameter on the GPU gets the CPU's values from the same generator") {
+  require_gpu();
+  Tensor c = empty({37, 29}), g = empty({37, 29}, {.device = kGpu});
+  Generator gc(5), gg(5);
+  nn::init::trunc_normal_(c, 0.02, 0.0, std::nullopt, std::nullopt, &gc);
+  nn::init::trunc_normal_(g, 0.02, 0.0, std::nullopt, std::nullopt, &gg);
+  check_parity(g, c, 0, 0, "trunc_normal_");
+  nn::init::xavier_uniform_(c, 1.0, &gc);
+  nn::init::xavier_uniform_(g, 1.0, &gg);
+  check_parity(g, c, 0, 0, "xavier_uniform_");
+  nn::init::constant_(g, 0.25);
+  CHECK(g.sum().item() == doctest::Approx(0.25 * 37 * 29));
 }
