@@ -119,7 +119,9 @@ LoadReport Module::load_state_dict(const StateDict& state, bool strict) {
   NoGradGuard no_grad;
   for (auto& [n, t] : mine) {
     auto it = state.find(n);
-    if (it != state.end() && it->second.shape() == t.shape()) Tensor(t).detach().copy_(it->second);
+    // The values come to the module's device: a checkpoint read on the host loads into a
+    // model on CUDA (copy_ converts the dtype, never the device).
+    if (it != state.end() && it->second.shape() == t.shape()) Tensor(t).detach().copy_(it->second.to(t.device()));
   }
   return report;
 }

@@ -168,3 +168,21 @@ TEST_CASE("cuda initialisers: a parameter on the GPU gets the CPU's values from 
   nn::init::constant_(g, 0.25);
   CHECK(g.sum().item() == doctest::Approx(0.25 * 37 * 29));
 }
+
+TEST_CASE("cuda state_dict: host weights load into a model on the GPU and back") {
+  require_gpu();
+  Generator ga(11), gb(12), gc(13);
+  TinyClassifier cpu(&ga), gpu(&gb), back(&gc);  // three different initialisations
+  gpu.to(kGpu);
+  cpu.eval();
+  gpu.eval();
+  back.eval();
+  gpu.load_state_dict(cpu.state_dict());   // host → device
+  back.load_state_dict(gpu.state_dict());  // device → host
+  for (const auto& [name, t] : gpu.named_parameters()) CHECK_MESSAGE(t.device() == kGpu, name);
+  Tensor images = uniform({2, 3, 8, 8}, DType::f32, -1, 1);
+  Tensor want = cpu.head->forward(cpu.vit->forward(images).pooled);
+  Tensor got = gpu.head->forward(gpu.vit->forward(images.to(kGpu)).pooled);
+  check_parity(got, want, kRtol, kAtol, "logits after loading host weights");
+  check_parity(back.head->forward(back.vit->forward(images).pooled), want, 0, 0, "logits after the round trip");
+}
