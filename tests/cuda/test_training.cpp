@@ -14,6 +14,7 @@
 #include "nn/init.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
+#include "nn/transformer.h"
 #include "tests/cuda/cuda_test_util.h"
 
 using namespace mmg;
@@ -185,4 +186,19 @@ TEST_CASE("cuda state_dict: host weights load into a model on the GPU and back")
   Tensor got = gpu.head->forward(gpu.vit->forward(images.to(kGpu)).pooled);
   check_parity(got, want, kRtol, kAtol, "logits after loading host weights");
   check_parity(back.head->forward(back.vit->forward(images).pooled), want, 0, 0, "logits after the round trip");
+}
+
+TEST_CASE("cuda transformer layer: output and attention maps with a key mask and causal") {
+  require_gpu();
+  Generator ga(21), gb(21);
+  nn::TransformerEncoderLayer cpu({.dim = 16, .heads = 2}, &ga), gpu({.dim = 16, .heads = 2}, &gb);
+  gpu.to(kGpu);
+  Tensor x = uniform({2, 7, 16}, DType::f32, -1, 1);
+  Tensor mask = gt(uniform({2, 7}, DType::f32, 0, 1), scalar_tensor(0.3));
+  for (bool causal : {false, true}) {
+    nn::LayerOutput want = cpu.forward_with_weights(x, mask, causal);
+    nn::LayerOutput got = gpu.forward_with_weights(x.to(kGpu), mask.to(kGpu), causal);
+    check_parity(got.out, want.out, kRtol, kAtol, std::string("layer output") + (causal ? " causal" : ""));
+    check_parity(got.weights, want.weights, kRtol, kAtol, std::string("attention map") + (causal ? " causal" : ""));
+  }
 }
