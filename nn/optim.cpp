@@ -234,10 +234,6 @@ void AdamW::update(const ParamGroup& group, const std::string& name, Tensor& par
   param.copy_(theta - (m / denom) * (lr / bc1));
 }
 
-}  // namespace mmg::nn
-
-namespace mmg::nn {
-
 // ---- AdamW on CUDA: the fused multi-tensor step ----
 // Parameters that qualify (on CUDA, f32 or f64, contiguous, gradient of the same dtype) are
 // gathered per (device, dtype) and updated by cuda::adamw_step after the loop; the others
@@ -262,6 +258,7 @@ void AdamW::step() {
         update(group, name, data, grad.to(compute_dtype(dt)));
         continue;
       }
+      check_same_device("AdamW", p, grad);
       int64_t& t = counters_.at("step." + name);
       t += 1;
       const double lr = group.lr, wd = group.weight_decay;
@@ -270,7 +267,6 @@ void AdamW::step() {
       Tensor m = state_for("exp_avg." + name, data), v = state_for("exp_avg_sq." + name, data);
       Pending job{data, grad.to(dt).contiguous(), m.contiguous(), v.contiguous(), empty_like(m), empty_like(v),
                   1.0 - lr * wd, lr / bc1, std::sqrt(bc2), name};
-      check_same_device("AdamW", job.param, job.grad);
       fused[{p.device().index, dt}].push_back(std::move(job));
     }
   }

@@ -40,9 +40,12 @@ static Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, 
   // P [B,H,Sq,Sk] and out; with no keys the output is zeros (no query sees anything), and
   // with D = 0 it is empty: then there is nothing to compute, forward or backward.
   const bool work = Sk > 0 && BH * Sq > 0 && D > 0;
-  Tensor p = empty({B, H, Sq, Sk}, {.dtype = compute, .device = dev});
-  Tensor out = work ? empty(q.shape(), {.dtype = compute, .device = dev})
-                    : zeros(q.shape(), {.dtype = compute, .device = dev});
+  // Buffers the gemms overwrite, or zeros where there is nothing to compute.
+  auto buffer = [work, compute, dev](const Shape& shape) {  // by value: the backward keeps a copy
+    return work ? empty(shape, {.dtype = compute, .device = dev}) : zeros(shape, {.dtype = compute, .device = dev});
+  };
+  Tensor p = work ? empty({B, H, Sq, Sk}, {.dtype = compute, .device = dev}) : Tensor();
+  Tensor out = buffer(q.shape());
   if (work) {
     visit_float(compute, kOp, [&]<class T>() {
       if constexpr (kWithCuda) {
@@ -61,10 +64,7 @@ static Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, 
   return record_op(kOp, out.to(result), {q, k, v}, [=](const Tensor& g) -> Grads {
     Tensor gc = g.to(compute).contiguous();
     check_same_device(kOp, qc, gc);
-    // dQ and dK are sums over keys/queries: zeros when there is nothing to sum.
-    Tensor dq = zeros(qc.shape(), {.dtype = compute, .device = dev});
-    Tensor dk = zeros(kc.shape(), {.dtype = compute, .device = dev});
-    Tensor dv = zeros(vc.shape(), {.dtype = compute, .device = dev});
+    Tensor dq = buffer(qc.shape()), dk = buffer(kc.shape()), dv = buffer(vc.shape());
     if (work) {
       Tensor ds = empty({B, H, Sq, Sk}, {.dtype = compute, .device = dev});
       visit_float(compute, kOp, [&]<class T>() {
