@@ -6,6 +6,10 @@
 //   numeric   (L(x_i + ε) − L(x_i − ε)) / 2ε  for every element i of every checked input
 // in f64 (inputs are converted), and passes when |analytic − numeric| ≤ atol + rtol·|numeric|
 // everywhere. The result names the worst element: input, index, both values, the errors.
+//
+// Inputs may live on a CUDA device: the f64 copies stay there, each perturbation is written
+// on the device, and every evaluation of fn runs there — so the device's kernels are checked,
+// forward and backward, not the CPU's.
 #pragma once
 #include <functional>
 #include <string>

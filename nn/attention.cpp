@@ -57,12 +57,14 @@ Tensor MultiHeadAttention::attention_weights(const Tensor& x_q, const Tensor& x_
   Tensor k = split_heads(k_proj->forward(x_kv));
   Tensor scores = matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
 
-  // visible[b,1,i,j]: may query i look at key j?
-  Tensor visible = ones({B, 1, Sq, Sk}, {.dtype = DType::boolean});
+  // visible[b,1,i,j]: may query i look at key j? (Made on the inputs' device.)
+  const Device dev = x_q.device();
+  const TensorOptions flags{.dtype = DType::boolean, .device = dev}, ints{.dtype = DType::i64, .device = dev};
+  Tensor visible = ones({B, 1, Sq, Sk}, flags);
   if (key_mask.defined()) visible = key_mask.to(DType::boolean).view({B, 1, 1, Sk}).expand({B, 1, Sq, Sk});
   if (causal) {
-    Tensor lower = ge(arange(Sq).view({Sq, 1}), arange(Sk).view({1, Sk}));  // j <= i
-    visible = where(lower, visible, zeros({}, {.dtype = DType::boolean}));
+    Tensor lower = ge(arange(Sq, ints).view({Sq, 1}), arange(Sk, ints).view({1, Sk}));  // j <= i
+    visible = where(lower, visible, zeros({}, flags));
   }
   // A large finite score rather than −∞ keeps a row that sees nothing free of NaN (it comes
   // out uniform); the last `where` then zeroes it, as the fused op zeroes that output.

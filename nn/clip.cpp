@@ -9,15 +9,16 @@ namespace mmg::nn {
 
 double grad_norm(const std::vector<Tensor>& params) {
   NoGradGuard no_grad;
-  // Σ g² per parameter as a 0-d f64 tensor on its device; one host read at the end.
+  // Σ g² per parameter as a 0-d f64 tensor, added up on the device of the first gradient
+  // (every gradient's sum moves there, a no-op when all share it); one host read at the end.
   Tensor total;
   for (size_t i = 0; i < params.size(); ++i) {
     MMG_CHECK(params[i].defined(), "grad_norm: parameter {} of {} is undefined", i, params.size());
     Tensor g = params[i].grad();
     if (!g.defined()) continue;
     Tensor g64 = g.to(DType::f64);
-    Tensor squares = sum(g64 * g64).to(Device::cpu());
-    total = total.defined() ? total + squares : squares;
+    Tensor squares = sum(g64 * g64);
+    total = total.defined() ? total + squares.to(total.device()) : squares;
   }
   return total.defined() ? std::sqrt(total.item()) : 0.0;
 }

@@ -5,7 +5,8 @@
 //
 // One scale for all gradients keeps the update's direction and only shortens it, so a rare
 // exploding batch cannot throw the model far. The norm is accumulated in f64 (each square and each
-// sum), so it stays accurate for many millions of f32 or bf16 elements.
+// sum), so it stays accurate for many millions of f32 or bf16 elements. Gradients on a CUDA
+// device are summed and scaled there; the host reads one number, the norm.
 //
 // Returns the norm BEFORE clipping (log it: a growing norm warns of divergence). When the norm is
 // not finite (an inf or NaN in some gradient) the gradients are left as they are and the inf/NaN

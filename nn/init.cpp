@@ -13,7 +13,9 @@ static void assign(Tensor& t, const Tensor& values) {
   t.detach().copy_(values);
 }
 
-static TensorOptions f64_like(const Tensor&) { return {.dtype = DType::f64}; }
+// Draws in f64 on t's device: rand/randn make their numbers on the host and copy them once,
+// so a parameter on CUDA gets the same values from the same generator as one on the CPU.
+static TensorOptions f64_like(const Tensor& t) { return {.dtype = DType::f64, .device = t.device()}; }
 
 void zeros_(Tensor& t) { constant_(t, 0.0); }
 void ones_(Tensor& t) { constant_(t, 1.0); }
@@ -47,7 +49,7 @@ void trunc_normal_(Tensor& t, double std, double mean, std::optional<double> a, 
     for (size_t j = 0; j < bad.size(); ++j) v[bad[j]] = redraw[j];
   }
   for (double& x : v) x = std::clamp(x, lo, hi);  // a range far in the tail may still miss after 100 rounds
-  assign(t, from_vector(v, t.shape(), {.dtype = DType::f64}));
+  assign(t, from_vector(v, t.shape(), f64_like(t)));
 }
 
 int64_t fan_in(const Tensor& t) {

@@ -119,7 +119,9 @@ LoadReport Module::load_state_dict(const StateDict& state, bool strict) {
   NoGradGuard no_grad;
   for (auto& [n, t] : mine) {
     auto it = state.find(n);
-    if (it != state.end() && it->second.shape() == t.shape()) Tensor(t).detach().copy_(it->second);
+    // The values come to the module's device: a checkpoint read on the host loads into a
+    // model on CUDA (copy_ converts the dtype, never the device).
+    if (it != state.end() && it->second.shape() == t.shape()) Tensor(t).detach().copy_(it->second.to(t.device()));
   }
   return report;
 }
@@ -155,6 +157,22 @@ void Module::to(DType dtype) {
     impl->strides = converted.strides();
     impl->offset = converted.offset();
     impl->dtype = dtype;
+    impl->grad = Tensor();
+  }
+}
+
+void Module::to(Device device) {
+  NoGradGuard no_grad;
+  NamedTensors all = named_parameters();
+  NamedTensors bufs = named_buffers();
+  all.insert(all.end(), bufs.begin(), bufs.end());
+  for (auto& [n, t] : all) {
+    if (t.device() == device) continue;
+    Tensor moved = t.detach().to(device);  // contiguous: to(Device) copies a contiguous image
+    TensorImpl* impl = t.impl();           // swap the storage under the shared handle
+    impl->storage = moved.storage();
+    impl->strides = moved.strides();
+    impl->offset = moved.offset();
     impl->grad = Tensor();
   }
 }

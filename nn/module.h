@@ -70,6 +70,11 @@ class Module : public std::enable_shared_from_this<Module> {
   // Converts every floating parameter and buffer to `dtype` in place (e.g. f64 for
   // gradcheck): the handles the module and an optimiser hold stay the same tensors.
   void to(DType dtype);
+  // Moves every parameter and buffer (any dtype) to `device` in place, like to(DType): the
+  // handles the module and an optimiser hold stay the same tensors, now over the device's
+  // storage; gradients are dropped. An optimiser's state follows its parameters' device at
+  // its next step (nn/optim.h).
+  void to(Device device);
 
   // A summary: one line per parameter with its shape, then the count.
   std::string summary() const;

@@ -6,6 +6,9 @@
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/ops/device_checks.h"
+#include "kernels/cuda/adamw.h"
+#include "kernels/cuda/runtime.h"
 
 namespace mmg::nn {
 
@@ -65,6 +68,12 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, const std::string& type)
 
 Tensor Optimizer::zero_state_like(const Tensor& param) {
   return zeros(param.shape(), {.dtype = compute_dtype(param.dtype()), .device = param.device()});
+}
+
+Tensor& Optimizer::state_for(const std::string& key, const Tensor& param) {
+  Tensor& t = state_.at(key);
+  if (t.device() != param.device()) t = t.to(param.device());
+  return t;
 }
 
 void Optimizer::step() {
@@ -170,7 +179,7 @@ void SGD::update(const ParamGroup& group, const std::string& name, Tensor& param
   Tensor g = wd != 0.0 ? grad + theta * wd : grad;
   if (mu != 0.0) {
     // b ← μ·b + g   (dampening 0; b starts at 0, so the first step gives b = g exactly)
-    Tensor& b = state_.at("momentum_buffer." + name);
+    Tensor& b = state_for("momentum_buffer." + name, param);
     b = b * mu + g;
     // Nesterov looks ahead along the momentum: g ← g + μ·b; classical momentum steps along b.
     g = options_.nesterov ? g + b * mu : b;
@@ -204,8 +213,8 @@ AdamW::AdamW(const Module& model, double lr, double weight_decay, AdamWOptions o
 void AdamW::update(const ParamGroup& group, const std::string& name, Tensor& param, const Tensor& g) {
   const double lr = group.lr, wd = group.weight_decay;
   const double beta1 = options_.beta1, beta2 = options_.beta2, eps = options_.eps;
-  Tensor& m = state_.at("exp_avg." + name);
-  Tensor& v = state_.at("exp_avg_sq." + name);
+  Tensor& m = state_for("exp_avg." + name, param);
+  Tensor& v = state_for("exp_avg_sq." + name, param);
   int64_t& t = counters_.at("step." + name);
   t += 1;
 
@@ -223,6 +232,64 @@ void AdamW::update(const ParamGroup& group, const std::string& name, Tensor& par
   //     θ − (η/bc1)·m/(√v/√bc2 + ε), so the bias corrections are host scalars.
   Tensor denom = sqrt(v) / std::sqrt(bc2) + eps;
   param.copy_(theta - (m / denom) * (lr / bc1));
+}
+
+// ---- AdamW on CUDA: the fused multi-tensor step ----
+// Parameters that qualify (on CUDA, f32 or f64, contiguous, gradient of the same dtype) are
+// gathered per (device, dtype) and updated by cuda::adamw_step after the loop; the others
+// take update() as on the CPU. The per-parameter bias corrections are host scalars, as there.
+void AdamW::step() {
+  NoGradGuard no_grad;
+  struct Pending {
+    Tensor param, grad, m, v, m_out, v_out;
+    double decay, step_size, sqrt_bc2;
+    std::string name;
+  };
+  std::map<std::pair<int, DType>, std::vector<Pending>> fused;
+  for (const ParamGroup& group : groups_) {
+    for (const auto& [name, p] : group.params) {
+      Tensor grad = p.grad();
+      if (!grad.defined()) continue;  // frozen or unused this step
+      Tensor data = p.detach();
+      const DType dt = p.dtype();
+      const bool fusable = kWithCuda && p.device().is_cuda() && (dt == DType::f32 || dt == DType::f64) &&
+                           p.is_contiguous();
+      if (!fusable) {
+        update(group, name, data, grad.to(compute_dtype(dt)));
+        continue;
+      }
+      check_same_device("AdamW", p, grad);
+      int64_t& t = counters_.at("step." + name);
+      t += 1;
+      const double lr = group.lr, wd = group.weight_decay;
+      const double bc1 = 1.0 - std::pow(options_.beta1, static_cast<double>(t));
+      const double bc2 = 1.0 - std::pow(options_.beta2, static_cast<double>(t));
+      Tensor m = state_for("exp_avg." + name, data), v = state_for("exp_avg_sq." + name, data);
+      Pending job{data, grad.to(dt).contiguous(), m.contiguous(), v.contiguous(), empty_like(m), empty_like(v),
+                  1.0 - lr * wd, lr / bc1, std::sqrt(bc2), name};
+      fused[{p.device().index, dt}].push_back(std::move(job));
+    }
+  }
+  for (auto& [key, jobs] : fused) {
+    if constexpr (kWithCuda) {
+      cuda::DeviceGuard guard(key.first);
+      visit_float(key.second, "AdamW", [&]<class T>() {
+        std::vector<cuda::AdamWTensor<T>> args;
+        for (Pending& j : jobs)
+          args.push_back({j.param.data<T>(), j.grad.data<T>(), j.m.data<T>(), j.v.data<T>(), j.m_out.data<T>(),
+                          j.v_out.data<T>(), j.param.numel(), static_cast<T>(j.decay), static_cast<T>(j.step_size),
+                          static_cast<T>(j.sqrt_bc2)});
+        cuda::adamw_step<T>(args.data(), static_cast<int64_t>(args.size()), options_.beta1, options_.beta2,
+                            options_.eps);
+      });
+    }
+    // New state tensors, never the old ones written in place (state_dict() snapshots stay valid).
+    for (Pending& j : jobs) {
+      state_.at("exp_avg." + j.name) = j.m_out;
+      state_.at("exp_avg_sq." + j.name) = j.v_out;
+    }
+  }
+  counters_["step"] += 1;
 }
 
 }  // namespace mmg::nn

@@ -117,6 +117,9 @@ class Optimizer {
 
   // A zero state tensor shaped like `param`, in its compute dtype, on its device.
   static Tensor zero_state_like(const Tensor& param);
+  // The state tensor `key` of `param`, first moved to param's device when the parameter has
+  // moved since (Module::to(Device) after the optimiser was built).
+  Tensor& state_for(const std::string& key, const Tensor& param);
 
   std::string type_;
   std::vector<ParamGroup> groups_;
@@ -155,6 +158,10 @@ class SGD : public Optimizer {
 //   v ← β₂·v + (1−β₂)·g²
 //   m̂ = m/(1−β₁ᵗ),  v̂ = v/(1−β₂ᵗ)
 //   θ ← θ − η·m̂/(√v̂ + ε)
+// On CUDA, the f32 and f64 parameters of a step (contiguous, as Module's are) are updated
+// by one fused multi-tensor kernel per device and dtype (kernels/cuda/adamw.h) — the same
+// operations in the same order, bit-identical to the op-by-op update, which remains the
+// path for the CPU and for bf16/f16 parameters.
 struct AdamWOptions {
   double beta1 = 0.9;
   double beta2 = 0.999;
@@ -167,6 +174,8 @@ class AdamW : public Optimizer {
   AdamW(std::vector<ParamGroup> groups, AdamWOptions options = {});
   // The model's trainable parameters grouped by param_groups_for(model, lr, weight_decay).
   explicit AdamW(const Module& model, double lr = 1e-3, double weight_decay = 0.01, AdamWOptions options = {});
+
+  void step() override;
 
  protected:
   void update(const ParamGroup& group, const std::string& name, Tensor& param, const Tensor& grad) override;

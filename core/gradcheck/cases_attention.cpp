@@ -18,7 +18,9 @@ void add_attention_cases(std::vector<GradcheckCase>& c) {
       [](const Args& x) { return scaled_dot_product_attention(x[0], x[1], x[2], x[3], true); });
   add(c, "scaled_dot_product_attention", "batch 1 fully masked, q,k,v [2,1,4,3]",
       {f64({2, 1, 4, 3}), f64({2, 1, 4, 3}), f64({2, 1, 4, 3})}, [](const Args& x) {
-        Tensor m = from_vector<bool>({true, false, true, true, false, false, false, false}, {2, 4});
+        // On the inputs' device, so that the battery runs on CUDA too (tests/cuda/test_gradcheck.cpp).
+        Tensor m = from_vector<bool>({true, false, true, true, false, false, false, false}, {2, 4},
+                                     {.dtype = DType::boolean, .device = x[0].device()});
         return scaled_dot_product_attention(x[0], x[1], x[2], m);
       });
 }

@@ -8,6 +8,8 @@
 // gives NaN there); with padding masks this happens for rows of fully padded sequences.
 // The forward saves lse (the log-sum-exp of each score row) instead of P; the backward
 // kernel recomputes P from it. Mixed dtypes promote; bf16/f16 are computed in f32.
+// On CUDA the op runs the v1 path of kernels/cuda/attention.h: the scores by gemm_batched,
+// a masked softmax kernel, gemm again; it saves P (B·H·Sq·Sk values) for the backward.
 #include <cmath>
 
 #include "core/autograd.h"
@@ -15,10 +17,80 @@
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
 #include "kernels/attention.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/runtime.h"
+#include "kernels/cuda/softmax.h"
 
 namespace mmg {
 
 static constexpr const char* kOp = "scaled_dot_product_attention";
+
+// ---- CUDA, v1 ----
+// Contiguous [B,H,S,D] inputs in the compute dtype; batch index bh = b·H + h for every operand.
+
+static Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask, bool causal,
+                             double s, DType result) {
+  const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3), Sk = k.size(2), BH = B * H;
+  const DType compute = compute_dtype(result);
+  auto prepare = [compute](const Tensor& t) { return t.detach().to(compute).contiguous(); };
+  Tensor qc = prepare(q), kc = prepare(k), vc = prepare(v);
+  Tensor mc = key_mask.defined() ? key_mask.to(DType::u8).contiguous() : Tensor();
+  const Device dev = q.device();
+  // P [B,H,Sq,Sk] and out; with no keys the output is zeros (no query sees anything), and
+  // with D = 0 it is empty: then there is nothing to compute, forward or backward.
+  const bool work = Sk > 0 && BH * Sq > 0 && D > 0;
+  // Buffers the gemms overwrite, or zeros where there is nothing to compute.
+  auto buffer = [work, compute, dev](const Shape& shape) {  // by value: the backward keeps a copy
+    return work ? empty(shape, {.dtype = compute, .device = dev}) : zeros(shape, {.dtype = compute, .device = dev});
+  };
+  Tensor p = work ? empty({B, H, Sq, Sk}, {.dtype = compute, .device = dev}) : Tensor();
+  Tensor out = buffer(q.shape());
+  if (work) {
+    visit_float(compute, kOp, [&]<class T>() {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(dev.index);
+        // S = scale · Q Kᵀ, then P = masked softmax of S in place, then O = P V.
+        cuda::gemm_batched<T>(false, true, Sq, Sk, D, static_cast<T>(s), qc.data<T>(), D, kc.data<T>(), D, T(0),
+                              p.data<T>(), Sk, BH, Sq * D, Sk * D, Sq * Sk);
+        cuda::attention_masked_softmax<T>(p.data<T>(), mc.defined() ? mc.data<uint8_t>() : nullptr, B, H, Sq, Sk,
+                                          causal);
+        cuda::gemm_batched<T>(false, false, Sq, D, Sk, T(1), p.data<T>(), Sk, vc.data<T>(), D, T(0), out.data<T>(), D,
+                              BH, Sq * Sk, Sk * D, Sq * D);
+      }
+    });
+  }
+  const DType q_dtype = q.dtype(), k_dtype = k.dtype(), v_dtype = v.dtype();
+  return record_op(kOp, out.to(result), {q, k, v}, [=](const Tensor& g) -> Grads {
+    Tensor gc = g.to(compute).contiguous();
+    check_same_device(kOp, qc, gc);
+    Tensor dq = buffer(qc.shape()), dk = buffer(kc.shape()), dv = buffer(vc.shape());
+    if (work) {
+      Tensor ds = empty({B, H, Sq, Sk}, {.dtype = compute, .device = dev});
+      visit_float(compute, kOp, [&]<class T>() {
+        if constexpr (kWithCuda) {
+          cuda::DeviceGuard guard(dev.index);
+          const T* pp = p.data<T>();
+          // dV = Pᵀ dO                      [Sk, D] = [Sq, Sk]ᵀ · [Sq, D]
+          cuda::gemm_batched<T>(true, false, Sk, D, Sq, T(1), pp, Sk, gc.data<T>(), D, T(0), dv.data<T>(), D, BH,
+                                Sq * Sk, Sq * D, Sk * D);
+          // dP = dO Vᵀ                      [Sq, Sk] = [Sq, D] · [Sk, D]ᵀ
+          cuda::gemm_batched<T>(false, true, Sq, Sk, D, T(1), gc.data<T>(), D, vc.data<T>(), D, T(0), ds.data<T>(),
+                                Sk, BH, Sq * D, Sk * D, Sq * Sk);
+          // dS = P ⊙ (dP − Σ_j dP ⊙ P), in place (hidden keys and empty rows: P = 0, so dS = 0)
+          cuda::softmax_backward<T>(pp, ds.data<T>(), ds.data<T>(), BH * Sq, Sk);
+          // dQ = scale · dS K               [Sq, D] = [Sq, Sk] · [Sk, D]
+          cuda::gemm_batched<T>(false, false, Sq, D, Sk, static_cast<T>(s), ds.data<T>(), Sk, kc.data<T>(), D, T(0),
+                                dq.data<T>(), D, BH, Sq * Sk, Sk * D, Sq * D);
+          // dK = scale · dSᵀ Q              [Sk, D] = [Sq, Sk]ᵀ · [Sq, D]
+          cuda::gemm_batched<T>(true, false, Sk, D, Sq, static_cast<T>(s), ds.data<T>(), Sk, qc.data<T>(), D, T(0),
+                                dk.data<T>(), D, BH, Sq * Sk, Sq * D, Sk * D);
+        }
+      });
+    }
+    return {dq.to(q_dtype), dk.to(k_dtype), dv.to(v_dtype)};
+  });
+}
 
 static void check_qkv(const char* name, const Tensor& t) {
   MMG_CHECK(t.defined(), "{}: {} is undefined", kOp, name);
@@ -34,8 +106,6 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   check_qkv("v", v);
   check_same_device(kOp, q, k);
   check_same_device(kOp, q, v);
-  check_cpu_only(kOp, q, "q");
-  check_cpu_only(kOp, key_mask, "the key mask");
   const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3), Sk = k.size(2);
   MMG_CHECK(k.size(0) == B && k.size(1) == H && k.size(3) == D,
             "{}: q {} and k {} differ in batch, heads or head dim (expected k [{},{},Sk,{}])", kOp,
@@ -54,6 +124,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   MMG_CHECK(std::isfinite(s), "{}: scale must be finite, got {}", kOp, s);
 
   const DType result = promote_types(promote_types(q.dtype(), k.dtype()), v.dtype());
+  if (on_cuda(kOp, q)) return attention_cuda(q, k, v, key_mask, causal, s, result);
   const DType compute = compute_dtype(result);
   auto prepare = [compute](const Tensor& t) { return t.detach().to(compute).contiguous(); };
   Tensor qc = prepare(q), kc = prepare(k), vc = prepare(v);

@@ -8,11 +8,6 @@ void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
             shape_str(b.shape()), b.device().str());
 }
 
-void check_cpu_only(const char* op, const Tensor& x, const char* what) {
-  MMG_CHECK(!x.defined() || x.device().is_cpu(), "{}: runs on the CPU only in this build; {} ({} {}) is on {}", op,
-            what, dtype_name(x.dtype()), shape_str(x.shape()), x.device().str());
-}
-
 bool on_cuda(const char* op, const Tensor& x) {
   if (!x.device().is_cuda()) return false;
   MMG_CHECK(kWithCuda, "{}: {} {} is on {}, but this build has no CUDA kernels ({})", op, dtype_name(x.dtype()),

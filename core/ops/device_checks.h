@@ -2,9 +2,8 @@
 // cannot run there.
 //
 // Every op dispatches on the device of its tensors: CPU kernels (kernels/cpu) or CUDA
-// kernels (kernels/cuda). An op with no CUDA kernel yet refuses CUDA tensors with an error
-// naming itself and the device — it never copies to the CPU behind the caller's back, and
-// never hands device memory to a CPU kernel.
+// kernels (kernels/cuda). An op never copies to the CPU behind the caller's back, and never
+// hands device memory to a CPU kernel.
 #pragma once
 #include "core/tensor.h"
 
@@ -12,10 +11,6 @@ namespace mmg {
 
 // Throws when a and b are on different devices, naming op and both tensors.
 void check_same_device(const char* op, const Tensor& a, const Tensor& b);
-
-// Throws "softmax: runs on the CPU only in this build; the input is on cuda:0" when x is
-// defined and not on the CPU. `what` names the argument ("the input", "the target").
-void check_cpu_only(const char* op, const Tensor& x, const char* what = "the input");
 
 // Whether x's kernels run on CUDA. In a build without CUDA a tensor on cuda:N can only wrap
 // outside memory (Storage's external constructor); this throws for it, naming op.

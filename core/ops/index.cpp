@@ -242,11 +242,12 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 // torch.gather: out has the index's shape, and (for dim = 1 of a 3-d x)
 //   out[a, b, c] = x[a, index[a, b, c], c]
 // The index has x's number of dims and is no larger than x outside dim.
-// ∂L/∂x is the scatter-add of ∂L/∂out to the same places.
+// ∂L/∂x is the scatter-add of ∂L/∂out to the same places. On CUDA the index is range-checked
+// on the host like index_select's, and the backward's scatter-add gives each line along dim
+// to one thread (kernels/cuda/index.h): deterministic, the CPU's order of terms.
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   MMG_CHECK(x.defined() && index.defined(), "gather: undefined tensor argument");
   check_same_device("gather", x, index);
-  check_cpu_only("gather", x);
   MMG_CHECK(x.dim() > 0, "gather: cannot gather from a 0-d tensor");
   MMG_CHECK(x.dim() <= kMaxDims, "gather: input {} has more than {} dims", shape_str(x.shape()), kMaxDims);
   check_index_dtype("gather", index);
@@ -257,20 +258,38 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
     MMG_CHECK(k == d || index.shape()[k] <= x.shape()[k],
               "gather: index {} is larger than the input {} in dim {} (gathering along dim {})",
               shape_str(index.shape()), shape_str(x.shape()), k, d);
+  const bool cuda = on_cuda("gather", x);
   Tensor idx = checked_index("gather", index, x.shape()[d], fmt::format("dim {} of {}", d, shape_str(x.shape())));
   Tensor xd = x.detach();
   Tensor out = empty(index.shape(), {.dtype = x.dtype(), .device = x.device()});
   int ndim = static_cast<int>(x.dim());
   visit_dtype(x.dtype(), [&]<class T>() {
+    if (cuda) {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(x.device().index);
+        cuda::gather_forward<T>(static_cast<const T*>(xd.data_ptr()), xd.strides().data(), idx.data<int64_t>(),
+                                out.data<T>(), ndim, idx.shape().data(), d);
+      }
+      return;
+    }
     cpu::gather_forward<T>(xd.data<T>(), xd.strides().data(), idx.data<int64_t>(), out.data<T>(), ndim,
                            idx.shape().data(), d);
   });
   Shape in_shape = x.shape();
-  return record_op("gather", out, {x}, [idx, in_shape, ndim, d](const Tensor& g) -> Grads {
+  return record_op("gather", out, {x}, [idx, in_shape, ndim, d, cuda](const Tensor& g) -> Grads {
     DType cd = compute_dtype(g.dtype());
     Tensor gc = g.to(cd).contiguous();
+    check_same_device("gather backward", idx, gc);
     Tensor gx = zeros(in_shape, {.dtype = cd, .device = g.device()});
     visit_float(cd, "gather backward", [&]<class T>() {
+      if (cuda) {
+        if constexpr (kWithCuda) {
+          cuda::DeviceGuard guard(gc.device().index);
+          cuda::gather_backward<T>(gc.data<T>(), idx.data<int64_t>(), gx.data<T>(), gx.strides().data(), ndim,
+                                   idx.shape().data(), d);
+        }
+        return;
+      }
       cpu::gather_backward<T>(gc.data<T>(), idx.data<int64_t>(), gx.data<T>(), gx.strides().data(), ndim,
                               idx.shape().data(), d);
     });

@@ -2,8 +2,10 @@
 //
 // Each is a fused op: its forward runs one kernel (kernels/losses.h, where the math and its
 // derivation are written out), saves what the backward kernel needs, and its backward,
-// right below, calls that kernel. cross_entropy also runs on CUDA (kernels/cuda/losses.h). bf16/f16 inputs are computed in f32; the loss and the
-// gradients come back in the inputs' dtypes.
+// right below, calls that kernel. cross_entropy also runs on CUDA (kernels/cuda/losses.h).
+// clip_loss and hinge_ranking_loss run on CUDA composed of CUDA ops (matmul, cross_entropy,
+// relu, ...; see below): the same math, with the N×N scores stored. bf16/f16 inputs are
+// computed in f32; the loss and the gradients come back in the inputs' dtypes.
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
@@ -114,7 +116,6 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
 static void check_pair_embeddings(const char* op, const Tensor& img, const Tensor& txt) {
   MMG_CHECK(img.defined() && txt.defined(), "{}: undefined tensor argument", op);
   check_same_device(op, img, txt);
-  check_cpu_only(op, img, "the image embedding");
   MMG_CHECK(img.dim() == 2 && txt.dim() == 2 && img.shape() == txt.shape(),
             "{}: image {} and text {} embeddings must both be [N,d]", op, shape_str(img.shape()),
             shape_str(txt.shape()));
@@ -122,6 +123,40 @@ static void check_pair_embeddings(const char* op, const Tensor& img, const Tenso
             "{}: image and text embeddings need one floating dtype, got {} and {}", op, dtype_name(img.dtype()),
             dtype_name(txt.dtype()));
   MMG_CHECK(img.size(0) >= 1, "{}: needs at least one pair, got {}", op, shape_str(img.shape()));
+}
+
+// ---- on CUDA: the two image–text losses composed of ops ----
+// The formulas of kernels/losses.h written with ops that run on CUDA; autograd gives the
+// backward (through matmul, cross_entropy, relu and masked_fill). Unlike the CPU kernels
+// they store the N×N scores, O(N²) memory: fine for contrastive batches of a few thousand;
+// a fused kernel that keeps only row tiles is a later step.
+
+// loss = ½ CE(L, arange) + ½ CE(Lᵀ, arange),  L = exp(t)·u·vᵀ.
+static Tensor clip_loss_composed(const Tensor& image_emb, const Tensor& text_emb, const Tensor& logit_scale) {
+  const DType emb = image_emb.dtype(), cd = compute_dtype(emb);
+  Tensor u = image_emb.to(cd), v = text_emb.to(cd);
+  const int64_t N = u.size(0);
+  Tensor scale = exp(reshape(logit_scale.to(cd), Shape{}));  // s = e^t, a 0-d tensor
+  Tensor logits = mul(matmul(u, transpose(v, 0, 1)), scale);
+  Tensor target = arange(N, {.dtype = DType::i64, .device = u.device()});
+  Tensor loss = (cross_entropy(logits, target) + cross_entropy(transpose(logits, 0, 1), target)) * 0.5;
+  return loss.to(emb);
+}
+
+// loss = (1/N) Σ_i Σ_{j≠i} [m − S_ii + S_ij]₊ + [m − S_jj + S_ij]₊,  S = u·vᵀ (the CPU
+// kernel's two hinges of each off-diagonal S_ij); relu's subgradient is 0 at the kink.
+static Tensor hinge_ranking_loss_composed(const Tensor& image_emb, const Tensor& text_emb, double margin) {
+  const DType emb = image_emb.dtype(), cd = compute_dtype(emb);
+  Tensor u = image_emb.to(cd), v = text_emb.to(cd);
+  const int64_t N = u.size(0);
+  Tensor scores = matmul(u, transpose(v, 0, 1));
+  Tensor diag = sum(mul(u, v), {1});  // S_ii = ⟨u_i, v_i⟩
+  Tensor image_side = relu((margin - unsqueeze(diag, 1)) + scores);  // text j against image i's match
+  Tensor text_side = relu((margin - unsqueeze(diag, 0)) + scores);   // image i against text j's match
+  Tensor ids = arange(N, {.dtype = DType::i64, .device = u.device()});
+  Tensor diagonal = eq(unsqueeze(ids, 1), unsqueeze(ids, 0));  // j = i: no hinge
+  Tensor loss = sum(masked_fill(image_side + text_side, diagonal, 0.0)) * (1.0 / static_cast<double>(N));
+  return loss.to(emb);
 }
 
 // ---- clip_loss ----
@@ -134,6 +169,7 @@ Tensor clip_loss(const Tensor& image_emb, const Tensor& text_emb, const Tensor& 
   MMG_CHECK(is_floating(logit_scale.dtype()) && logit_scale.numel() == 1 && logit_scale.dim() <= 1,
             "clip_loss: logit_scale must be one floating number (0-d or [1]), got {} {}",
             dtype_name(logit_scale.dtype()), shape_str(logit_scale.shape()));
+  if (on_cuda("clip_loss", image_emb)) return clip_loss_composed(image_emb, text_emb, logit_scale);
   Tensor u = kernel_input(image_emb), v = kernel_input(text_emb);
   const int64_t N = u.size(0), d = u.size(1);
   const double t = logit_scale.item();
@@ -170,6 +206,7 @@ Tensor clip_loss(const Tensor& image_emb, const Tensor& text_emb, const Tensor& 
 // 0 at the kinks.
 Tensor hinge_ranking_loss(const Tensor& image_emb, const Tensor& text_emb, double margin) {
   check_pair_embeddings("hinge_ranking_loss", image_emb, text_emb);
+  if (on_cuda("hinge_ranking_loss", image_emb)) return hinge_ranking_loss_composed(image_emb, text_emb, margin);
   Tensor u = kernel_input(image_emb), v = kernel_input(text_emb);
   const int64_t N = u.size(0), d = u.size(1);
   Tensor loss = empty({}, {.dtype = u.dtype(), .device = u.device()});

@@ -200,9 +200,10 @@ Tensor max(const Tensor& x) { return extreme_all<true>(x, "max"); }
 Tensor min(const Tensor& x) { return extreme_all<false>(x, "min"); }
 
 // ---- shared by the floating-only reductions below ----
+// Each runs its row kernel on the CPU or on CUDA (kernels/cuda/reduce.h, the same formulas
+// in double); the backwards are composed of ops, so they run on either device as they are.
 static void check_floating(const Tensor& x, const char* op) {
   MMG_CHECK(x.defined(), "{}: undefined tensor argument", op);
-  check_cpu_only(op, x);
   MMG_CHECK(is_floating(x.dtype()), "{}: needs a floating dtype, got {} {}", op, dtype_name(x.dtype()),
             shape_str(x.shape()));
 }
@@ -232,7 +233,16 @@ static Tensor var_or_std(const Tensor& x, const Shape& dims, int64_t correction,
   Tensor xc = rows_layout(xd, plan);
   Tensor out = empty(plan.out_shape, {.dtype = compute, .device = x.device()});
   Tensor mu = empty(plan.kept_shape, {.dtype = compute, .device = x.device()});
+  const bool cuda = on_cuda(op, xc);
   visit_float(compute, op, [&]<class T>() {
+    if (cuda) {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(xc.device().index);
+        if constexpr (Std) cuda::std_rows<T>(xc.data<T>(), out.data<T>(), mu.data<T>(), plan.rows, plan.cols, correction);
+        else cuda::var_rows<T>(xc.data<T>(), out.data<T>(), mu.data<T>(), plan.rows, plan.cols, correction);
+      }
+      return;
+    }
     if constexpr (Std) cpu::std_rows<T>(xc.data<T>(), out.data<T>(), mu.data<T>(), plan.rows, plan.cols, correction);
     else cpu::var_rows<T>(xc.data<T>(), out.data<T>(), mu.data<T>(), plan.rows, plan.cols, correction);
   });
@@ -269,7 +279,15 @@ Tensor logsumexp(const Tensor& x, const Shape& dims, bool keepdim) {
   Tensor xc = rows_layout(xd, plan);
   Tensor out = empty(plan.out_shape, {.dtype = compute, .device = x.device()});
   Tensor shift = empty(plan.kept_shape, {.dtype = compute, .device = x.device()});
+  const bool cuda = on_cuda("logsumexp", xc);
   visit_float(compute, "logsumexp", [&]<class T>() {
+    if (cuda) {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(xc.device().index);
+        cuda::logsumexp_rows<T>(xc.data<T>(), out.data<T>(), shift.data<T>(), plan.rows, plan.cols);
+      }
+      return;
+    }
     cpu::logsumexp_rows<T>(xc.data<T>(), out.data<T>(), shift.data<T>(), plan.rows, plan.cols);
   });
   Shape kept = plan.kept_shape;
@@ -309,7 +327,15 @@ Tensor norm(const Tensor& x, double p, const Shape& dims, bool keepdim) {
   Tensor xd = x.detach().to(compute);
   Tensor xc = rows_layout(xd, plan);
   Tensor out = empty(plan.out_shape, {.dtype = compute, .device = x.device()});
+  const bool cuda = on_cuda("norm", xc);
   visit_float(compute, "norm", [&]<class T>() {
+    if (cuda) {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(xc.device().index);
+        cuda::norm_rows<T>(xc.data<T>(), out.data<T>(), plan.rows, plan.cols, p);
+      }
+      return;
+    }
     cpu::norm_rows<T>(xc.data<T>(), out.data<T>(), plan.rows, plan.cols, p);
   });
   Shape kept = plan.kept_shape;

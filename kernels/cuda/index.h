@@ -1,5 +1,5 @@
 // Row gathers and their scatter-add backward on a CUDA device (kernels/cuda/index.cu): the
-// kernels behind index_select and embedding (an embedding is index_select of the rows of
+// kernels behind index_select, gather and embedding (an embedding is index_select of the rows of
 // its weight: outer = 1, size = V, inner = D). Plain C++ declarations; device memory of the
 // current device; indices already checked to lie in [0, size).
 #pragma once
@@ -25,5 +25,22 @@ void index_select_forward(const T* x, const int64_t* index, T* out, int64_t oute
 template <class T>
 void index_select_backward(const T* g, const int64_t* offsets, const int64_t* positions, T* gx, int64_t outer,
                            int64_t size, int64_t inner, int64_t n);
+
+// torch.gather, the contract of cpu::gather_forward (kernels/index.h): `shape` is the index's
+// (and the output's) shape, ndim dims (host arrays); index and out contiguous, x strided by
+// x_strides (its sizes may exceed `shape` outside `dim`):
+//   out[p] = x[p with its coordinate along dim replaced by index[p]]
+// T: every storage type, as index_select_forward.
+template <class T>
+void gather_forward(const T* x, const int64_t* x_strides, const int64_t* index, T* out, int ndim, const int64_t* shape,
+                    int64_t dim);
+
+// The backward, a scatter-add into gx (strided by gx_strides, zeroed by the caller; g
+// contiguous of `shape`):  gx[p with coordinate dim replaced by index[p]] += g[p]
+// Only positions on one line along `dim` can collide, so a thread owns a whole line and
+// adds its terms in order j = 0, 1, ...: no atomics, the CPU's sum order. T: float, double.
+template <class T>
+void gather_backward(const T* g, const int64_t* index, T* gx, const int64_t* gx_strides, int ndim,
+                     const int64_t* shape, int64_t dim);
 
 }  // namespace mmg::cuda

@@ -95,23 +95,28 @@ TEST_CASE("ops given tensors on different devices name the op and both devices")
   check_error([&] { embedding(g, tensor({0, 1}, {.dtype = DType::i64})); }, {"embedding: tensors on different devices"});
 }
 
-TEST_CASE("ops without a CUDA kernel refuse CUDA tensors, naming the op and the device") {
+TEST_CASE("dropout in evaluation mode or with p 0 returns its input on any device") {
   Tensor g = labelled_cuda({2, 3});
-  const std::string cpu_only = "runs on the CPU only in this build";
-  check_error([&] { var(g); }, {"var: " + cpu_only});
-  check_error([&] { mmg::std(g); }, {"std: " + cpu_only});
-  check_error([&] { logsumexp(g, {1}); }, {"logsumexp: " + cpu_only});
-  check_error([&] { norm(g); }, {"norm: " + cpu_only});
-  check_error([&] { dropout(g, 0.5); }, {"dropout: " + cpu_only});
-  check_error([&] { gather(g, 1, labelled_cuda({2, 3}, DType::i64)); }, {"gather: " + cpu_only});
-  check_error([&] { clip_loss(g, g, labelled_cuda({})); }, {"clip_loss: " + cpu_only});
-  check_error([&] { hinge_ranking_loss(g, g); }, {"hinge_ranking_loss: " + cpu_only});
-  Tensor q = labelled_cuda({1, 1, 2, 4});
-  check_error([&] { scaled_dot_product_attention(q, q, q); }, {"scaled_dot_product_attention: " + cpu_only});
-  check_error([&] { gradcheck([](const std::vector<Tensor>& xs) { return xs[0]; }, {labelled_cuda({2}, DType::f64)}); },
-              {"gradcheck: " + cpu_only});
-  // Dropout that does nothing (evaluation, p = 0) returns its input on any device.
   CHECK(dropout(g, 0.5, /*training=*/false).is_same(g));
+  CHECK(dropout(g, 0.0).is_same(g));
+}
+
+TEST_CASE("argument errors of the ops with new CUDA paths come before any device work") {
+  // Checked on the host from shapes and dtypes alone, so a CUDA tensor gets the same errors
+  // as a CPU one (and here, where the tensor is host memory labelled cuda:0, nothing runs).
+  Tensor g = labelled_cuda({2, 3});
+  check_error([&] { dropout(g, 1.5); }, {"dropout: probability p must be in [0, 1], got 1.5"});
+  check_error([&] { gather(g, 1, labelled_cuda({2, 3}, DType::f32)); }, {"gather: index must be i64 or i32"});
+  check_error([&] { gather(g, 1, labelled_cuda({3, 3}, DType::i64)); }, {"gather: index [3,3] is larger than the input [2,3]"});
+  check_error([&] { var(g, {}, -1); }, {"var: correction must be >= 0"});
+  check_error([&] { norm(g, -1.0); }, {"norm: p must be > 0"});
+  check_error([&] { clip_loss(g, labelled_cuda({3, 3}), labelled_cuda({})); }, {"clip_loss: image [2,3] and text [3,3]"});
+  check_error([&] { hinge_ranking_loss(g, ones({2, 3})); }, {"hinge_ranking_loss: tensors on different devices"});
+  Tensor q = labelled_cuda({1, 1, 2, 4});
+  check_error([&] { scaled_dot_product_attention(q, q, labelled_cuda({1, 1, 3, 4})); },
+              {"scaled_dot_product_attention: v [1,1,3,4] must have k's shape [1,1,2,4]"});
+  check_error([&] { scaled_dot_product_attention(q, q, q, ones({1, 2}, {.dtype = DType::boolean})); },
+              {"scaled_dot_product_attention: tensors on different devices"});
 }
 
 TEST_CASE("a build without CUDA refuses CUDA tensors even in ops that have CUDA kernels") {
@@ -127,4 +132,17 @@ TEST_CASE("a build without CUDA refuses CUDA tensors even in ops that have CUDA 
   check_error([&] { g.to(DType::f64); }, {"cuda:0", why});
   check_error([&] { g.to(Device::cpu()); }, {"cuda:0", why});
   check_error([&] { labelled_cuda({1}).item(); }, {"cuda:0", why});
+  // The ops whose CUDA paths came later refuse the same way.
+  check_error([&] { var(g); }, {"cuda:0", why});
+  check_error([&] { mmg::std(g); }, {"cuda:0", why});
+  check_error([&] { logsumexp(g, {1}); }, {"cuda:0", why});
+  check_error([&] { norm(g); }, {"cuda:0", why});
+  check_error([&] { dropout(g, 0.5); }, {"dropout: f32 [2,3] is on cuda:0", why});
+  check_error([&] { gather(g, 1, labelled_cuda({2, 3}, DType::i64)); }, {"gather: f32 [2,3] is on cuda:0", why});
+  check_error([&] { clip_loss(g, g, labelled_cuda({})); }, {"clip_loss: f32 [2,3] is on cuda:0", why});
+  check_error([&] { hinge_ranking_loss(g, g); }, {"hinge_ranking_loss: f32 [2,3] is on cuda:0", why});
+  Tensor q = labelled_cuda({1, 1, 2, 4});
+  check_error([&] { scaled_dot_product_attention(q, q, q); }, {"scaled_dot_product_attention: f32 [1,1,2,4] is on cuda:0", why});
+  check_error([&] { gradcheck([](const std::vector<Tensor>& xs) { return xs[0]; }, {labelled_cuda({2}, DType::f64)}); },
+              {"cuda:0", why});
 }

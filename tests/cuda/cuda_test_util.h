@@ -89,6 +89,46 @@ inline void check_parity(const Tensor& got, const Tensor& want, double rtol, dou
   }
 }
 
+// An op's parity, forward and backward: f runs on CPU copies and on CUDA copies of `inputs`
+// (floating inputs require grad; others, such as indices and masks, pass as they are), the
+// output memory poisoned before the CUDA call; the outputs must agree, then the gradients of
+// Σ out ⊙ r for a random r, input by input. Returns the CUDA output.
+template <class F>
+inline Tensor check_op_parity(const std::string& name, const std::vector<Tensor>& inputs, F f, double rtol,
+                              double atol) {
+  std::vector<Tensor> cpu, gpu;
+  for (const Tensor& t : inputs) {
+    const bool diff = t.defined() && is_floating(t.dtype());
+    Tensor c = t.defined() ? t.clone().detach() : t, g = t.defined() ? t.to(kGpu).detach() : t;
+    if (diff) {
+      c.requires_grad_(true);
+      g.requires_grad_(true);
+    }
+    cpu.push_back(c);
+    gpu.push_back(g);
+  }
+  Tensor want = f(cpu);
+  poison_outputs(static_cast<size_t>(want.numel()) * dtype_size(want.dtype()));
+  Tensor got = f(gpu);
+  CHECK(got.device() == kGpu);
+  check_parity(got, want, rtol, atol, name + " forward");
+  if (!want.requires_grad()) return got;
+  Tensor r = (rand(want.shape(), {.dtype = DType::f64}, &fresh_gen()) * 2.0 - 1.0).to(want.dtype());
+  sum(mul(want, r)).backward();
+  sum(mul(got, r.to(kGpu))).backward();
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!cpu[i].defined() || !cpu[i].requires_grad()) continue;
+    const std::string what = name + " gradient of input " + std::to_string(i);
+    if (!cpu[i].grad().defined()) {
+      CHECK_MESSAGE(!gpu[i].grad().defined(), what);
+      continue;
+    }
+    REQUIRE_MESSAGE(gpu[i].grad().defined(), what);
+    check_parity(gpu[i].grad(), cpu[i].grad(), rtol, atol, what);
+  }
+  return got;
+}
+
 // Tolerances by dtype: float results of the same formula differ by a few ulp between the CPU
 // and CUDA math libraries.
 inline double rtol_for(DType dt) { return dt == DType::f64 ? 1e-12 : (dt == DType::f32 ? 2e-6 : 0.0); }

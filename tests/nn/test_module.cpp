@@ -172,3 +172,18 @@ TEST_CASE("Module::to converts parameters in place, keeping their handles") {
   CHECK(lin.weight.grad().dtype() == DType::f64);
   CHECK_THROWS_WITH_AS(lin.to(DType::i64), doctest::Contains("Linear.to: parameters need a floating dtype"), Error);
 }
+
+TEST_CASE("Module::to a device: the CPU is a no-op, a device without a GPU is an error naming it") {
+  Net net;
+  Tensor w = net.a->proj->weight;
+  const std::vector<float> before = w.to_vector<float>();
+  net.to(Device::cpu());
+  CHECK(w.device() == Device::cpu());
+  CHECK(w.to_vector<float>() == before);
+  if (cuda_device_count() > 0) {
+    MESSAGE("a GPU is usable here: moving to it is tested in the cuda suite (test_training.cpp)");
+    return;
+  }
+  CHECK_THROWS_WITH_AS(net.to(Device::cuda(0)), doctest::Contains("cannot move f32"), Error);
+  for (const auto& [name, t] : net.named_parameters()) CHECK_MESSAGE(t.device() == Device::cpu(), name);
+}
