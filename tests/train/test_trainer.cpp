@@ -70,6 +70,21 @@ std::vector<double> losses_of(const std::vector<StepRecord>& history) {
 
 }  // namespace
 
+TEST_CASE("demo preset: all four losses first, then contrastive and VQA to the last step") {
+  TrainConfig c = TrainConfig::preset("demo");
+  c.validate();
+  REQUIRE(c.phases.size() == 2);
+  CHECK(c.phases.back().until == c.steps);
+  const auto& first = c.objectives_at(0);
+  for (const char* name : {"itc", "itm", "mlm", "vqa"}) CHECK_MESSAGE(first.enabled(name), name);
+  const auto& last = c.objectives_at(c.steps - 1);
+  CHECK(last.enabled("itc"));
+  CHECK(last.enabled("vqa"));
+  CHECK_FALSE(last.enabled("itm"));
+  CHECK_FALSE(last.enabled("mlm"));
+  CHECK(c.objectives_at(c.phases[0].until).weights == last.weights);
+}
+
 TEST_CASE("TrainConfig: presets validate and round-trip through JSON, errors name the key or the file") {
   for (const std::string& name : TrainConfig::preset_names()) {
     CAPTURE(name);
