@@ -91,10 +91,10 @@ void check_gradients(const nn::Module& gpu, const nn::Module& cpu, const std::st
     REQUIRE(g[i].first == c[i].first);
     CHECK_MESSAGE(g[i].second.device() == kGpu, g[i].first);
     if (!c[i].second.grad().defined()) {
-      CHECK_MESSAGE(!g[i].second.grad().defined(), what + " " + g[i].first);
+      CHECK_MESSAGE(!g[i].second.grad().defined(), (what + " " + g[i].first));
       continue;
     }
-    REQUIRE_MESSAGE(g[i].second.grad().defined(), what + " " + g[i].first);
+    REQUIRE_MESSAGE(g[i].second.grad().defined(), (what + " " + g[i].first));
     const Tensor want = c[i].second.grad();
     const double scale = max(abs(want)).item();
     check_parity(g[i].second.grad(), want, 1e-4, 1e-6 + 1e-4 * scale, what + " gradient of " + g[i].first);

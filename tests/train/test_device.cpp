@@ -10,6 +10,7 @@
 #include "kernels/cpu/parallel.h"
 #include "models/vlm.h"
 #include "tests/temp_dir.h"
+#include "train/data_sources.h"
 #include "train/run.h"
 #include "train/trainer.h"
 
