@@ -45,6 +45,9 @@ TrainConfig tiny_config(int64_t steps) {
 
 bool gpu_usable() { return device_unusable_reason(Device::cuda(0)).empty(); }
 
+// A GPU no machine has: the one after the last (cuda:0 where there is none).
+std::string missing_gpu() { return "cuda:" + std::to_string(cuda_device_count()); }
+
 }  // namespace
 
 TEST_CASE("TrainConfig device: cpu by default, every form round-trips through JSON, others are errors") {
@@ -92,34 +95,38 @@ TEST_CASE("TrainConfig::resolve_device: cpu is the CPU, auto takes a usable GPU 
     CHECK_THROWS_WITH_AS(c.resolve_device(), doctest::Contains(cuda_status().c_str()), Error);
     CHECK_THROWS_WITH_AS(c.resolve_device(), doctest::Contains("--device cpu"), Error);
   }
-  c.device = "cuda:" + std::to_string(cuda_device_count());  // one past the last GPU (cuda:0 without any)
+  c.device = missing_gpu();
   CHECK_THROWS_WITH_AS(c.resolve_device(), doctest::Contains(fmt::format("cannot train on device '{}'", c.device).c_str()),
                        Error);
 }
 
 TEST_CASE("Trainer: a device that is not usable fails before the run directory gets any file") {
-  if (gpu_usable()) return;  // this machine could train there; the refusal is what is tested
-  const TrainConfig config = [] {
+  const std::string missing = missing_gpu();
+  const TrainConfig config = [&] {
     TrainConfig c = tiny_config(2);
-    c.device = "cuda";
+    c.device = missing;
     return c;
   }();
   Dataset data = load_dataset(config.data);
   test::TempDir dir("mmg_device_refused");
   CHECK_THROWS_WITH_AS(Trainer(config, data, {.out = dir.str(), .verbose = false}),
-                       doctest::Contains("TrainConfig 'tiny': cannot train on device 'cuda'"), Error);
+                       doctest::Contains(fmt::format("TrainConfig 'tiny': cannot train on device '{}'", missing).c_str()),
+                       Error);
   CHECK_FALSE(fs::exists(dir.path / "config.json"));
   CHECK_FALSE(fs::exists(dir.path / "checkpoints"));
   // run_training (mmg train / mmg demo) refuses it before making the data, --device too.
   TrainConfig cpu = tiny_config(2);
   test::TempDir out("mmg_device_refused_run");
-  CHECK_THROWS_WITH_AS(run_training(cpu, {.out = out.str(), .verbose = false, .device = "cuda:0"}),
-                       doctest::Contains("cannot train on device 'cuda:0'"), Error);
+  CHECK_THROWS_WITH_AS(run_training(cpu, {.out = out.str(), .verbose = false, .device = missing}),
+                       doctest::Contains(fmt::format("cannot train on device '{}'", missing).c_str()), Error);
   CHECK_FALSE(fs::exists(out.path / "config.json"));
 }
 
 TEST_CASE("Trainer: device auto without a GPU trains on the CPU, the same run as device cpu") {
-  if (gpu_usable()) return;  // with a GPU, auto is the GPU: tests/cuda compares the two devices
+  if (gpu_usable()) {
+    MESSAGE("skipped: a GPU is usable here, so auto means cuda:0 (tests/cuda/test_vlm_training.cpp covers it)");
+    return;
+  }
   TrainConfig config = tiny_config(2);
   Dataset data = load_dataset(config.data);
   test::TempDir a("mmg_device_cpu"), b("mmg_device_auto");
