@@ -88,6 +88,30 @@ const models::ObjectiveWeights& TrainConfig::objectives_at(int64_t step) const {
   return model.objectives;
 }
 
+namespace {
+
+// "cpu", "auto", "cuda", "cuda:N" (else an Error naming the run).
+void check_device_name(const std::string& run, const std::string& device) {
+  if (device == "auto") return;
+  try {
+    Device::parse(device);
+  } catch (const Error&) {
+    MMG_FAIL("TrainConfig '{}': device '{}' is not one of cpu, cuda, cuda:N or auto", run, device);
+  }
+}
+
+}  // namespace
+
+Device TrainConfig::resolve_device() const {
+  check_device_name(name, device);
+  if (device == "auto") return device_unusable_reason(Device::cuda(0)).empty() ? Device::cuda(0) : Device::cpu();
+  const Device d = Device::parse(device);
+  const std::string why = device_unusable_reason(d);
+  MMG_CHECK(why.empty(), "TrainConfig '{}': cannot train on device '{}': {}; use \"device\": \"cpu\" or \"auto\" "
+            "(or --device cpu)", name, device, why);
+  return d;
+}
+
 void TrainConfig::validate() const {
   MMG_CHECK(steps > 0 && batch_size >= 2, "TrainConfig '{}': steps ({}) must be positive and batch_size ({}) at least 2",
             name, steps, batch_size);
@@ -102,6 +126,7 @@ void TrainConfig::validate() const {
             max_len, model.max_text_len());
   MMG_CHECK(eval_every >= 0 && checkpoint_every >= 0 && log_every >= 0 && eval_samples > 0,
             "TrainConfig '{}': eval_every, checkpoint_every, log_every must be >= 0 and eval_samples > 0", name);
+  check_device_name(name, device);
   int64_t previous = 0;
   for (const Phase& p : phases) {
     MMG_CHECK(p.until > previous, "TrainConfig '{}': phases must end in increasing order, got until={} after {}", name,
@@ -134,7 +159,8 @@ json TrainConfig::to_json() const {
           {"checkpoint_every", checkpoint_every},
           {"log_every", log_every},
           {"eval_samples", eval_samples},
-          {"seed", seed}};
+          {"seed", seed},
+          {"device", device}};
 }
 
 TrainConfig TrainConfig::from_json(const json& j) {
@@ -175,6 +201,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
   r.read("log_every", c.log_every);
   r.read("eval_samples", c.eval_samples);
   r.read("seed", c.seed);
+  r.read("device", c.device);
   r.finish();
   c.validate();
   return c;
