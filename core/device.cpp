@@ -28,10 +28,14 @@ std::string Device::str() const { return is_cpu() ? "cpu" : fmt::format("cuda:{}
 bool cuda_compiled() { return true; }
 int cuda_device_count() { return cuda::device_count(); }
 std::string cuda_status() { return cuda::status(); }
+std::string cuda_device_name(int index) {
+  return index >= 0 && index < cuda::device_count() ? cuda::device_name(index) : std::string();
+}
 #else
 bool cuda_compiled() { return false; }
 int cuda_device_count() { return 0; }
 std::string cuda_status() { return "this build has no CUDA (configured with MMG_CUDA=OFF or nvcc not found)"; }
+std::string cuda_device_name(int) { return ""; }
 #endif
 
 std::string device_unusable_reason(Device device) {

@@ -35,6 +35,9 @@ bool cuda_compiled();
 int cuda_device_count();
 // A one-line description of why CUDA is or is not usable, for error messages and `mmg info`.
 std::string cuda_status();
+// The driver's name for GPU `index` ("NVIDIA H100 80GB HBM3"); empty in a CPU-only build, for a
+// GPU that is not there, or when the driver cannot say.
+std::string cuda_device_name(int index);
 // Why tensors cannot be placed on `device` ("no usable GPU: CUDA driver version is
 // insufficient for CUDA runtime version", "this machine has 1 GPU(s), cuda:0 to cuda:0"), or an
 // empty string when they can. The CPU is always usable.

@@ -143,15 +143,16 @@ class EvalGuard {
 // Rows `rows` of x along dim 0 (images or masks repeated for each live prefix).
 Tensor take_rows(const Tensor& x, const std::vector<int64_t>& rows) {
   if (!x.defined()) return x;
-  return index_select(x, 0, from_vector(rows));
+  return index_select(x, 0, from_vector(rows, {}, {.dtype = DType::i64, .device = x.device()}));
 }
 
-Tensor prefixes_tensor(const std::vector<std::vector<int64_t>>& prefixes) {
+// The live prefixes as [n,t] ids on `device` (the image tokens'): the search itself runs on the host.
+Tensor prefixes_tensor(const std::vector<std::vector<int64_t>>& prefixes, Device device) {
   const int64_t n = static_cast<int64_t>(prefixes.size()), t = static_cast<int64_t>(prefixes[0].size());
   std::vector<int64_t> flat;
   flat.reserve(static_cast<size_t>(n * t));
   for (const auto& p : prefixes) flat.insert(flat.end(), p.begin(), p.end());
-  return from_vector(flat, {n, t});
+  return from_vector(flat, {n, t}, {.dtype = DType::i64, .device = device});
 }
 
 }  // namespace
@@ -202,7 +203,7 @@ std::vector<std::vector<int64_t>> CaptionDecoder::greedy_decode(const Tensor& im
     if (live.empty()) break;
     std::vector<std::vector<int64_t>> live_prefixes;
     for (int64_t b : live) live_prefixes.push_back(prefixes[b]);
-    auto lp = next_log_probs(prefixes_tensor(live_prefixes), take_rows(image_tokens, live),
+    auto lp = next_log_probs(prefixes_tensor(live_prefixes, image_tokens.device()), take_rows(image_tokens, live),
                              take_rows(image_mask, live));
     for (size_t i = 0; i < live.size(); ++i) {
       const int64_t b = live[i];
@@ -249,7 +250,8 @@ std::vector<std::vector<Hypothesis>> CaptionDecoder::beam_search(const Tensor& i
       std::vector<std::vector<int64_t>> prefixes;
       for (const Live& l : live) prefixes.push_back(l.prefix);
       const std::vector<int64_t> rows(live.size(), b);
-      auto lp = next_log_probs(prefixes_tensor(prefixes), take_rows(image_tokens, rows), take_rows(image_mask, rows));
+      auto lp = next_log_probs(prefixes_tensor(prefixes, image_tokens.device()), take_rows(image_tokens, rows),
+                               take_rows(image_mask, rows));
 
       std::vector<Candidate> cands;
       cands.reserve(live.size() * static_cast<size_t>(V));

@@ -222,12 +222,13 @@ SingleStreamEncoder::Joint SingleStreamEncoder::embed(const Tensor& images, cons
   const int64_t B = ids.size(0), L = ids.size(1), N = config.num_patches();
   MMG_CHECK(images.size(0) == B, "SingleStreamEncoder: {} images but {} texts", images.size(0), B);
 
-  Tensor text = embeddings_ln->forward(word_embeddings->forward(ids) + position_embeddings->forward(arange(L)));
+  const Tensor positions = arange(L, {.dtype = DType::i64, .device = ids.device()});
+  Tensor text = embeddings_ln->forward(word_embeddings->forward(ids) + position_embeddings->forward(positions));
   text = text + select(modality_embeddings, 0, 0);
   Tensor image = patch_embed->forward(images);
   image = (learned_pos ? learned_pos->forward(image) : fixed_pos->forward(image)) + select(modality_embeddings, 0, 1);
   // Image patches are never padding: their keys are always attended.
-  Tensor mask = cat({text_mask, ones({B, N}, {.dtype = DType::boolean})}, 1);
+  Tensor mask = cat({text_mask, ones({B, N}, {.dtype = DType::boolean, .device = text_mask.device()})}, 1);
   return {drop->forward(cat({text, image}, 1)), mask};
 }
 

@@ -116,7 +116,7 @@ Tensor contrastive_loss_with_negatives(const Tensor& image_emb, const Tensor& te
     return hinge_ranking_loss(img, txt, options.margin) + mean(relu(options.margin - positive + edited));
   }
   Tensor scale = exp(logit_scale);
-  Tensor diag = arange(static_cast<double>(B));
+  Tensor diag = arange(static_cast<double>(B), {.dtype = DType::i64, .device = img.device()});
   Tensor image_to_text = scale * matmul(img, transpose(cat({txt, neg}), 0, 1));  // [B,2B]
   Tensor text_to_image = scale * matmul(txt, transpose(img, 0, 1));              // [B,B]
   return 0.5 * (cross_entropy(image_to_text, diag) + cross_entropy(text_to_image, diag));
@@ -181,7 +181,8 @@ HardNegatives sample_hard_negatives(const Tensor& sim, Generator* gen) {
     for (int64_t i = 0; i < B; ++i) line[i] = s[i * B + j];
     image_for_text[j] = draw_excluding(line, j, u[B + j], "text", j);
   }
-  return {from_vector(text_for_image), from_vector(image_for_text)};
+  const TensorOptions ints{.dtype = DType::i64, .device = sim.device()};
+  return {from_vector(text_for_image, {B}, ints), from_vector(image_for_text, {B}, ints)};
 }
 
 // Fuses the pairs r.image_index[k], r.text_index[k] in one call and fills r.logits and r.loss
@@ -199,23 +200,25 @@ static void score_pairs(const char* who, const FusePairs& fuse, const ITMHead& h
 ITMResult itm_loss(const FusePairs& fuse, const ITMHead& head, const Tensor& sim, Generator* gen) {
   HardNegatives neg = sample_hard_negatives(sim, gen);
   const int64_t B = sim.size(0);
-  Tensor ar = arange(static_cast<double>(B));
+  const TensorOptions ints{.dtype = DType::i64, .device = sim.device()};
+  Tensor ar = arange(static_cast<double>(B), ints);
   ITMResult r;
   r.image_index = cat({ar, ar, neg.image_for_text});
   r.text_index = cat({ar, neg.text_for_image, ar});
-  r.labels = cat({ones({B}, {.dtype = DType::i64}), zeros({2 * B}, {.dtype = DType::i64})});
+  r.labels = cat({ones({B}, ints), zeros({2 * B}, ints)});
   score_pairs("itm_loss", fuse, head, r);
   return r;
 }
 
-ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch) {
+ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch, Device device) {
   const int64_t B = batch;
   MMG_CHECK(B >= 1, "itm_loss_edits: a batch of {} pairs", B);
-  Tensor ar = arange(static_cast<double>(B));
+  const TensorOptions ints{.dtype = DType::i64, .device = device};
+  Tensor ar = arange(static_cast<double>(B), ints);
   ITMResult r;
   r.image_index = cat({ar, ar});
-  r.text_index = cat({ar, arange(static_cast<double>(B), static_cast<double>(2 * B))});
-  r.labels = cat({ones({B}, {.dtype = DType::i64}), zeros({B}, {.dtype = DType::i64})});
+  r.text_index = cat({ar, arange(static_cast<double>(B), static_cast<double>(2 * B), 1.0, ints)});
+  r.labels = cat({ones({B}, ints), zeros({B}, ints)});
   score_pairs("itm_loss_edits", fuse, head, r);
   return r;
 }
@@ -262,7 +265,8 @@ MaskedTokens mask_tokens(const Tensor& ids, const Tensor& attention_mask, int64_
       in[k] = ordinary[std::min(pick, ordinary.size() - 1)];
     }
   }
-  return {from_vector(in, ids.shape()), from_vector(labels, ids.shape())};
+  const TensorOptions ints{.dtype = DType::i64, .device = ids.device()};
+  return {from_vector(in, ids.shape(), ints), from_vector(labels, ids.shape(), ints)};
 }
 
 Tensor mlm_loss(const Tensor& logits, const Tensor& labels) {

@@ -102,7 +102,8 @@ struct HardNegatives {
 // and for text j, image i != j with p(i | j) ∝ exp(sim_ij) over the column. Draws are inverse-CDF
 // lookups of uniforms from `gen` (row draws first, then column draws), so a seed fixes them. A row
 // whose masked softmax underflows to all zeros falls back to a uniform choice among the others.
-// Needs B >= 2 (a batch of one has no negative).
+// Needs B >= 2 (a batch of one has no negative). The uniforms are drawn and the choices made on
+// the host (the same numbers on every device); the indices come back on sim's device.
 HardNegatives sample_hard_negatives(const Tensor& sim, Generator* gen = nullptr);
 
 // The fusion encoder's forward, as ITM sees it: fuse image image_index[k] with text text_index[k]
@@ -127,8 +128,9 @@ ITMResult itm_loss(const FusePairs& fuse, const ITMHead& head, const Tensor& sim
 // most similar other caption of the batch often describes image i as well, the labels then
 // contradict each other and the head learns nothing but the prior. Here text index B+i names
 // the minimal edit of text i (a negative by construction): the B pairs (i, i) are labelled 1
-// and the B pairs (i, B+i) 0, fused in one call of `fuse`.
-ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch);
+// and the B pairs (i, B+i) 0, fused in one call of `fuse`. The indices and labels are made on
+// `device`, where the batch is.
+ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch, Device device = Device::cpu());
 
 // ---------------------------------------------------------------------------------------------
 // Masked language modelling (mlm)
@@ -150,7 +152,8 @@ struct MaskingOptions {
 // token is selected with probability `prob`; a selected token becomes mask_id with probability
 // mask_frac, a uniformly drawn non-special id with probability random_frac, and stays itself
 // otherwise — its label is its original id in every case. Three uniforms per position come from
-// `gen` (select, action, which random id), so the result is a function of the seed.
+// `gen` (select, action, which random id), so the result is a function of the seed. The draws
+// and choices are made on the host (the same on every device); the result is on ids' device.
 MaskedTokens mask_tokens(const Tensor& ids, const Tensor& attention_mask, int64_t vocab_size, int64_t mask_id,
                          const std::vector<int64_t>& special_ids, double prob = 0.15, Generator* gen = nullptr,
                          const MaskingOptions& options = {});

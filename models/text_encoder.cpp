@@ -102,15 +102,16 @@ TextEncoder::TextEncoder(const TextEncoderConfig& cfg, Generator* gen) : config(
 Tensor TextEncoder::embed(const Tensor& ids, const Tensor& token_type_ids) const {
   check_token_ids("TextEncoder", ids, config.max_len);
   const int64_t S = ids.size(1);
+  const TensorOptions ints{.dtype = DType::i64, .device = ids.device()};  // positions and types follow the ids
   Tensor types = token_type_ids;
   if (types.defined()) {
     MMG_CHECK(types.shape() == ids.shape() && (types.dtype() == DType::i64 || types.dtype() == DType::i32),
               "TextEncoder: token_type_ids {} {} must be integers of the shape of ids {}", dtype_name(types.dtype()),
               shape_str(types.shape()), shape_str(ids.shape()));
   } else {
-    types = zeros(ids.shape(), {.dtype = DType::i64});
+    types = zeros(ids.shape(), ints);
   }
-  Tensor x = word_embeddings->forward(ids) + position_embeddings->forward(arange(S)) +
+  Tensor x = word_embeddings->forward(ids) + position_embeddings->forward(arange(S, ints)) +
              token_type_embeddings->forward(types);
   return embeddings_drop->forward(embeddings_ln->forward(x));
 }

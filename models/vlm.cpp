@@ -215,6 +215,13 @@ void VLM::check_batch(const VLMBatch& b, const ObjectiveWeights& o) const {
   }
 }
 
+VLMBatch to_device(const VLMBatch& b, Device device) {
+  auto move = [&](const Tensor& t) { return t.defined() && t.device() != device ? t.to(device) : t; };
+  return {move(b.images),       move(b.text_ids),     move(b.text_mask),     move(b.class_ids),
+          move(b.answer_ids),   move(b.caption_ids),  move(b.question_ids),  move(b.question_mask),
+          move(b.negative_ids), move(b.negative_mask)};
+}
+
 FusionOutput VLM::encode(const Tensor& images, const Tensor& ids, const Tensor& mask) const {
   return model->forward(images, ids, mask);
 }
@@ -233,7 +240,7 @@ FusionOutput VLM::image_only(const Tensor& images) const {
   const int64_t B = images.size(0);
   std::vector<int64_t> ids;
   for (int64_t b = 0; b < B; ++b) ids.insert(ids.end(), {config.tokens.cls_id, config.tokens.sep_id});
-  return encode(images, from_vector(ids, {B, 2}), Tensor());
+  return encode(images, from_vector(ids, {B, 2}, {.dtype = DType::i64, .device = images.device()}), Tensor());
 }
 
 Tensor VLM::image_pooled(const FusionOutput& out) const {
@@ -295,9 +302,9 @@ ITMResult VLM::itm(const VLMBatch& batch, const FusionOutput& out, const FusionO
                                     model->dual->text_proj->forward(index_select(pooled, 0, ti)));
     };
   }
-  if (edits) return itm_loss_edits(fuse, *itm_head, B);
+  if (edits) return itm_loss_edits(fuse, *itm_head, B, batch.images.device());
   // Without contrastive similarities (single, pooled) every other pair is equally likely.
-  if (!sim.defined()) sim = zeros({B, B});
+  if (!sim.defined()) sim = zeros({B, B}, {.device = batch.images.device()});
   return itm_loss(fuse, *itm_head, sim, gen);
 }
 

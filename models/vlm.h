@@ -104,6 +104,11 @@ struct VLMBatch {
   Tensor negative_mask;  // [B,S] bool, or undefined (ids != pad_id)
 };
 
+// The batch with every defined tensor on `device` (batches are made on the host; the trainer
+// moves each one to the model's device before the step). A tensor already there is kept as it
+// is (the same handle), so on the CPU this returns the batch unchanged.
+VLMBatch to_device(const VLMBatch& batch, Device device);
+
 class VLM : public nn::Module {
  public:
   // `gen` draws the initial weights (the global generator when null); dropout masks come from

@@ -177,6 +177,12 @@ void Module::to(Device device) {
   }
 }
 
+Device Module::device() const {
+  for (const auto& [n, t] : named_parameters()) return t.device();
+  for (const auto& [n, t] : named_buffers()) return t.device();
+  return Device::cpu();
+}
+
 std::string Module::summary() const {
   std::string out;
   for (auto& [n, t] : named_parameters())

@@ -75,6 +75,8 @@ class Module : public std::enable_shared_from_this<Module> {
   // storage; gradients are dropped. An optimiser's state follows its parameters' device at
   // its next step (nn/optim.h).
   void to(Device device);
+  // Where the module lives: the device of its first parameter (or buffer); the CPU when it has none.
+  Device device() const;
 
   // A summary: one line per parameter with its shape, then the count.
   std::string summary() const;

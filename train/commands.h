@@ -14,6 +14,7 @@ struct DemoOptions {
   bool quick = false;           // the under-a-minute variant (preset demo-quick)
   bool resume = false;
   std::string out = "runs/demo";
+  std::string device;           // cpu | cuda | cuda:N | auto; empty: the preset's (cpu)
 };
 int run_demo(const DemoOptions& options);
 
@@ -23,6 +24,7 @@ struct TrainCommandOptions {
   int64_t steps = 0;       // > 0: override the config's
   int64_t stop_after = 0;  // > 0: stop after this step (resume later with --resume)
   bool resume = false;
+  std::string device;      // cpu | cuda | cuda:N | auto; empty: the config's "device"
 };
 int run_train_command(const TrainCommandOptions& options);
 
@@ -33,6 +35,7 @@ struct EvalCommandOptions {
   int64_t gallery = 0;      // 0: the run's
   int64_t max_samples = 0;  // 0: all
   std::string json_out;     // also write the metrics here
+  std::string device;       // cpu | cuda | cuda:N | auto; empty: the run config's "device"
 };
 int run_eval_command(const EvalCommandOptions& options);
 

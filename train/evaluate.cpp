@@ -39,13 +39,24 @@ class Inference {
 
 ImageNorm norm_of(const TrainConfig& c) { return {c.data.mean, c.data.std}; }
 
+// Inputs are made on the host and moved to the model's device; what comes back (logits,
+// embeddings) is read back to the host by to_vector where the metrics need it.
+Tensor on_model(const EvalContext& ctx, const Tensor& t) {
+  const Device d = ctx.model.device();
+  return t.defined() && t.device() != d ? t.to(d) : t;
+}
+
+Tensor images_on_model(const EvalContext& ctx, const std::vector<const Sample*>& samples) {
+  return on_model(ctx, images_to_tensor(samples, norm_of(ctx.config)));
+}
+
 // Contrastive embeddings of images and of texts, in batches.
 Tensor image_embeddings(const EvalContext& ctx, const std::vector<const Sample*>& samples, int64_t batch) {
   const auto& dual = ctx.model.model->dual;
   std::vector<Tensor> parts;
   for (size_t lo = 0; lo < samples.size(); lo += static_cast<size_t>(batch)) {
     std::vector<const Sample*> chunk(samples.begin() + lo, samples.begin() + std::min(samples.size(), lo + batch));
-    parts.push_back(dual->embed_image(dual->vision->forward(images_to_tensor(chunk, norm_of(ctx.config)))));
+    parts.push_back(dual->embed_image(dual->vision->forward(images_on_model(ctx, chunk))));
   }
   return cat(parts, 0);
 }
@@ -56,7 +67,7 @@ Tensor text_embeddings(const EvalContext& ctx, const std::vector<std::string>& t
   for (size_t lo = 0; lo < texts.size(); lo += static_cast<size_t>(batch)) {
     std::vector<std::string> chunk(texts.begin() + lo, texts.begin() + std::min(texts.size(), lo + batch));
     TokenBatch t = encode_texts(ctx.tokenizer, chunk, ctx.config.max_len);
-    parts.push_back(dual->embed_text(dual->text->forward(t.ids, t.attention_mask)));
+    parts.push_back(dual->embed_text(dual->text->forward(on_model(ctx, t.ids), on_model(ctx, t.attention_mask))));
   }
   return cat(parts, 0);
 }
@@ -70,7 +81,8 @@ std::vector<float> itm_scores(const EvalContext& ctx, const std::vector<const Sa
     std::vector<const Sample*> chunk(samples.begin() + lo, samples.begin() + hi);
     std::vector<std::string> words(texts.begin() + lo, texts.begin() + hi);
     TokenBatch t = encode_texts(ctx.tokenizer, words, ctx.config.max_len);
-    Tensor logits = ctx.model.match_logits(images_to_tensor(chunk, norm_of(ctx.config)), t.ids, t.attention_mask);
+    Tensor logits =
+        ctx.model.match_logits(images_on_model(ctx, chunk), on_model(ctx, t.ids), on_model(ctx, t.attention_mask));
     std::vector<float> l = logits.contiguous().to_vector<float>();
     for (size_t i = 0; i < chunk.size(); ++i) scores.push_back(l[2 * i + 1] - l[2 * i]);
   }
@@ -163,7 +175,8 @@ void evaluate_vqa(const EvalContext& ctx, const Dataset& data, const std::vector
       questions.push_back(asked[i].qa->question);
     }
     TokenBatch q = encode_texts(ctx.tokenizer, questions, ctx.config.max_len);
-    Tensor logits = ctx.model.answer_logits(images_to_tensor(chunk, norm_of(ctx.config)), q.ids, q.attention_mask);
+    Tensor logits =
+        ctx.model.answer_logits(images_on_model(ctx, chunk), on_model(ctx, q.ids), on_model(ctx, q.attention_mask));
     std::vector<int64_t> best = argmax(logits, 1).to_vector<int64_t>();
     for (size_t i = lo; i < hi; ++i) {
       const QuestionAnswer& qa = *asked[i].qa;
@@ -211,7 +224,7 @@ void evaluate_classification(const EvalContext& ctx, const Dataset& data, const 
   for (size_t lo = 0; lo < samples.size(); lo += static_cast<size_t>(batch)) {
     std::vector<const Sample*> chunk(samples.begin() + lo, samples.begin() + std::min(samples.size(), lo + batch));
     std::vector<int64_t> best =
-        argmax(ctx.model.class_logits(images_to_tensor(chunk, norm_of(ctx.config))), 1).to_vector<int64_t>();
+        argmax(ctx.model.class_logits(images_on_model(ctx, chunk)), 1).to_vector<int64_t>();
     for (size_t i = 0; i < chunk.size(); ++i) {
       predicted.push_back(best[i]);
       truth.push_back(chunk[i]->label);
@@ -245,7 +258,7 @@ void evaluate_captions(const EvalContext& ctx, const std::vector<const Sample*>&
   for (size_t lo = 0; lo < samples.size(); lo += static_cast<size_t>(batch)) {
     std::vector<const Sample*> chunk(samples.begin() + lo, samples.begin() + std::min(samples.size(), lo + batch));
     std::vector<std::vector<int64_t>> captions =
-        ctx.model.caption(images_to_tensor(chunk, norm_of(ctx.config)), /*beam=*/1);
+        ctx.model.caption(images_on_model(ctx, chunk), /*beam=*/1);
     for (size_t i = 0; i < chunk.size(); ++i) {
       if (chunk[i]->captions.empty()) continue;
       hypotheses.push_back(basic_tokenize(ctx.tokenizer.decode(captions[i])));
@@ -335,8 +348,9 @@ std::vector<std::string> write_attention_maps(const EvalContext& ctx, const std:
     const Sample& s = samples[i];
     const std::string text = !s.questions.empty() ? s.questions[0].question : s.captions.empty() ? "" : s.captions[0];
     TokenBatch t = encode_texts(ctx.tokenizer, {text}, ctx.config.max_len);
-    models::FusionOutput out = ctx.model.model->forward(images_to_tensor(std::vector<const Sample*>{&s}, norm_of(ctx.config)),
-                                                        t.ids, t.attention_mask, Tensor(), /*with_attention=*/true);
+    models::FusionOutput out =
+        ctx.model.model->forward(images_on_model(ctx, {&s}), on_model(ctx, t.ids), on_model(ctx, t.attention_mask),
+                                 Tensor(), /*with_attention=*/true);
     // [1,S,1+N]: average the rows of the real tokens; drop column 0 (the image's [CLS]).
     const int64_t S = out.cross_attention.size(1), N1 = out.cross_attention.size(2);
     std::vector<float> att = out.cross_attention.contiguous().to_vector<float>();

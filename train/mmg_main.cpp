@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   demo->add_flag("--quick", demo_opts.quick, "A short variant (under a minute): preset demo-quick");
   demo->add_option("--out", demo_opts.out, "Run directory")->capture_default_str();
   demo->add_flag("--resume", demo_opts.resume, "Continue from the run directory's latest checkpoint");
+  demo->add_option("--device", demo_opts.device, "cpu, cuda, cuda:N or auto (a GPU when one is usable); default cpu");
 
   auto* train = app.add_subcommand("train", "Train a model from a config file or a preset");
   mmg::TrainCommandOptions train_opts;
@@ -60,6 +61,8 @@ int main(int argc, char** argv) {
   train->add_option("--steps", train_opts.steps, "Override the number of steps");
   train->add_option("--stop-after", train_opts.stop_after, "Stop after this step (continue later with --resume)");
   train->add_flag("--resume", train_opts.resume, "Continue from the run directory's latest checkpoint");
+  train->add_option("--device", train_opts.device,
+                    "cpu, cuda, cuda:N or auto (a GPU when one is usable); default: the config's \"device\"");
 
   auto* eval = app.add_subcommand("eval", "Evaluate a trained run on a split of its data");
   mmg::EvalCommandOptions eval_opts;
@@ -68,6 +71,8 @@ int main(int argc, char** argv) {
   eval->add_option("--gallery", eval_opts.gallery, "Retrieval gallery size (default: the run's)");
   eval->add_option("--max-samples", eval_opts.max_samples, "Evaluate only this many samples");
   eval->add_option("--json", eval_opts.json_out, "Also write the metrics to this JSON file");
+  eval->add_option("--device", eval_opts.device,
+                   "cpu, cuda, cuda:N or auto (a GPU when one is usable); default: the run config's \"device\"");
 
   auto* predict = app.add_subcommand("predict", "Run a trained model on one image: answer, caption or text scores");
   mmg::PredictOptions predict_opts;

@@ -15,7 +15,11 @@ struct TrainRunOptions {
   bool resume = false;      // continue from its latest checkpoint
   int64_t stop_after = 0;   // > 0: stop after this step, before the end (no evaluation then)
   bool verbose = true;      // progress, evaluation lines and the table on stdout
+  std::string device;       // overrides the config's "device" (resumed runs too); empty: the config's
 };
+
+// How metrics.json and the progress lines name a device: "cpu (2 threads)", "cuda:0 (NVIDIA H100 80GB HBM3)".
+std::string device_description(Device device);
 
 // The test split's report (empty when the run stopped early).
 EvalReport run_training(const TrainConfig& config, const TrainRunOptions& options);

@@ -18,13 +18,17 @@ namespace mmg {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+std::string device_description(Device device) {
+  if (device.is_cpu()) return fmt::format("cpu ({} threads)", cpu::num_threads());
+  const std::string name = cuda_device_name(device.index);
+  return name.empty() ? device.str() : fmt::format("{} ({})", device.str(), name);
+}
+
 namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
-
-std::string device_name() { return fmt::format("cpu ({} threads)", cpu::num_threads()); }
 
 std::string describe(const Dataset& d) {
   return fmt::format("{}: {} train / {} val / {} test samples", d.name, d.train.size(), d.val.size(), d.test.size());
@@ -36,7 +40,9 @@ EvalReport train_and_evaluate(const TrainConfig& given, const TrainRunOptions& o
   const bool verbose = opt.verbose;
   // A resumed run is the run on disk: its own config (and so its own data), whatever was given.
   const fs::path saved = fs::path(opt.out) / "config.json";
-  const TrainConfig config = opt.resume && fs::exists(saved) ? load_run_config(saved.string()) : given;
+  TrainConfig config = opt.resume && fs::exists(saved) ? load_run_config(saved.string()) : given;
+  if (!opt.device.empty()) config.device = opt.device;
+  config.resolve_device();  // an unusable device fails here, before the data is made
   auto t0 = std::chrono::steady_clock::now();
   if (verbose) std::printf("data: generating/loading '%s' ...\n", config.data.source.c_str());
   Dataset data = load_dataset(config.data);
@@ -65,7 +71,7 @@ EvalReport train_and_evaluate(const TrainConfig& given, const TrainRunOptions& o
                 cfg.model.fusion.family.c_str(), (long long)params, (long long)trainer.tokenizer().size(),
                 (long long)trainer.answers().size());
     std::printf("training: %lld steps of %lld on %s\n", (long long)cfg.steps, (long long)cfg.batch_size,
-                device_name().c_str());
+                device_description(trainer.device()).c_str());
   }
   trainer.train();
   if (trainer.step() < cfg.steps) {
@@ -85,7 +91,7 @@ EvalReport train_and_evaluate(const TrainConfig& given, const TrainRunOptions& o
   m["data_seconds"] = data_seconds;
   m["eval_seconds"] = eval_seconds;
   m["total_seconds"] = seconds_since(t0);
-  m["device"] = device_name();
+  m["device"] = device_description(trainer.device());
   m["final_loss"] = trainer.history().empty() ? 0.0 : trainer.history().back().loss;
   m["dataset"] = describe(data);
   std::vector<std::string> pictures = write_attention_maps(ctx, data.test, 6, opt.out + "/attention");
@@ -101,7 +107,7 @@ EvalReport train_and_evaluate(const TrainConfig& given, const TrainRunOptions& o
     std::printf("\nresults on the test split (%s):\n%s", describe(data).c_str(),
                 format_results_table(report.rows).c_str());
     std::printf("\ntrain %.1fs, data %.1fs, evaluation %.1fs, total %.1fs on %s\n", trainer.train_seconds(),
-                data_seconds, eval_seconds, seconds_since(t0), device_name().c_str());
+                data_seconds, eval_seconds, seconds_since(t0), device_description(trainer.device()).c_str());
     std::printf("wrote %s/metrics.json, %s/metrics.jsonl, %s/loss_curve.png, %zu attention maps in %s/attention\n",
                 opt.out.c_str(), opt.out.c_str(), opt.out.c_str(), pictures.size() - 1, opt.out.c_str());
   }
@@ -122,7 +128,7 @@ int run_demo(const DemoOptions& options) {
       "mmg demo: generate scenes, train a small vision-language model (contrastive + matching + masked LM + VQA),\n"
       "and evaluate it on held-out scenes. No downloads; writes %s.\n\n",
       options.out.c_str());
-  run_training(config, {.out = options.out, .resume = options.resume});
+  run_training(config, {.out = options.out, .resume = options.resume, .device = options.device});
   return 0;
 }
 
@@ -136,14 +142,18 @@ int run_train_command(const TrainCommandOptions& options) {
     config.validate();
   }
   const std::string out = options.out.empty() ? "runs/" + config.name : options.out;
-  run_training(config, {.out = out, .resume = options.resume, .stop_after = options.stop_after});
+  run_training(config,
+               {.out = out, .resume = options.resume, .stop_after = options.stop_after, .device = options.device});
   return 0;
 }
 
 int run_eval_command(const EvalCommandOptions& options) {
   LoadedRun run = load_run(options.checkpoint);
-  std::printf("evaluating %s (step %lld) on the %s split\n", options.checkpoint.c_str(), (long long)run.step,
-              options.split.c_str());
+  if (!options.device.empty()) run.config.device = options.device;
+  const Device device = run.config.resolve_device();
+  run.model->to(device);  // the AdamW moments follow at a step; evaluation takes none
+  std::printf("evaluating %s (step %lld) on the %s split, on %s\n", options.checkpoint.c_str(), (long long)run.step,
+              options.split.c_str(), device_description(device).c_str());
   Dataset data = load_dataset(run.config.data);
   EvalContext ctx{*run.model, *run.tokenizer, run.answers, run.config};
   EvalReport report = evaluate_vlm(ctx, data, options.split,

@@ -11,13 +11,18 @@
 //     "steps": 1500, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "warmup": 100,
 //     "min_lr": 1e-5, "clip": 1.0,
 //     "phases": [{"until": 500, "objectives": {"itc": 1, "itm": 1, "mlm": 1}}],
-//     "eval_every": 500, "checkpoint_every": 500, "log_every": 20, "seed": 0
+//     "eval_every": 500, "checkpoint_every": 500, "log_every": 20, "seed": 0,
+//     "device": "cpu"
 //   }
 //
 // Objectives: the model's "objectives" are the weights of the multi-task loss; "phases" (optional)
 // override them for the steps before each "until" (pre-training, then fine-tuning from there on
 // with the model's weights). Every key is optional except that a file must be a JSON object;
 // unknown keys are errors naming the key (models/config.h).
+//
+// Device: "cpu" (the default), "cuda" or "cuda:N" (an error naming the run when no such GPU is
+// usable), or "auto" (cuda:0 when a GPU is usable, else the CPU). The model is always built
+// (initialised) on the CPU and then moved, so a seed gives the same initial weights everywhere.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -25,6 +30,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/device.h"
 #include "models/vlm.h"
 #include "train/augment.h"
 
@@ -65,9 +71,13 @@ struct TrainConfig {
   int64_t eval_every = 0, checkpoint_every = 0, log_every = 20;  // 0: only at the end
   int64_t eval_samples = 500;  // scenes evaluated during training (val split)
   int64_t seed = 0;            // initial weights, batch order, masking, negatives
+  std::string device = "cpu";  // cpu | cuda | cuda:N | auto (see above)
 
   // The objective weights at `step`: the first phase whose `until` is after it, else the model's.
   const models::ObjectiveWeights& objectives_at(int64_t step) const;
+  // The device the run trains on: "device" resolved on this machine. "cuda" without a usable GPU
+  // is an Error that names the run and says why the GPU is unusable.
+  Device resolve_device() const;
   void validate() const;
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& j);

@@ -82,6 +82,7 @@ Trainer::Trainer(TrainConfig config, const Dataset& data, TrainerOptions options
 
 void Trainer::prepare_new_run() {
   config_.validate();
+  device_ = config_.resolve_device();  // before anything is written: an unusable device fails at once
   tokenizer_ = std::make_unique<WordPieceTokenizer>(train_wordpiece(texts_of(data_.train), config_.vocab_size));
   answers_ = AnswerVocab::from_samples(data_.train);
   fit_model_to_data(config_.model, *tokenizer_, answers_, data_);
@@ -92,8 +93,10 @@ void Trainer::prepare_new_run() {
   write_file_atomic(options_.out + "/classes.json", json(data_.class_names).dump(1));
   write_file_atomic(options_.out + "/metrics.jsonl", "");
 
+  // Initialised on the CPU whatever the device, then moved: the same seed, the same weights.
   Generator init(static_cast<uint64_t>(config_.seed));
   model_ = std::make_unique<models::VLM>(config_.model, &init);
+  model_->to(device_);
   optimizer_ = std::make_unique<nn::AdamW>(*model_, config_.lr, config_.weight_decay);
   generator_ = Generator(static_cast<uint64_t>(config_.seed) + 1);
   step_ = 0;
@@ -103,8 +106,12 @@ void Trainer::load_latest_checkpoint() {
   const std::string latest_path = options_.out + "/checkpoints/latest";
   MMG_CHECK(fs::exists(latest_path), "Trainer: cannot resume: {} does not exist (no checkpoint was written)",
             latest_path);
-  LoadedRun run = load_run(options_.out);
+  // The device of the config given (the saved one, or another: --device), not the saved config's.
+  const std::string device = config_.device;
+  device_ = config_.resolve_device();
+  LoadedRun run = load_run(options_.out, device_);
   config_ = run.config;
+  config_.device = device;
   tokenizer_ = std::move(run.tokenizer);
   answers_ = run.answers;
   model_ = std::move(run.model);
@@ -147,7 +154,7 @@ TrainConfig load_run_config(const std::string& path) {
   }
 }
 
-LoadedRun load_run(const std::string& dir_or_checkpoint) {
+LoadedRun load_run(const std::string& dir_or_checkpoint, Device device) {
   // Accept the run directory or one of its checkpoints/step-N folders.
   fs::path path(dir_or_checkpoint);
   fs::path run_dir = path, checkpoint;
@@ -169,6 +176,8 @@ LoadedRun load_run(const std::string& dir_or_checkpoint) {
     MMG_CHECK(fs::exists(latest), "load_run: {} has no checkpoint ({} is missing)", run_dir.string(), latest.string());
     checkpoint = run_dir / "checkpoints" / read_file(latest.string());
   }
+  // The model moves first, so the AdamW moments are made, and loaded, on its device.
+  run.model->to(device);
   run.optimizer = std::make_unique<nn::AdamW>(*run.model, run.config.lr, run.config.weight_decay);
   nn::load_training_state((checkpoint / "state.safetensors").string(), *run.model, *run.optimizer);
   run.checkpoint = checkpoint.string();
@@ -299,7 +308,7 @@ int64_t Trainer::train() {
   int64_t window_steps = 0;
   const double seconds_before = train_seconds_;
   for (; step_ < end;) {
-    StepRecord rec = train_step(loader.next());
+    StepRecord rec = train_step(models::to_device(loader.next(), device_));
     ++step_;
     history_.push_back(rec);
     ++window_steps;

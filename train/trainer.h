@@ -21,6 +21,12 @@
 // generators' states — and continues; since the batch of a step and every random draw are
 // functions of the seed and the step, the resumed run's losses equal the uninterrupted run's
 // (tests/train/test_trainer.cpp checks it bit for bit).
+//
+// Device: the config's "device" (TrainConfig::resolve_device). The model is built on the CPU from
+// the seed, as always, and then moved there; each batch is made on the host and moved before its
+// step; checkpoints are written from host copies and loaded back onto the device. A resumed run
+// trains on the device of the config it is given (for `mmg train --resume`: the saved config's,
+// or --device), so a run may also continue on another device — exactly only on the same one.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -55,8 +61,8 @@ struct StepRecord {
 
 class Trainer {
  public:
-  // Builds (or, with resume, reloads) the tokenizer, the answers and the model. `data` must
-  // outlive the trainer.
+  // Builds (or, with resume, reloads) the tokenizer, the answers and the model, on the device of
+  // `config` (an Error naming the run when it is unusable). `data` must outlive the trainer.
   Trainer(TrainConfig config, const Dataset& data, TrainerOptions options);
 
   // Trains up to config.steps (or options.stop_after), evaluating and checkpointing as the
@@ -68,6 +74,7 @@ class Trainer {
   const WordPieceTokenizer& tokenizer() const { return *tokenizer_; }
   const AnswerVocab& answers() const { return answers_; }
   int64_t step() const { return step_; }  // steps done
+  Device device() const { return device_; }  // where the model trains
   const std::vector<StepRecord>& history() const { return history_; }
   double train_seconds() const { return train_seconds_; }
 
@@ -87,6 +94,7 @@ class Trainer {
   AnswerVocab answers_;
   std::unique_ptr<models::VLM> model_;
   std::unique_ptr<nn::AdamW> optimizer_;
+  Device device_;
   Generator generator_;  // masking, negatives
   int64_t step_ = 0;
   double train_seconds_ = 0;  // over every call of train(), resumed runs included
@@ -99,7 +107,8 @@ class Trainer {
 };
 
 // Reads a run directory written by the trainer: its config, tokenizer, answers, and the model
-// and AdamW state of its latest checkpoint (or of `checkpoint`, a checkpoints/step-N folder).
+// and AdamW state of its latest checkpoint (or of `checkpoint`, a checkpoints/step-N folder),
+// with the model and the AdamW moments on `device`.
 struct LoadedRun {
   TrainConfig config;
   std::unique_ptr<WordPieceTokenizer> tokenizer;
@@ -110,7 +119,7 @@ struct LoadedRun {
   std::string checkpoint;                // the checkpoints/step-N folder read
   int64_t step = 0;
 };
-LoadedRun load_run(const std::string& dir);
+LoadedRun load_run(const std::string& dir, Device device = Device::cpu());
 // The config.json of a run directory (errors name the file).
 TrainConfig load_run_config(const std::string& config_json_path);
 

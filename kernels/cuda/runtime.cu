@@ -41,6 +41,15 @@ std::string status() {
   return s;
 }
 
+std::string device_name(int device) {
+  cudaDeviceProp p{};
+  if (cudaGetDeviceProperties(&p, device) != cudaSuccess) {
+    cudaGetLastError();
+    return "";
+  }
+  return p.name;
+}
+
 int current_device() {
   int d = 0;
   MMG_CUDA_CHECK(cudaGetDevice(&d));

@@ -18,6 +18,8 @@ namespace mmg::cuda {
 int device_count();
 // "2 GPUs: NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB), ..." or why there are none.
 std::string status();
+// The name the driver gives device `device` ("NVIDIA H100 80GB HBM3"); empty when it cannot be read.
+std::string device_name(int device);
 
 // The current device of the calling thread, and switching it.
 int current_device();
