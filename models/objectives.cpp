@@ -210,10 +210,10 @@ ITMResult itm_loss(const FusePairs& fuse, const ITMHead& head, const Tensor& sim
   return r;
 }
 
-ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch, Device device) {
+ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch) {
   const int64_t B = batch;
   MMG_CHECK(B >= 1, "itm_loss_edits: a batch of {} pairs", B);
-  const TensorOptions ints{.dtype = DType::i64, .device = device};
+  const TensorOptions ints{.dtype = DType::i64, .device = head.device()};
   Tensor ar = arange(static_cast<double>(B), ints);
   ITMResult r;
   r.image_index = cat({ar, ar});

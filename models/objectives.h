@@ -129,8 +129,8 @@ ITMResult itm_loss(const FusePairs& fuse, const ITMHead& head, const Tensor& sim
 // contradict each other and the head learns nothing but the prior. Here text index B+i names
 // the minimal edit of text i (a negative by construction): the B pairs (i, i) are labelled 1
 // and the B pairs (i, B+i) 0, fused in one call of `fuse`. The indices and labels are made on
-// `device`, where the batch is.
-ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch, Device device = Device::cpu());
+// the head's device, where the model and its batch are.
+ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch);
 
 // ---------------------------------------------------------------------------------------------
 // Masked language modelling (mlm)

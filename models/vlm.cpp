@@ -302,7 +302,7 @@ ITMResult VLM::itm(const VLMBatch& batch, const FusionOutput& out, const FusionO
                                     model->dual->text_proj->forward(index_select(pooled, 0, ti)));
     };
   }
-  if (edits) return itm_loss_edits(fuse, *itm_head, B, batch.images.device());
+  if (edits) return itm_loss_edits(fuse, *itm_head, B);
   // Without contrastive similarities (single, pooled) every other pair is equally likely.
   if (!sim.defined()) sim = zeros({B, B}, {.device = batch.images.device()});
   return itm_loss(fuse, *itm_head, sim, gen);

@@ -140,4 +140,16 @@ inline std::vector<Shape> odd_shapes() {
   return {{1}, {7}, {257}, {3, 1}, {5, 33}, {2, 3, 31}, {1, 1029}, {13, 1, 97}, {4, 0}, {}};
 }
 
+// A reduction's test case: input shape, reduced dims, keepdim; and its name in messages.
+struct ReduceCase {
+  Shape shape;
+  Shape dims;
+  bool keepdim;
+};
+
+inline std::string reduce_case_name(const std::string& op, const ReduceCase& c, DType dt) {
+  return op + " " + dtype_name(dt) + " " + shape_str(c.shape) + " dims " + shape_str(c.dims) +
+         (c.keepdim ? " keepdim" : "");
+}
+
 }  // namespace mmg::testing

@@ -13,11 +13,7 @@ using namespace mmg::testing;
 
 namespace {
 
-struct Case {
-  Shape shape;
-  Shape dims;
-  bool keepdim;
-};
+using Case = ReduceCase;
 
 std::vector<Case> cases() {
   return {{{7}, {}, false},           {{1}, {0}, true},          {{5, 33}, {1}, false},     {{5, 33}, {0}, false},
@@ -26,15 +22,10 @@ std::vector<Case> cases() {
           {{257, 65}, {1}, false},    {{3, 4, 5, 6}, {1, 3}, true}};
 }
 
-std::string name_of(const char* op, const Case& c, DType dt) {
-  return std::string(op) + " " + dtype_name(dt) + " " + shape_str(c.shape) + " dims " + shape_str(c.dims) +
-         (c.keepdim ? " keepdim" : "");
-}
-
 // Forward on poisoned outputs, then the gradient of Σ out·r.
 template <class F>
 void check_reduction(const char* op, const Case& c, DType dt, F f, double rtol, double atol) {
-  const std::string name = name_of(op, c, dt);
+  const std::string name = reduce_case_name(op, c, dt);
   Tensor x = uniform(c.shape, dt, -2, 2);
   Tensor xc = x.clone().detach().requires_grad_(true);
   Tensor xg = x.to(kGpu).detach().requires_grad_(true);

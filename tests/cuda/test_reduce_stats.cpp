@@ -16,21 +16,12 @@ using namespace mmg::testing;
 
 namespace {
 
-struct Case {
-  Shape shape;
-  Shape dims;
-  bool keepdim;
-};
+using Case = ReduceCase;
 
 std::vector<Case> cases() {
   return {{{7}, {}, false},          {{1}, {0}, true},           {{5, 33}, {1}, false},    {{5, 33}, {0}, false},
           {{2, 3, 31}, {1}, true},   {{2, 3, 31}, {0, 2}, false}, {{13, 1, 97}, {-1}, false}, {{3, 1029}, {1}, false},
           {{1, 5000}, {}, false},    {{4099, 3}, {0}, true},     {{257, 65}, {1}, false},  {{3, 4, 5, 6}, {1, 3}, true}};
-}
-
-std::string name_of(const std::string& op, const Case& c, DType dt) {
-  return op + " " + dtype_name(dt) + " " + shape_str(c.shape) + " dims " + shape_str(c.dims) +
-         (c.keepdim ? " keepdim" : "");
 }
 
 double rtol(DType dt) { return rtol_for(dt) * 8; }
@@ -45,10 +36,10 @@ TEST_CASE("cuda var and std: dims, keepdim, corrections, forward and backward") 
       for (int64_t corr : {0, 1}) {
         Tensor x = uniform(c.shape, dt, -2, 2);
         const std::string suffix = " correction " + std::to_string(corr);
-        check_op_parity(name_of("var", c, dt) + suffix, {x},
+        check_op_parity(reduce_case_name("var", c, dt) + suffix, {x},
                         [&](const std::vector<Tensor>& a) { return var(a[0], c.dims, corr, c.keepdim); }, rtol(dt),
                         atol(dt));
-        check_op_parity(name_of("std", c, dt) + suffix, {x},
+        check_op_parity(reduce_case_name("std", c, dt) + suffix, {x},
                         [&](const std::vector<Tensor>& a) { return mmg::std(a[0], c.dims, corr, c.keepdim); },
                         rtol(dt), atol(dt));
       }
@@ -73,7 +64,7 @@ TEST_CASE("cuda logsumexp: dims, long rows, rows of minus inf, inf and NaN") {
     for (const Case& c : cases()) {
       if (c.dims.empty()) continue;  // logsumexp takes explicit dims
       Tensor x = uniform(c.shape, dt, -30, 30);
-      check_op_parity(name_of("logsumexp", c, dt), {x},
+      check_op_parity(reduce_case_name("logsumexp", c, dt), {x},
                       [&](const std::vector<Tensor>& a) { return logsumexp(a[0], c.dims, c.keepdim); }, rtol(dt),
                       atol(dt));
     }
@@ -91,7 +82,7 @@ TEST_CASE("cuda norm: p 1, 2, inf, 3 and 0.5 over dims, forward and backward") {
     for (double p : {1.0, 2.0, std::numeric_limits<double>::infinity(), 3.0, 0.5}) {
       for (const Case& c : cases()) {
         Tensor x = uniform(c.shape, dt, -2, 2);
-        check_op_parity(name_of("norm p " + std::to_string(p), c, dt), {x},
+        check_op_parity(reduce_case_name("norm p " + std::to_string(p), c, dt), {x},
                         [&](const std::vector<Tensor>& a) { return norm(a[0], p, c.dims, c.keepdim); }, rtol(dt) * 4,
                         atol(dt) * 4);
       }

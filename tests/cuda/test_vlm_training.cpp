@@ -15,6 +15,7 @@
 #include "models/vlm.h"
 #include "tests/cuda/cuda_test_util.h"
 #include "tests/temp_dir.h"
+#include "tests/train/tiny_run.h"
 #include "train/data_sources.h"
 #include "train/evaluate.h"
 #include "train/run.h"
@@ -101,27 +102,11 @@ void check_gradients(const nn::Module& gpu, const nn::Module& cpu, const std::st
   }
 }
 
-// The run of tests/train/test_trainer.cpp: 16×16 scenes, one-layer encoders of width 16.
+// The trainer tests' tiny run (tests/train/tiny_run.h) with captioning too, on `device`.
 TrainConfig tiny_config(int64_t steps, const std::string& device) {
-  json j = {{"name", "tiny"},
-            {"data", {{"source", "scenes"}, {"n", 300}, {"image_size", 16}, {"seed", 3}, {"gallery", 20}}},
-            {"tokenizer", {{"vocab_size", 120}, {"max_len", 32}}},
-            {"model",
-             {{"family", "vlm"},
-              {"fusion",
-               {{"family", "cross"},
-                {"embed_dim", 16},
-                {"vision", {{"family", "vit"}, {"image_size", 16}, {"patch_size", 8}, {"dim", 16}, {"depth", 1}, {"heads", 2}}},
-                {"text", {{"family", "text"}, {"max_len", 32}, {"dim", 16}, {"depth", 1}, {"heads", 2}}},
-                {"fusion", {{"depth", 1}, {"heads", 2}}}}},
-              {"objectives", {{"itc", 1}, {"itm", 1}, {"mlm", 1}, {"vqa", 1}, {"cap", 1}}}}},
-            {"steps", steps},
-            {"batch_size", 8},
-            {"lr", 1e-3},
-            {"warmup", 1},
-            {"log_every", 1},
-            {"seed", 5},
-            {"device", device}};
+  json j = test::tiny_run_json(steps, 1);
+  j["model"]["objectives"]["cap"] = 1;
+  j["device"] = device;
   return TrainConfig::from_json(j);
 }
 

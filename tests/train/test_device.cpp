@@ -10,6 +10,7 @@
 #include "kernels/cpu/parallel.h"
 #include "models/vlm.h"
 #include "tests/temp_dir.h"
+#include "tests/train/tiny_run.h"
 #include "train/data_sources.h"
 #include "train/run.h"
 #include "train/trainer.h"
@@ -20,28 +21,8 @@ using nlohmann::json;
 
 namespace {
 
-// The run of tests/train/test_trainer.cpp: 16×16 scenes, one-layer encoders of width 16.
-TrainConfig tiny_config(int64_t steps) {
-  json j = {{"name", "tiny"},
-            {"data", {{"source", "scenes"}, {"n", 300}, {"image_size", 16}, {"seed", 3}, {"gallery", 20}}},
-            {"tokenizer", {{"vocab_size", 120}, {"max_len", 32}}},
-            {"model",
-             {{"family", "vlm"},
-              {"fusion",
-               {{"family", "cross"},
-                {"embed_dim", 16},
-                {"vision", {{"family", "vit"}, {"image_size", 16}, {"patch_size", 8}, {"dim", 16}, {"depth", 1}, {"heads", 2}}},
-                {"text", {{"family", "text"}, {"max_len", 32}, {"dim", 16}, {"depth", 1}, {"heads", 2}}},
-                {"fusion", {{"depth", 1}, {"heads", 2}}}}},
-              {"objectives", {{"itc", 1}, {"itm", 1}, {"mlm", 1}, {"vqa", 1}}}}},
-            {"steps", steps},
-            {"batch_size", 8},
-            {"lr", 1e-3},
-            {"warmup", 1},
-            {"log_every", 1},
-            {"seed", 5}};
-  return TrainConfig::from_json(j);
-}
+// The trainer tests' tiny run (tests/train/tiny_run.h), one warm-up step: some runs here are 2 steps.
+TrainConfig tiny_config(int64_t steps) { return test::tiny_run_config(steps, 1); }
 
 bool gpu_usable() { return device_unusable_reason(Device::cuda(0)).empty(); }
 

@@ -13,6 +13,7 @@
 #include "train/evaluate.h"
 #include "train/run.h"
 #include "train/trainer.h"
+#include "tests/train/tiny_run.h"
 
 using namespace mmg;
 namespace fs = std::filesystem;
@@ -20,28 +21,7 @@ using nlohmann::json;
 
 namespace {
 
-// A run small enough for a test: 16×16 scenes, a one-layer ViT / text encoder / fusion of width 16.
-TrainConfig tiny_config(int64_t steps) {
-  json j = {{"name", "tiny"},
-            {"data", {{"source", "scenes"}, {"n", 300}, {"image_size", 16}, {"seed", 3}, {"gallery", 20}}},
-            {"tokenizer", {{"vocab_size", 120}, {"max_len", 32}}},
-            {"model",
-             {{"family", "vlm"},
-              {"fusion",
-               {{"family", "cross"},
-                {"embed_dim", 16},
-                {"vision", {{"family", "vit"}, {"image_size", 16}, {"patch_size", 8}, {"dim", 16}, {"depth", 1}, {"heads", 2}}},
-                {"text", {{"family", "text"}, {"max_len", 32}, {"dim", 16}, {"depth", 1}, {"heads", 2}}},
-                {"fusion", {{"depth", 1}, {"heads", 2}}}}},
-              {"objectives", {{"itc", 1}, {"itm", 1}, {"mlm", 1}, {"vqa", 1}}}}},
-            {"steps", steps},
-            {"batch_size", 8},
-            {"lr", 1e-3},
-            {"warmup", 2},
-            {"log_every", 1},
-            {"seed", 5}};
-  return TrainConfig::from_json(j);
-}
+TrainConfig tiny_config(int64_t steps) { return test::tiny_run_config(steps); }
 
 std::string temp_dir(const std::string& name) {
   fs::path p = fs::temp_directory_path() / ("mmg_trainer_test_" + name);
