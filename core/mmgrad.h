@@ -3,6 +3,7 @@
 #include "core/autograd.h"
 #include "core/cuda_memory.h"
 #include "core/gradcheck.h"
+#include "core/kernel_versions.h"
 #include "core/io/safetensors.h"
 #include "core/ops.h"
 #include "core/rng.h"

@@ -1,0 +1,52 @@
+#include "core/kernel_versions.h"
+
+#include <atomic>
+
+#include "core/error.h"
+
+namespace mmg {
+
+// The families and what each version is. A new version is one more line here and one more
+// branch in its op.
+const std::vector<KernelFamily>& kernel_families() {
+  static const std::vector<KernelFamily> families = {
+      {"attention", {"scores through device memory: gemm, masked softmax, gemm (O(S²) memory)"}, 1},
+  };
+  return families;
+}
+
+static std::atomic<int> chosen[16];  // 0 = the default; one slot per family
+
+static size_t family_index(std::string_view family) {
+  const auto& families = kernel_families();
+  MMG_CHECK(families.size() <= std::size(chosen), "kernel versions: {} families, room for {}", families.size(),
+            std::size(chosen));
+  for (size_t i = 0; i < families.size(); ++i)
+    if (families[i].name == family) return i;
+  std::string known;
+  for (const KernelFamily& f : families) known += (known.empty() ? "" : ", ") + f.name;
+  MMG_FAIL("kernel versions: unknown kernel family '{}' (families with versions: {})", family, known);
+}
+
+int kernel_version(std::string_view family) {
+  const size_t i = family_index(family);
+  const int v = chosen[i].load(std::memory_order_relaxed);
+  return v != 0 ? v : kernel_families()[i].default_version;
+}
+
+void set_kernel_version(std::string_view family, int version) {
+  const size_t i = family_index(family);
+  const KernelFamily& f = kernel_families()[i];
+  MMG_CHECK(version >= 1 && version <= static_cast<int>(f.versions.size()),
+            "kernel versions: '{}' has versions 1 to {}, got {}", f.name, f.versions.size(), version);
+  chosen[i].store(version, std::memory_order_relaxed);
+}
+
+KernelVersionGuard::KernelVersionGuard(std::string_view family, int version)
+    : family_(family), previous_(kernel_version(family)) {
+  set_kernel_version(family, version);
+}
+
+KernelVersionGuard::~KernelVersionGuard() { set_kernel_version(family_, previous_); }
+
+}  // namespace mmg
