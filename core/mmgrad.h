@@ -1,5 +1,6 @@
 // Everything of the core layer in one include: tensors, ops, autograd, RNG, gradcheck.
 #pragma once
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/cuda_memory.h"
 #include "core/gradcheck.h"

@@ -127,6 +127,8 @@ void TrainConfig::validate() const {
   MMG_CHECK(eval_every >= 0 && checkpoint_every >= 0 && log_every >= 0 && eval_samples > 0,
             "TrainConfig '{}': eval_every, checkpoint_every, log_every must be >= 0 and eval_samples > 0", name);
   check_device_name(name, device);
+  MMG_CHECK(precision == "f32" || precision == "bf16" || precision == "f16",
+            "TrainConfig '{}': precision '{}' is not one of f32, bf16, f16", name, precision);
   int64_t previous = 0;
   for (const Phase& p : phases) {
     MMG_CHECK(p.until > previous, "TrainConfig '{}': phases must end in increasing order, got until={} after {}", name,
@@ -160,7 +162,8 @@ json TrainConfig::to_json() const {
           {"log_every", log_every},
           {"eval_samples", eval_samples},
           {"seed", seed},
-          {"device", device}};
+          {"device", device},
+          {"precision", precision}};
 }
 
 TrainConfig TrainConfig::from_json(const json& j) {
@@ -202,6 +205,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
   r.read("eval_samples", c.eval_samples);
   r.read("seed", c.seed);
   r.read("device", c.device);
+  r.read("precision", c.precision);
   r.finish();
   c.validate();
   return c;

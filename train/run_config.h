@@ -12,7 +12,7 @@
 //     "min_lr": 1e-5, "clip": 1.0,
 //     "phases": [{"until": 500, "objectives": {"itc": 1, "itm": 1, "mlm": 1}}],
 //     "eval_every": 500, "checkpoint_every": 500, "log_every": 20, "seed": 0,
-//     "device": "cpu"
+//     "device": "cpu", "precision": "f32"
 //   }
 //
 // Objectives: the model's "objectives" are the weights of the multi-task loss; "phases" (optional)
@@ -23,6 +23,10 @@
 // Device: "cpu" (the default), "cuda" or "cuda:N" (an error naming the run when no such GPU is
 // usable), or "auto" (cuda:0 when a GPU is usable, else the CPU). The model is always built
 // (initialised) on the CPU and then moved, so a seed gives the same initial weights everywhere.
+//
+// Precision: "f32" (the default), "bf16" (the forward under autocast to bf16: products in bf16,
+// norms, softmax and losses in f32, f32 parameters and optimiser; core/autocast.h) or "f16"
+// (autocast to f16, with dynamic loss scaling: nn/grad_scaler.h). Evaluation runs in f32.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -72,6 +76,7 @@ struct TrainConfig {
   int64_t eval_samples = 500;  // scenes evaluated during training (val split)
   int64_t seed = 0;            // initial weights, batch order, masking, negatives
   std::string device = "cpu";  // cpu | cuda | cuda:N | auto (see above)
+  std::string precision = "f32";  // f32 | bf16 | f16 (see above)
 
   // The objective weights at `step`: the first phase whose `until` is after it, else the model's.
   const models::ObjectiveWeights& objectives_at(int64_t step) const;

@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
+#include "core/autocast.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
 #include "nn/checkpoint.h"
@@ -98,6 +100,7 @@ void Trainer::prepare_new_run() {
   model_ = std::make_unique<models::VLM>(config_.model, &init);
   model_->to(device_);
   optimizer_ = std::make_unique<nn::AdamW>(*model_, config_.lr, config_.weight_decay);
+  scaler_ = nn::GradScaler({.enabled = config_.precision == "f16"});
   generator_ = Generator(static_cast<uint64_t>(config_.seed) + 1);
   step_ = 0;
 }
@@ -122,13 +125,20 @@ void Trainer::load_latest_checkpoint() {
   default_generator().set_state(state.at("default_generator").at(0).get<uint64_t>(),
                                 state.at("default_generator").at(1).get<uint64_t>());
   train_seconds_ = state.at("train_seconds").get<double>();
+  scaler_ = nn::GradScaler({.enabled = config_.precision == "f16"});
+  if (state.contains("grad_scaler")) {
+    const json& s = state.at("grad_scaler");
+    scaler_.load_state({s.at("scale").get<double>(), s.at("good_steps").get<int64_t>(), s.at("skipped").get<int64_t>()});
+  }
   for (const json& r : state.at("history")) {
     StepRecord rec;
     rec.step = r.at("step").get<int64_t>();
     rec.loss = r.at("loss").get<double>();
     rec.lr = r.at("lr").get<double>();
-    rec.grad_norm = r.at("grad_norm").get<double>();
+    // No norm (clip 0, a skipped step) was written as NaN, which JSON stores as null.
+    rec.grad_norm = r.at("grad_norm").is_number() ? r.at("grad_norm").get<double>() : std::nan("");
     rec.losses = r.at("losses").get<std::map<std::string, double>>();
+    rec.skipped = r.value("skipped", false);
     history_.push_back(rec);
   }
   // The log keeps what happened up to the checkpoint; lines of steps after it (from the run
@@ -199,12 +209,17 @@ void Trainer::save_checkpoint() {
                           {{"step", std::to_string(step_)}, {"run", config_.name}});
   json history = json::array();
   for (const StepRecord& r : history_)
-    history.push_back({{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"losses", r.losses}});
+    history.push_back({{"step", r.step}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"losses", r.losses},
+                       {"skipped", r.skipped}});
   json state = {{"step", step_},
                 {"generator", {generator_.seed(), generator_.offset()}},
                 {"default_generator", {default_generator().seed(), default_generator().offset()}},
                 {"train_seconds", train_seconds_},
                 {"history", history}};
+  if (scaler_.enabled()) {
+    const nn::GradScaler::State s = scaler_.state();
+    state["grad_scaler"] = {{"scale", s.scale}, {"good_steps", s.good_steps}, {"skipped", s.skipped}};
+  }
   write_file_atomic((tmp / "trainer.json").string(), state.dump());
   // The folder appears complete or not at all; `latest` moves only once it is in place.
   fs::remove_all(final_dir);
@@ -270,15 +285,30 @@ void Trainer::write_loss_curve() const {
 StepRecord Trainer::train_step(const models::VLMBatch& batch) {
   model_->train();
   optimizer_->zero_grad();
-  models::Losses losses = model_->compute_losses(batch, &generator_, config_.objectives_at(step_));
-  losses.total.backward();
+  models::Losses losses;
+  {
+    // bf16 / f16: the forward under autocast; the backward follows the casts it recorded.
+    std::optional<AutocastGuard> autocast;
+    if (config_.precision != "f32") autocast.emplace(config_.precision == "bf16" ? DType::bf16 : DType::f16);
+    losses = model_->compute_losses(batch, &generator_, config_.objectives_at(step_));
+  }
   StepRecord rec;
   rec.step = step_ + 1;
-  rec.grad_norm = config_.clip > 0 ? nn::clip_grad_norm(model_->trainable_parameters(), config_.clip) : std::nan("");
+  const std::vector<Tensor> params = model_->trainable_parameters();
+  bool take_step = true;
+  if (scaler_.enabled()) {
+    scaler_.scale(losses.total).backward();
+    take_step = scaler_.unscale(params);
+    scaler_.update(take_step);
+    rec.skipped = !take_step;
+  } else {
+    losses.total.backward();
+  }
+  rec.grad_norm = take_step && config_.clip > 0 ? nn::clip_grad_norm(params, config_.clip) : std::nan("");
   nn::WarmupCosine schedule(config_.lr, config_.warmup, config_.steps, config_.min_lr);
   rec.lr = schedule.lr_at(step_);
   optimizer_->set_lr(rec.lr);
-  optimizer_->step();
+  if (take_step) optimizer_->step();
   rec.losses = losses.values();
   rec.loss = rec.losses.at("total");
   rec.losses.erase("total");
@@ -332,6 +362,10 @@ int64_t Trainer::train() {
         json record = {{"step", step_}, {"loss", rec.loss}, {"lr", rec.lr}, {"samples_per_s", rate},
                        {"seconds", train_seconds_}};
         if (std::isfinite(rec.grad_norm)) record["grad_norm"] = rec.grad_norm;
+        if (scaler_.enabled()) {
+          record["loss_scale"] = scaler_.scale_value();
+          record["skipped_steps"] = scaler_.state().skipped;
+        }
         for (const auto& [name, value] : rec.losses) record[name] = value;
         log_json(record);
         window_start = clock::now();

@@ -37,6 +37,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/vlm.h"
+#include "nn/grad_scaler.h"
 #include "nn/optim.h"
 #include "train/batching.h"
 #include "train/dataset.h"
@@ -57,6 +58,7 @@ struct StepRecord {
   int64_t step = 0;
   double loss = 0, lr = 0, grad_norm = 0;
   std::map<std::string, double> losses;  // per objective
+  bool skipped = false;  // f16: the scaled gradients overflowed and the update was skipped
 };
 
 class Trainer {
@@ -94,6 +96,7 @@ class Trainer {
   AnswerVocab answers_;
   std::unique_ptr<models::VLM> model_;
   std::unique_ptr<nn::AdamW> optimizer_;
+  nn::GradScaler scaler_{{.enabled = false}};  // enabled for precision "f16"
   Device device_;
   Generator generator_;  // masking, negatives
   int64_t step_ = 0;

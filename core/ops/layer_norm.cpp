@@ -9,6 +9,7 @@
 // On CUDA the same rows go to kernels/cuda/layer_norm.h.
 #include <cmath>
 
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
@@ -29,9 +30,10 @@ static void check_affine(const char* what, const Tensor& p, const Tensor& x, con
   check_same_device("layer_norm", x, p);
 }
 
-Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps) {
-  MMG_CHECK(x.defined(), "layer_norm: undefined tensor argument");
+  MMG_CHECK(x_in.defined(), "layer_norm: undefined tensor argument");
+  const Tensor x = autocast_to_f32(x_in);
   MMG_CHECK(is_floating(x.dtype()), "layer_norm: needs a floating dtype, got {} {}", dtype_name(x.dtype()),
             shape_str(x.shape()));
   const int64_t k = static_cast<int64_t>(normalized_shape.size());

@@ -6,6 +6,7 @@
 // clip_loss and hinge_ranking_loss run on CUDA composed of CUDA ops (matmul, cross_entropy,
 // relu, ...; see below): the same math, with the N×N scores stored. bf16/f16 inputs are
 // computed in f32; the loss and the gradients come back in the inputs' dtypes.
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
@@ -64,8 +65,9 @@ static Tensor cross_entropy_cuda(const Tensor& logits, const Tensor& x, const Te
 
 // logits [N,C], target [N] (i64 or i32): mean over the rows whose target != ignore_index of
 // −Σ_c q_c log softmax(x)_c, q = (1−ε)·onehot + ε/C. Every row ignored gives 0 (not NaN).
-Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double label_smoothing) {
-  MMG_CHECK(logits.defined() && target.defined(), "cross_entropy: undefined tensor argument");
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& target, int64_t ignore_index, double label_smoothing) {
+  MMG_CHECK(logits_in.defined() && target.defined(), "cross_entropy: undefined tensor argument");
+  const Tensor logits = autocast_to_f32(logits_in);
   check_same_device("cross_entropy", logits, target);
   MMG_CHECK(is_floating(logits.dtype()), "cross_entropy: logits must be floating, got {} {}",
             dtype_name(logits.dtype()), shape_str(logits.shape()));

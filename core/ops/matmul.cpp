@@ -6,10 +6,16 @@
 // product. Their backward is written with matmul itself, so it runs on any device:
 //   C = A·B   ⇒   ∂L/∂A = ∂L/∂C · Bᵀ,   ∂L/∂B = Aᵀ · ∂L/∂C
 // summed over the batch dims that broadcasting expanded.
+//
+// bf16/f16 operands: on CUDA the gemm takes them as they are (tensor cores, f32
+// accumulation); on the CPU they are widened to f32 and the f32 result rounded back. Either
+// way the product accumulates in f32 and is rounded once. Under autocast (core/autocast.h)
+// f32 operands are cast to the low dtype first.
 #include <algorithm>
 #include <optional>
 #include <string>
 
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
@@ -73,6 +79,23 @@ static GemmOperand gemm_operand(const Tensor& x, const Shape& batch) {
   return {c, false, std::max<int64_t>(C, 1), R * C};
 }
 
+// The dtype the gemm runs in for operands of dtype t on `device`: the 16-bit types natively
+// on CUDA, through f32 on the CPU (whose kernels are written for f32 and f64).
+static DType gemm_dtype(DType t, const Device& device) { return device.is_cuda() ? t : compute_dtype(t); }
+
+// Calls f.template operator()<T>() for the C++ type of a gemm dtype.
+template <class F>
+static void visit_gemm(DType t, const char* op, F&& f) {
+  switch (t) {
+    case DType::bf16: return f.template operator()<bf16>();
+    case DType::f16: return f.template operator()<f16>();
+    default: return visit_float(t, op, std::forward<F>(f));
+  }
+}
+
+template <class T>
+inline constexpr bool kIsHalf = std::is_same_v<T, bf16> || std::is_same_v<T, f16>;
+
 // The product of a [..., M, K] and b [..., K, N] (both at least 2-D, same compute dtype,
 // already checked): a new contiguous [batch..., M, N] tensor, batch = the broadcast batch dims.
 static Tensor batched_product(const Tensor& a, const Tensor& b, const Shape& batch) {
@@ -85,7 +108,7 @@ static Tensor batched_product(const Tensor& a, const Tensor& b, const Shape& bat
   if (out.numel() == 0) return out;
   GemmOperand A = gemm_operand(a, batch), B = gemm_operand(b, batch);
   const bool cuda = on_cuda("matmul", out);
-  visit_float(a.dtype(), "matmul", [&]<class T>() {
+  visit_gemm(a.dtype(), "matmul", [&]<class T>() {
     const T* pa = static_cast<const T*>(A.keep.data_ptr());
     const T* pb = static_cast<const T*>(B.keep.data_ptr());
     T* pc = out.data<T>();
@@ -94,18 +117,20 @@ static Tensor batched_product(const Tensor& a, const Tensor& b, const Shape& bat
     if (cuda) {
       if constexpr (kWithCuda) {
         cuda::DeviceGuard guard(out.device().index);
-        if (tall) cuda::gemm_batched<T>(false, B.trans, count * M, N, K, T(1), pa, A.ld, pb, B.ld, T(0), pc, N, 1, 0, 0, 0);
-        else cuda::gemm_batched<T>(A.trans, B.trans, M, N, K, T(1), pa, A.ld, pb, B.ld, T(0), pc, N, count,
+        if (tall) cuda::gemm_batched<T>(false, B.trans, count * M, N, K, 1, pa, A.ld, pb, B.ld, 0, pc, N, 1, 0, 0, 0);
+        else cuda::gemm_batched<T>(A.trans, B.trans, M, N, K, 1, pa, A.ld, pb, B.ld, 0, pc, N, count,
                                    A.batch_stride, B.batch_stride, M * N);
       }
       return;
     }
-    if (tall) {
-      cpu::gemm<T>(false, B.trans, count * M, N, K, T(1), pa, A.ld, pb, B.ld, T(0), pc, N);
-      return;
+    if constexpr (!kIsHalf<T>) {  // the CPU gets f32 or f64 (gemm_dtype)
+      if (tall) {
+        cpu::gemm<T>(false, B.trans, count * M, N, K, T(1), pa, A.ld, pb, B.ld, T(0), pc, N);
+        return;
+      }
+      cpu::gemm_batched<T>(A.trans, B.trans, M, N, K, T(1), pa, A.ld, pb, B.ld, T(0), pc, N, count,
+                           A.batch_stride, B.batch_stride, M * N);
     }
-    cpu::gemm_batched<T>(A.trans, B.trans, M, N, K, T(1), pa, A.ld, pb, B.ld, T(0), pc, N, count,
-                         A.batch_stride, B.batch_stride, M * N);
   });
   return out;
 }
@@ -138,7 +163,7 @@ static Tensor matmul_nd(const Tensor& a, const Tensor& b, const std::string& sha
       batch[i] = sa == 1 ? sb : sa;
     }
   }
-  const DType compute = compute_dtype(a.dtype());
+  const DType compute = gemm_dtype(a.dtype(), a.device());
   Tensor out = batched_product(a.detach().to(compute), b.detach().to(compute), batch).to(a.dtype());
 
   Tensor ad = a.detach(), bd = b.detach();
@@ -162,8 +187,9 @@ static Tensor matmul_nd(const Tensor& a, const Tensor& b, const std::string& sha
 // NumPy semantics: 1-D · 1-D is a dot product (0-d result); a 1-D left operand is a row
 // [1,K] and a 1-D right operand a column [K,1], the added dim removed from the result;
 // otherwise a batch of matrix products with broadcast batch dims.
-Tensor matmul(const Tensor& a, const Tensor& b) {
-  MMG_CHECK(a.defined() && b.defined(), "matmul: undefined tensor argument");
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  MMG_CHECK(a_in.defined() && b_in.defined(), "matmul: undefined tensor argument");
+  const Tensor a = autocast_to_low(a_in), b = autocast_to_low(b_in);
   const std::string shapes = pair_str(a, b);
   check_operands("matmul", a, b, shapes);
   MMG_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: {}: both arguments need at least 1 dim", shapes);
@@ -182,8 +208,9 @@ Tensor Tensor::matmul(const Tensor& other) const { return mmg::matmul(*this, oth
 // y = x·Wᵀ + b for x [..., in], W [out, in], b [out]: one gemm over all rows of x, the bias
 // written into y first and accumulated onto (beta = 1), so there is no separate add pass.
 //   ∂L/∂x = G·W,   ∂L/∂W = Gᵀ·x (rows stacked),   ∂L/∂b = Σ_rows G
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  MMG_CHECK(x.defined() && weight.defined(), "linear: undefined tensor argument");
+Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+  MMG_CHECK(x_in.defined() && weight_in.defined(), "linear: undefined tensor argument");
+  const Tensor x = autocast_to_low(x_in), weight = autocast_to_low(weight_in), bias = autocast_to_low(bias_in);
   const std::string shapes = fmt::format("x {} with weight {}", shape_str(x.shape()), shape_str(weight.shape()));
   check_operands("linear", x, weight, shapes);
   MMG_CHECK(weight.dim() == 2, "linear: {}: weight must be 2-D [out, in]", shapes);
@@ -196,7 +223,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
               shape_str(bias.shape()), out_f);
   }
 
-  const DType compute = compute_dtype(x.dtype());
+  const DType compute = gemm_dtype(x.dtype(), x.device());
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);  // x's leading dims, then out_f
   const int64_t rows = numel_of(out_shape);
   out_shape.push_back(out_f);
@@ -207,11 +234,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     // The bias rows are copied into y by the copy kernel, then the product accumulates onto them.
     const bool with_bias = bias.defined() && rows > 0;
     if (with_bias) y.copy_(expand(bias.detach().to(compute), {rows, out_f}));
-    visit_float(compute, "linear", [&]<class T>() {
+    visit_gemm(compute, "linear", [&]<class T>() {
       if constexpr (kWithCuda) {
         cuda::DeviceGuard guard(y.device().index);
-        cuda::gemm_batched<T>(false, true, rows, out_f, in, T(1), xc.data<T>(), std::max<int64_t>(in, 1), wc.data<T>(),
-                              std::max<int64_t>(in, 1), with_bias ? T(1) : T(0), y.data<T>(),
+        cuda::gemm_batched<T>(false, true, rows, out_f, in, 1, xc.data<T>(), std::max<int64_t>(in, 1), wc.data<T>(),
+                              std::max<int64_t>(in, 1), with_bias ? 1 : 0, y.data<T>(),
                               std::max<int64_t>(out_f, 1), 1, 0, 0, 0);
       }
     });

@@ -12,6 +12,7 @@
 #include <limits>
 #include <optional>
 
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
@@ -271,7 +272,8 @@ Tensor std(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim)
 //   ∂lse/∂x = exp(x − lse)  (the softmax of x over the dims).
 // In a row of −inf that would be exp(−inf + inf) = NaN; the kernel's `shift` is lse with −inf
 // replaced by 0, so such a row gets gradient 0 (PyTorch gives NaN there).
-Tensor logsumexp(const Tensor& x, const Shape& dims, bool keepdim) {
+Tensor logsumexp(const Tensor& x_in, const Shape& dims, bool keepdim) {
+  const Tensor x = autocast_to_f32(x_in);
   check_floating(x, "logsumexp");
   ReducePlan plan = plan_reduce(x, dims, keepdim, "logsumexp");
   DType compute = compute_dtype(x.dtype());

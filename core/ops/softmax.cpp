@@ -7,6 +7,7 @@
 //   log_softmax:  dx = dy − exp(y) · Σ dy
 // bf16/f16 inputs are computed in f32 and the result converted back. On CUDA the same
 // rows go to the kernels of kernels/cuda/softmax.h.
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
@@ -80,9 +81,9 @@ static Tensor softmax_op(const char* op, bool log, const Tensor& x, int64_t dim)
 }
 
 // y_i = exp(x_i) / Σ_j exp(x_j) along `dim`.
-Tensor softmax(const Tensor& x, int64_t dim) { return softmax_op("softmax", false, x, dim); }
+Tensor softmax(const Tensor& x, int64_t dim) { return softmax_op("softmax", false, autocast_to_f32(x), dim); }
 
 // y_i = x_i − log Σ_j exp(x_j) along `dim`.
-Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_op("log_softmax", true, x, dim); }
+Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_op("log_softmax", true, autocast_to_f32(x), dim); }
 
 }  // namespace mmg

@@ -17,6 +17,7 @@
 // The handle and the 32 MiB workspace are made once per device and kept for the process.
 #include <cublasLt.h>
 
+#include <atomic>
 #include <mutex>
 #include <type_traits>
 #include <vector>
@@ -28,6 +29,34 @@
 namespace mmg::cuda {
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+static std::atomic<bool> g_tf32{false};
+void set_gemm_tf32(bool allow) { g_tf32 = allow; }
+
+// The cuBLAS types of a product of T: its data type and compute type (the scale type, of
+// alpha and beta, is f64 for double and f32 otherwise).
+template <class T>
+struct LtTypes;
+template <>
+struct LtTypes<double> {
+  static cudaDataType_t data() { return CUDA_R_64F; }
+  static cublasComputeType_t compute() { return CUBLAS_COMPUTE_64F; }
+};
+template <>
+struct LtTypes<float> {
+  static cudaDataType_t data() { return CUDA_R_32F; }
+  static cublasComputeType_t compute() { return g_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F; }
+};
+template <>
+struct LtTypes<bf16> {
+  static cudaDataType_t data() { return CUDA_R_16BF; }
+  static cublasComputeType_t compute() { return CUBLAS_COMPUTE_32F; }
+};
+template <>
+struct LtTypes<f16> {
+  static cudaDataType_t data() { return CUDA_R_16F; }
+  static cublasComputeType_t compute() { return CUBLAS_COMPUTE_32F; }
+};
 
 struct LtDevice {
   cublasLtHandle_t handle = nullptr;
@@ -113,15 +142,14 @@ struct Preference {
 
 // One cuBLASLt call: `batch` products with the given batch strides (row-major arguments).
 template <class T>
-static void lt_matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-                      const T* B, int64_t ldb, T beta, T* C, int64_t ldc, int64_t batch, int64_t stride_a,
-                      int64_t stride_b, int64_t stride_c) {
-  constexpr bool f64 = std::is_same_v<T, double>;
-  const cudaDataType_t type = f64 ? CUDA_R_64F : CUDA_R_32F;
-  const cublasComputeType_t compute = f64 ? CUBLAS_COMPUTE_64F : CUBLAS_COMPUTE_32F;
+static void lt_matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, gemm_scalar_t<T> alpha,
+                      const T* A, int64_t lda, const T* B, int64_t ldb, gemm_scalar_t<T> beta, T* C, int64_t ldc,
+                      int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+  const cudaDataType_t type = LtTypes<T>::data();
+  const cudaDataType_t scale = std::is_same_v<T, double> ? CUDA_R_64F : CUDA_R_32F;
   LtDevice& dev = lt_device();
   // cuBLAS's first operand is B: stored column-major as (trans_b ? K×N : N×K), ld = ldb.
-  MatmulDesc op(compute, type, trans_b, trans_a);
+  MatmulDesc op(LtTypes<T>::compute(), scale, trans_b, trans_a);
   Layout first(type, trans_b ? K : N, trans_b ? N : K, ldb, batch, stride_b);
   // Its second operand is A: stored column-major as (trans_a ? M×K : K×M), ld = lda.
   Layout second(type, trans_a ? M : K, trans_a ? K : M, lda, batch, stride_a);
@@ -139,14 +167,14 @@ static void lt_matmul(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
 }
 
 template <class T>
-void gemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-                  const T* B, int64_t ldb, T beta, T* C, int64_t ldc, int64_t batch, int64_t stride_a,
-                  int64_t stride_b, int64_t stride_c) {
+void gemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, gemm_scalar_t<T> alpha, const T* A,
+                  int64_t lda, const T* B, int64_t ldb, gemm_scalar_t<T> beta, T* C, int64_t ldc, int64_t batch,
+                  int64_t stride_a, int64_t stride_b, int64_t stride_c) {
   if (M == 0 || N == 0 || batch == 0) return;
   if (K == 0) {
     // An empty inner dim: C = beta·C. The engine uses beta = 1 (C unchanged) and beta = 0 (C = 0).
-    if (beta == T(1)) return;
-    if (beta != T(0)) throw_error(__FILE__, __LINE__, "cuda::gemm_batched: K = 0 needs beta = 0 or 1");
+    if (beta == 1) return;
+    if (beta != 0) throw_error(__FILE__, __LINE__, "cuda::gemm_batched: K = 0 needs beta = 0 or 1");
     if (ldc == N && (batch == 1 || stride_c == M * N)) {
       fill<T>(C, batch * M * N, T(0));
     } else {
@@ -164,10 +192,12 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
   lt_matmul<T>(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, batch, stride_a, stride_b, stride_c);
 }
 
-template void gemm_batched<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
-                                  int64_t, float, float*, int64_t, int64_t, int64_t, int64_t, int64_t);
-template void gemm_batched<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
-                                   const double*, int64_t, double, double*, int64_t, int64_t, int64_t, int64_t,
-                                   int64_t);
+#define MMG_GEMM_INSTANTIATE(T)                                                                              \
+  template void gemm_batched<T>(bool, bool, int64_t, int64_t, int64_t, gemm_scalar_t<T>, const T*, int64_t,        \
+                                const T*, int64_t, gemm_scalar_t<T>, T*, int64_t, int64_t, int64_t, int64_t, int64_t);
+MMG_GEMM_INSTANTIATE(float)
+MMG_GEMM_INSTANTIATE(double)
+MMG_GEMM_INSTANTIATE(bf16)
+MMG_GEMM_INSTANTIATE(f16)
 
 }  // namespace mmg::cuda
