@@ -29,6 +29,12 @@ Tensor autocast_to_f32(const Tensor& x) {
   return x.to(DType::f32);
 }
 
+bool any_16bit(std::initializer_list<Tensor> xs) {
+  for (const Tensor& x : xs)
+    if (x.defined() && (x.dtype() == DType::bf16 || x.dtype() == DType::f16)) return true;
+  return false;
+}
+
 static std::atomic<bool> g_allow_tf32{false};
 
 void set_allow_tf32(bool allow) {

@@ -25,6 +25,7 @@
 //
 // The setting is per thread, like grad mode: a data-loading thread is not affected.
 #pragma once
+#include <initializer_list>
 #include <optional>
 
 #include "core/tensor.h"
@@ -50,6 +51,7 @@ std::optional<DType> autocast_dtype();
 // For the ops of the policy above. Undefined tensors and tensors of other dtypes pass as they are.
 Tensor autocast_to_low(const Tensor& x);  // f32 → the low dtype, when autocast is on
 Tensor autocast_to_f32(const Tensor& x);  // bf16/f16 → f32, when autocast is on
+bool any_16bit(std::initializer_list<Tensor> xs);  // whether a defined one is bf16 or f16
 
 // TF32 (opt-in, off by default): f32 matrix products on CUDA may use the tensor cores' TF32
 // mode (10-bit mantissa inputs, f32 accumulation): several times faster, about 1e-3 relative

@@ -12,6 +12,7 @@
 // a masked softmax kernel, gemm again; it saves P (B·H·Sq·Sk values) for the backward.
 #include <cmath>
 
+#include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
@@ -101,6 +102,9 @@ static void check_qkv(const char* name, const Tensor& t) {
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
                                     bool causal, std::optional<double> scale) {
+  if (autocast_dtype() && (q.dtype() == DType::f32 || k.dtype() == DType::f32 || v.dtype() == DType::f32))
+    return scaled_dot_product_attention(autocast_to_low(q), autocast_to_low(k), autocast_to_low(v), key_mask, causal,
+                                        scale);
   check_qkv("q", q);
   check_qkv("k", k);
   check_qkv("v", v);

@@ -165,6 +165,8 @@ static Tensor hinge_ranking_loss_composed(const Tensor& image_emb, const Tensor&
 // loss = ½ CE(L, arange) + ½ CE(Lᵀ, arange), L = exp(t)·img·txtᵀ; the N×N logits are never
 // stored, only the row and column log-sum-exps (O(N) saved for backward).
 Tensor clip_loss(const Tensor& image_emb, const Tensor& text_emb, const Tensor& logit_scale) {
+  if (autocast_dtype() && any_16bit({image_emb, text_emb, logit_scale}))
+    return clip_loss(autocast_to_f32(image_emb), autocast_to_f32(text_emb), autocast_to_f32(logit_scale));
   check_pair_embeddings("clip_loss", image_emb, text_emb);
   MMG_CHECK(logit_scale.defined(), "clip_loss: undefined logit_scale");
   check_same_device("clip_loss", image_emb, logit_scale);
@@ -207,6 +209,8 @@ Tensor clip_loss(const Tensor& image_emb, const Tensor& text_emb, const Tensor& 
 // (1/N)·Σ_i Σ_{j≠i} [m − s_ii + s_ij]₊ + [m − s_ii + s_ji]₊ with s = img·txtᵀ; subgradient
 // 0 at the kinks.
 Tensor hinge_ranking_loss(const Tensor& image_emb, const Tensor& text_emb, double margin) {
+  if (autocast_dtype() && any_16bit({image_emb, text_emb}))
+    return hinge_ranking_loss(autocast_to_f32(image_emb), autocast_to_f32(text_emb), margin);
   check_pair_embeddings("hinge_ranking_loss", image_emb, text_emb);
   if (on_cuda("hinge_ranking_loss", image_emb)) return hinge_ranking_loss_composed(image_emb, text_emb, margin);
   Tensor u = kernel_input(image_emb), v = kernel_input(text_emb);

@@ -129,3 +129,19 @@ TEST_CASE("allow_tf32: off by default, a switch that reads back (no effect on th
   set_allow_tf32(false);
   CHECK(!allow_tf32());
 }
+
+TEST_CASE("autocast: attention runs in the low dtype, the image–text losses in f32") {
+  Tensor q = randn_f32({2, 2, 5, 8}, 11), k = randn_f32({2, 2, 7, 8}, 12), v = randn_f32({2, 2, 7, 8}, 13);
+  Tensor img = randn_f32({4, 6}, 14).to(DType::bf16), txt = randn_f32({4, 6}, 15).to(DType::bf16);
+  Tensor t = zeros({});
+  AutocastGuard autocast(DType::bf16);
+  Tensor o = scaled_dot_product_attention(q, k, v);
+  CHECK(o.dtype() == DType::bf16);
+  {
+    AutocastGuard off(DType::bf16, false);
+    CHECK(o.to_vector<double>() ==
+          scaled_dot_product_attention(q.to(DType::bf16), k.to(DType::bf16), v.to(DType::bf16)).to_vector<double>());
+  }
+  CHECK(clip_loss(img, txt, t).dtype() == DType::f32);
+  CHECK(hinge_ranking_loss(img, txt).dtype() == DType::f32);
+}
