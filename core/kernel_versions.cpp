@@ -10,7 +10,10 @@ namespace mmg {
 // branch in its op.
 const std::vector<KernelFamily>& kernel_families() {
   static const std::vector<KernelFamily> families = {
-      {"attention", {"scores through device memory: gemm, masked softmax, gemm (O(S²) memory)"}, 1},
+      {"attention",
+       {"scores through device memory: gemm, masked softmax, gemm (O(S²) memory)",
+        "flash: tiles of K/V streamed through shared memory, online softmax, O(S) memory (f32/f64)"},
+       2},
   };
   return families;
 }

@@ -8,13 +8,17 @@
 // gives NaN there); with padding masks this happens for rows of fully padded sequences.
 // The forward saves lse (the log-sum-exp of each score row) instead of P; the backward
 // kernel recomputes P from it. Mixed dtypes promote; bf16/f16 are computed in f32.
-// On CUDA the op runs the v1 path of kernels/cuda/attention.h: the scores by gemm_batched,
-// a masked softmax kernel, gemm again; it saves P (B·H·Sq·Sk values) for the backward.
+// On CUDA the op runs the version of kernels/cuda/attention.h that kernel_version("attention")
+// names: v2 (the default), flash attention: K/V tiles streamed through shared memory with an
+// online softmax, saving out and lse like the CPU op (O(S) memory); or v1, the scores by
+// gemm_batched, a masked softmax kernel, gemm again, saving P (B·H·Sq·Sk values). Head dims
+// over 128 run v1 whichever is chosen (the flash kernels' tiles are sized for D ≤ 128).
 #include <cmath>
 
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
 #include "kernels/attention.h"
@@ -30,7 +34,7 @@ static constexpr const char* kOp = "scaled_dot_product_attention";
 // ---- CUDA, v1 ----
 // Contiguous [B,H,S,D] inputs in the compute dtype; batch index bh = b·H + h for every operand.
 
-static Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask, bool causal,
+static Tensor attention_cuda_v1(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask, bool causal,
                              double s, DType result) {
   const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3), Sk = k.size(2), BH = B * H;
   const DType compute = compute_dtype(result);
@@ -91,6 +95,69 @@ static Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, 
     }
     return {dq.to(q_dtype), dk.to(k_dtype), dv.to(v_dtype)};
   });
+}
+
+// ---- CUDA, v2 (flash) ----
+// The fused kernels of kernels/cuda/attention_flash.cu: out and lse from one kernel, the
+// backward from Δ and two tile kernels; what is saved is out and lse, as on the CPU.
+
+static Tensor attention_cuda_v2(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
+                                bool causal, double s, DType result) {
+  const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3), Sk = k.size(2);
+  const DType compute = compute_dtype(result);
+  auto prepare = [compute](const Tensor& t) { return t.detach().to(compute).contiguous(); };
+  Tensor qc = prepare(q), kc = prepare(k), vc = prepare(v);
+  Tensor mc = key_mask.defined() ? key_mask.to(DType::u8).contiguous() : Tensor();
+  const Device dev = q.device();
+  // With no keys the output is zeros, and with no queries it is empty: nothing to compute,
+  // forward or backward (the kernels need Sk >= 1; D >= 1 is the caller's check).
+  const bool work = Sk > 0 && B * H * Sq > 0;
+  auto buffer = [work, compute, dev](const Shape& shape) {  // by value: the backward keeps a copy
+    return work ? empty(shape, {.dtype = compute, .device = dev}) : zeros(shape, {.dtype = compute, .device = dev});
+  };
+  Tensor out = buffer(q.shape());
+  Tensor lse = work ? empty({B, H, Sq}, {.dtype = compute, .device = dev}) : Tensor();
+  if (work) {
+    visit_float(compute, kOp, [&]<class T>() {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(dev.index);
+        cuda::attention_flash_forward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(),
+                                         mc.defined() ? mc.data<uint8_t>() : nullptr, out.data<T>(),
+                                         lse.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s));
+      }
+    });
+  }
+  // As on the CPU: a detached handle to out, since the returned tensor may be `out` itself
+  // and must not own a closure that owns it.
+  Tensor saved_out = out.detach();
+  const DType q_dtype = q.dtype(), k_dtype = k.dtype(), v_dtype = v.dtype();
+  return record_op(kOp, out.to(result), {q, k, v}, [=](const Tensor& g) -> Grads {
+    Tensor gc = g.to(compute).contiguous();
+    check_same_device(kOp, qc, gc);
+    Tensor dq = buffer(qc.shape()), dk = buffer(kc.shape()), dv = buffer(vc.shape());
+    if (work) {
+      // The closure holds mc (not a pointer into it), so the mask lives as long as the graph.
+      const uint8_t* mask = mc.defined() ? mc.data<uint8_t>() : nullptr;
+      Tensor delta = empty({B, H, Sq}, {.dtype = compute, .device = dev});
+      visit_float(compute, kOp, [&]<class T>() {
+        if constexpr (kWithCuda) {
+          cuda::DeviceGuard guard(dev.index);
+          cuda::attention_flash_backward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), mask, saved_out.data<T>(),
+                                            gc.data<T>(), lse.data<T>(), delta.data<T>(), dq.data<T>(), dk.data<T>(),
+                                            dv.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s));
+        }
+      });
+    }
+    return {dq.to(q_dtype), dk.to(k_dtype), dv.to(v_dtype)};
+  });
+}
+
+// v2 unless v1 is asked for; v1 also where v2 does not go (D > 128, or D = 0).
+static Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask, bool causal,
+                             double s, DType result) {
+  if (kernel_version("attention") == 2 && cuda::attention_flash_supports(q.size(3)))
+    return attention_cuda_v2(q, k, v, key_mask, causal, s, result);
+  return attention_cuda_v1(q, k, v, key_mask, causal, s, result);
 }
 
 static void check_qkv(const char* name, const Tensor& t) {
