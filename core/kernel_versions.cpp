@@ -14,6 +14,14 @@ const std::vector<KernelFamily>& kernel_families() {
        {"scores through device memory: gemm, masked softmax, gemm (O(S²) memory)",
         "flash: tiles of K/V streamed through shared memory, online softmax, O(S) memory (f32/f64)"},
        2},
+      {"clip_loss",
+       {"composed: N×N logits through matmul and two cross-entropies (O(N²) memory)",
+        "fused: row and column log-sum-exp by tiles, O(N·d) memory"},
+       2},
+      {"hinge_ranking_loss",
+       {"composed: N×N scores through matmul, relu and masked_fill (O(N²) memory)",
+        "fused: both hinges of each score by tiles, O(N·d) memory"},
+       2},
   };
   return families;
 }

@@ -3,14 +3,18 @@
 // Each is a fused op: its forward runs one kernel (kernels/losses.h, where the math and its
 // derivation are written out), saves what the backward kernel needs, and its backward,
 // right below, calls that kernel. cross_entropy also runs on CUDA (kernels/cuda/losses.h).
-// clip_loss and hinge_ranking_loss run on CUDA composed of CUDA ops (matmul, cross_entropy,
-// relu, ...; see below): the same math, with the N×N scores stored. bf16/f16 inputs are
-// computed in f32; the loss and the gradients come back in the inputs' dtypes.
+// clip_loss and hinge_ranking_loss have two CUDA versions (core/kernel_versions.h): v1 is
+// composed of CUDA ops (matmul, cross_entropy, relu, ...; see below), the same math with the
+// N×N scores stored; v2, the default, runs the fused tiled kernels of
+// kernels/cuda/contrastive.h, O(N·d) memory. bf16/f16 inputs are computed in f32; the loss
+// and the gradients come back in the inputs' dtypes.
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
+#include "kernels/cuda/contrastive.h"
 #include "kernels/cuda/losses.h"
 #include "kernels/losses.h"
 
@@ -127,11 +131,11 @@ static void check_pair_embeddings(const char* op, const Tensor& img, const Tenso
   MMG_CHECK(img.size(0) >= 1, "{}: needs at least one pair, got {}", op, shape_str(img.shape()));
 }
 
-// ---- on CUDA: the two image–text losses composed of ops ----
+// ---- on CUDA, version 1: the two image–text losses composed of ops ----
 // The formulas of kernels/losses.h written with ops that run on CUDA; autograd gives the
 // backward (through matmul, cross_entropy, relu and masked_fill). Unlike the CPU kernels
-// they store the N×N scores, O(N²) memory: fine for contrastive batches of a few thousand;
-// a fused kernel that keeps only row tiles is a later step.
+// they store the N×N scores, O(N²) memory: fine for contrastive batches of a few thousand.
+// Kept as the reference the fused version 2 (below) is measured against.
 
 // loss = ½ CE(L, arange) + ½ CE(Lᵀ, arange),  L = exp(t)·u·vᵀ.
 static Tensor clip_loss_composed(const Tensor& image_emb, const Tensor& text_emb, const Tensor& logit_scale) {
@@ -161,6 +165,83 @@ static Tensor hinge_ranking_loss_composed(const Tensor& image_emb, const Tensor&
   return loss.to(emb);
 }
 
+// ---- on CUDA, version 2: the fused kernels of kernels/cuda/contrastive.h ----
+// What the CPU op saves, the CUDA op saves: the inputs in the compute dtype, the row and
+// column lse (O(N)), the log scale. The log scale and the incoming gradient stay on the
+// device as one-element tensors that the kernels read, so the host never waits for them.
+
+static Tensor clip_loss_fused_cuda(const Tensor& image_emb, const Tensor& text_emb, const Tensor& logit_scale) {
+  Tensor u = kernel_input(image_emb), v = kernel_input(text_emb);
+  Tensor t = logit_scale.detach().to(u.dtype()).contiguous();  // t, in the compute dtype
+  const int64_t N = u.size(0), d = u.size(1);
+  const TensorOptions on_device{.dtype = u.dtype(), .device = u.device()};
+  Tensor loss = empty({}, on_device);
+  Tensor row_lse = empty({N}, on_device), col_lse = empty({N}, on_device), work = empty({N}, on_device);
+  visit_float(u.dtype(), "clip_loss", [&]<class T>() {
+    if constexpr (kWithCuda) {
+      cuda::DeviceGuard guard(u.device().index);
+      cuda::clip_loss_forward<T>(u.data<T>(), v.data<T>(), N, d, t.data<T>(), loss.data<T>(), row_lse.data<T>(),
+                                 col_lse.data<T>(), work.data<T>());
+    }
+  });
+  const DType emb_dtype = image_emb.dtype(), scale_dtype = logit_scale.dtype();
+  const Shape scale_shape = logit_scale.shape();
+  return record_op(
+      "clip_loss", loss.to(emb_dtype), {image_emb, text_emb, logit_scale},
+      [u, v, t, row_lse, col_lse, emb_dtype, scale_dtype, scale_shape](const Tensor& g) -> Grads {
+        const int64_t N = u.size(0), d = u.size(1);
+        Tensor gc = g.to(u.dtype()).contiguous();
+        check_same_device("clip_loss", u, gc);
+        const TensorOptions on_device{.dtype = u.dtype(), .device = u.device()};
+        Tensor du = empty(u.shape(), on_device), dv = empty(v.shape(), on_device), dt = empty({1}, on_device);
+        Tensor work = empty({N}, {.dtype = DType::f64, .device = u.device()});
+        visit_float(u.dtype(), "clip_loss backward", [&]<class T>() {
+          if constexpr (kWithCuda) {
+            cuda::DeviceGuard guard(u.device().index);
+            cuda::clip_loss_backward<T>(u.data<T>(), v.data<T>(), N, d, t.data<T>(), row_lse.data<T>(),
+                                        col_lse.data<T>(), gc.data<T>(), du.data<T>(), dv.data<T>(), dt.data<T>(),
+                                        work.data<double>());
+          }
+        });
+        return {du.to(emb_dtype), dv.to(emb_dtype), reshape(dt, scale_shape).to(scale_dtype)};
+      });
+}
+
+static Tensor hinge_ranking_loss_fused_cuda(const Tensor& image_emb, const Tensor& text_emb, double margin) {
+  Tensor u = kernel_input(image_emb), v = kernel_input(text_emb);
+  const int64_t N = u.size(0), d = u.size(1);
+  const TensorOptions on_device{.dtype = u.dtype(), .device = u.device()};
+  Tensor loss = empty({}, on_device), diag = empty({N}, on_device);
+  Tensor row_work = empty({N}, {.dtype = DType::f64, .device = u.device()});
+  visit_float(u.dtype(), "hinge_ranking_loss", [&]<class T>() {
+    if constexpr (kWithCuda) {
+      cuda::DeviceGuard guard(u.device().index);
+      cuda::hinge_ranking_loss_forward<T>(u.data<T>(), v.data<T>(), N, d, static_cast<T>(margin), loss.data<T>(),
+                                          diag.data<T>(), row_work.data<double>());
+    }
+  });
+  const DType dtype = image_emb.dtype();
+  return record_op("hinge_ranking_loss", loss.to(dtype), {image_emb, text_emb},
+                   [u, v, margin, dtype](const Tensor& g) -> Grads {
+                     const int64_t N = u.size(0), d = u.size(1);
+                     Tensor gc = g.to(u.dtype()).contiguous();
+                     check_same_device("hinge_ranking_loss", u, gc);
+                     const TensorOptions on_device{.dtype = u.dtype(), .device = u.device()};
+                     Tensor du = empty(u.shape(), on_device), dv = empty(v.shape(), on_device);
+                     Tensor diag = empty({N}, on_device);
+                     Tensor counts = empty({2 * N}, {.dtype = DType::f64, .device = u.device()});
+                     visit_float(u.dtype(), "hinge_ranking_loss backward", [&]<class T>() {
+                       if constexpr (kWithCuda) {
+                         cuda::DeviceGuard guard(u.device().index);
+                         cuda::hinge_ranking_loss_backward<T>(u.data<T>(), v.data<T>(), N, d, static_cast<T>(margin),
+                                                              gc.data<T>(), du.data<T>(), dv.data<T>(),
+                                                              diag.data<T>(), counts.data<double>());
+                       }
+                     });
+                     return {du.to(dtype), dv.to(dtype)};
+                   });
+}
+
 // ---- clip_loss ----
 // loss = ½ CE(L, arange) + ½ CE(Lᵀ, arange), L = exp(t)·img·txtᵀ; the N×N logits are never
 // stored, only the row and column log-sum-exps (O(N) saved for backward).
@@ -173,7 +254,9 @@ Tensor clip_loss(const Tensor& image_emb, const Tensor& text_emb, const Tensor& 
   MMG_CHECK(is_floating(logit_scale.dtype()) && logit_scale.numel() == 1 && logit_scale.dim() <= 1,
             "clip_loss: logit_scale must be one floating number (0-d or [1]), got {} {}",
             dtype_name(logit_scale.dtype()), shape_str(logit_scale.shape()));
-  if (on_cuda("clip_loss", image_emb)) return clip_loss_composed(image_emb, text_emb, logit_scale);
+  if (on_cuda("clip_loss", image_emb))
+    return kernel_version("clip_loss") == 1 ? clip_loss_composed(image_emb, text_emb, logit_scale)
+                                            : clip_loss_fused_cuda(image_emb, text_emb, logit_scale);
   Tensor u = kernel_input(image_emb), v = kernel_input(text_emb);
   const int64_t N = u.size(0), d = u.size(1);
   const double t = logit_scale.item();
@@ -212,7 +295,9 @@ Tensor hinge_ranking_loss(const Tensor& image_emb, const Tensor& text_emb, doubl
   if (autocast_dtype() && any_16bit({image_emb, text_emb}))
     return hinge_ranking_loss(autocast_to_f32(image_emb), autocast_to_f32(text_emb), margin);
   check_pair_embeddings("hinge_ranking_loss", image_emb, text_emb);
-  if (on_cuda("hinge_ranking_loss", image_emb)) return hinge_ranking_loss_composed(image_emb, text_emb, margin);
+  if (on_cuda("hinge_ranking_loss", image_emb))
+    return kernel_version("hinge_ranking_loss") == 1 ? hinge_ranking_loss_composed(image_emb, text_emb, margin)
+                                                     : hinge_ranking_loss_fused_cuda(image_emb, text_emb, margin);
   Tensor u = kernel_input(image_emb), v = kernel_input(text_emb);
   const int64_t N = u.size(0), d = u.size(1);
   Tensor loss = empty({}, {.dtype = u.dtype(), .device = u.device()});
