@@ -17,9 +17,13 @@ Dataset scenes_to_dataset(const SceneDataset& scenes) {
     s.image = scene.image;
     for (const SceneCaption& c : scene.captions) {
       s.captions.push_back(c.text);
-      std::vector<std::string> negatives;
-      for (const CaptionNegative& n : c.negatives) negatives.push_back(n.text);
+      std::vector<std::string> negatives, edits;
+      for (const CaptionNegative& n : c.negatives) {
+        negatives.push_back(n.text);
+        edits.push_back(edit_name(n.edit));
+      }
       s.negatives.push_back(std::move(negatives));
+      s.negative_edits.push_back(std::move(edits));
     }
     for (const SceneQuestion& q : scene.questions) s.questions.push_back({q.text, q.answer, question_type_name(q.type)});
     s.held_out = scene.held_out;

@@ -26,6 +26,9 @@ struct Sample {
   Image image;
   std::vector<std::string> captions;                // captions[0]: the gallery caption
   std::vector<std::vector<std::string>> negatives;  // negatives[i]: false edits of captions[i] (may be empty)
+  // negative_edits[i][j]: what negatives[i][j] changed ("colour", "count", "relation"), for
+  // accuracy per kind of edit; empty when the source does not say.
+  std::vector<std::vector<std::string>> negative_edits;
   std::vector<QuestionAnswer> questions;
   int64_t label = -1;     // class id, -1 when unlabelled
   bool held_out = false;  // contains a combination kept out of training (scenes)

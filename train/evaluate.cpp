@@ -120,33 +120,51 @@ void evaluate_retrieval(const EvalContext& ctx, const std::vector<const Sample*>
 
 // ---- minimal-edit negatives ----
 
+// The share of pairs where the true caption scores above its edit, over all pairs and, where
+// the source names the kinds of edit, per kind ("negatives_itc_accuracy_relation", ...): a
+// model that sees colours but not left from right shows it here.
+void add_win_rows(EvalReport& report, const std::string& key, const std::string& objective,
+                  const std::vector<float>& pos, const std::vector<float>& neg, const std::vector<std::string>& kinds) {
+  std::map<std::string, std::pair<double, double>> by_kind;  // kind → (wins, pairs)
+  double wins = 0;
+  for (size_t i = 0; i < pos.size(); ++i) {
+    const bool win = pos[i] > neg[i];
+    wins += win;
+    if (!kinds[i].empty()) {
+      by_kind[kinds[i]].first += win;
+      by_kind[kinds[i]].second += 1;
+    }
+  }
+  add_row(report, key, fmt::format("true caption > its edit ({})", objective), wins / static_cast<double>(pos.size()),
+          0.5, fmt::format("{} pairs", pos.size()));
+  for (const auto& [kind, counts] : by_kind)
+    add_row(report, key + "_" + kind, fmt::format("  {} edits ({})", kind, objective), counts.first / counts.second, 0.5,
+            fmt::format("{} pairs", counts.second));
+}
+
 void evaluate_negatives(const EvalContext& ctx, const std::vector<const Sample*>& gallery, int64_t batch,
                         EvalReport& report) {
   std::vector<const Sample*> pair_samples;
-  std::vector<std::string> positives, negatives;
-  for (const Sample* s : gallery)
-    if (!s->negatives.empty())
-      for (const std::string& neg : s->negatives[0]) {
-        pair_samples.push_back(s);
-        positives.push_back(s->captions[0]);
-        negatives.push_back(neg);
-      }
+  std::vector<std::string> positives, negatives, kinds;
+  for (const Sample* s : gallery) {
+    if (s->negatives.empty()) continue;
+    const bool named = !s->negative_edits.empty() && s->negative_edits[0].size() == s->negatives[0].size();
+    for (size_t j = 0; j < s->negatives[0].size(); ++j) {
+      pair_samples.push_back(s);
+      positives.push_back(s->captions[0]);
+      negatives.push_back(s->negatives[0][j]);
+      kinds.push_back(named ? s->negative_edits[0][j] : "");
+    }
+  }
   if (pair_samples.empty()) return;
-  const double n = static_cast<double>(pair_samples.size());
   Tensor img = image_embeddings(ctx, pair_samples, batch);
   std::vector<float> pos = row_cosines(img, text_embeddings(ctx, positives, batch));
   std::vector<float> neg = row_cosines(img, text_embeddings(ctx, negatives, batch));
-  double wins = 0;
-  for (size_t i = 0; i < pos.size(); ++i) wins += pos[i] > neg[i];
-  add_row(report, "negatives_itc_accuracy", "true caption > its edit (itc)", wins / n, 0.5,
-          fmt::format("{} pairs", pair_samples.size()));
+  add_win_rows(report, "negatives_itc_accuracy", "itc", pos, neg, kinds);
   if (ctx.model.itm_head) {
     std::vector<float> sp = itm_scores(ctx, pair_samples, positives, batch);
     std::vector<float> sn = itm_scores(ctx, pair_samples, negatives, batch);
-    double itm_wins = 0;
-    for (size_t i = 0; i < sp.size(); ++i) itm_wins += sp[i] > sn[i];
-    add_row(report, "negatives_itm_accuracy", "true caption > its edit (itm)", itm_wins / n, 0.5,
-            fmt::format("{} pairs", pair_samples.size()));
+    add_win_rows(report, "negatives_itm_accuracy", "itm", sp, sn, kinds);
   }
 }
 

@@ -3,7 +3,9 @@
 // held-out test split, and the run must write the files a person looks at.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <string>
 
 #include "core/io/atomic_file.h"
 #include "core/mmgrad.h"
@@ -32,10 +34,21 @@ TEST_CASE("demo-quick: retrieval far above chance on held-out scenes, and the ru
     CHECK_MESSAGE(m[key].get<double>() > 4 * chance(key), key);
   // The caption-vs-edit scores (592 pairs) are within two standard deviations of a coin after 150
   // steps; the full demo reports them. Here: present and in range.
-  for (const char* key : {"negatives_itc_accuracy", "negatives_itm_accuracy"}) {
+  // Per kind of edit too; the overall rate is their pair-weighted mean, so it lies between them.
+  for (const std::string key : {"negatives_itc_accuracy", "negatives_itm_accuracy"}) {
     CAPTURE(key);
     CHECK(m[key].get<double>() >= 0.0);
     CHECK(m[key].get<double>() <= 1.0);
+    double lo = 1, hi = 0;
+    for (const char* kind : {"colour", "count", "relation"}) {
+      CAPTURE(kind);
+      REQUIRE(m.contains(key + "_" + kind));
+      const double v = m[key + "_" + kind].get<double>();
+      CHECK(m[key + "_" + kind + "_chance"].get<double>() == 0.5);
+      lo = std::min(lo, v), hi = std::max(hi, v);
+    }
+    CHECK(m[key].get<double>() >= lo - 1e-12);
+    CHECK(m[key].get<double>() <= hi + 1e-12);
   }
   // VQA: in 150 steps the answer head learns the answer prior of each question type and not yet
   // to read the image (the full demo's VQA loss leaves that plateau after about 120 steps of a
