@@ -11,6 +11,8 @@ namespace mmg {
 const std::vector<KernelFamily>& kernel_families() {
   static const std::vector<KernelFamily> families = {
       {"attention", {"scores through device memory: gemm, masked softmax, gemm (O(S²) memory)"}, 1},
+      {"layer_norm", {"two-pass mean and variance, scalar loads", "Welford statistics in one pass, float4 loads"}, 1},
+      {"softmax", {"three passes (max, sum, write), scalar loads", "online max and sum in one pass, float4 loads"}, 1},
   };
   return families;
 }
