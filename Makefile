@@ -26,8 +26,11 @@ test: build
 gradcheck: build
 	./$(BUILD)/mmg gradcheck --all
 
+# The CUDA bench where a GPU is usable, else the CPU one (mmg_bench --device auto picks);
+# e.g. make bench BENCH_ARGS="--kernel attention --markdown".
+BENCH_ARGS ?=
 bench: build
-	./$(BUILD)/mmg_bench
+	./$(BUILD)/mmg_bench --device auto $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -22,6 +22,8 @@ const std::vector<KernelFamily>& kernel_families() {
        {"composed: N×N scores through matmul, relu and masked_fill (O(N²) memory)",
         "fused: both hinges of each score by tiles, O(N·d) memory"},
        2},
+      {"layer_norm", {"two-pass mean and variance, scalar loads", "Welford statistics in one pass, float4 loads"}, 1},
+      {"softmax", {"three passes (max, sum, write), scalar loads", "online max and sum in one pass, float4 loads"}, 1},
   };
   return families;
 }

@@ -120,7 +120,8 @@ int main(int argc, char** argv) {
   scenes->add_option("--seed", scenes_opts.seed, "Random seed")->capture_default_str();
   scenes->add_option("--size", scenes_opts.size, "Image side in pixels (32 or 64)")->capture_default_str();
 
-  auto* bench = app.add_subcommand("bench", "Kernel benchmarks against same-run baselines (runs mmg_bench; --help there)");
+  auto* bench = app.add_subcommand(
+      "bench", "Kernel benchmarks against same-run baselines, on the GPU when one is usable (runs mmg_bench; --help there)");
   bench->allow_extras();
   bench->prefix_command();
   bench->set_help_flag();  // --help goes to mmg_bench

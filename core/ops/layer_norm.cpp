@@ -6,12 +6,14 @@
 // The forward saves each row's μ and rstd = 1/√(σ² + eps); the backward kernel uses them to
 // give dx, and dweight/dbias summed over rows (deterministically, whatever the thread count).
 // Mixed dtypes promote like arithmetic; bf16/f16 are computed in f32 and returned as is.
-// On CUDA the same rows go to kernels/cuda/layer_norm.h.
+// On CUDA the same rows go to kernels/cuda/layer_norm.h, in the version the kernel lab's
+// family "layer_norm" names (core/kernel_versions.h) when each kernel runs.
 #include <cmath>
 
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
 #include "kernels/cuda/layer_norm.h"
@@ -64,9 +66,9 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
     if (cuda) {
       if constexpr (kWithCuda) {
         cuda::DeviceGuard guard(device.index);
-        cuda::layer_norm_forward<T>(xc.data<T>(), wc.defined() ? wc.data<T>() : nullptr,
-                                    bc.defined() ? bc.data<T>() : nullptr, y.data<T>(), mean.data<T>(), rstd.data<T>(),
-                                    rows, cols, static_cast<T>(eps));
+        auto* kernel = kernel_version("layer_norm") == 2 ? cuda::layer_norm_forward_v2<T> : cuda::layer_norm_forward<T>;
+        kernel(xc.data<T>(), wc.defined() ? wc.data<T>() : nullptr, bc.defined() ? bc.data<T>() : nullptr, y.data<T>(),
+               mean.data<T>(), rstd.data<T>(), rows, cols, static_cast<T>(eps));
       }
       return;
     }
@@ -98,9 +100,10 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
                            // Scratch for the per-row-block partial sums of dγ/dβ.
                            Tensor work = empty({cuda::layer_norm_backward_workspace(rows, cols)}, opts);
                            cuda::DeviceGuard guard(device.index);
-                           cuda::layer_norm_backward<T>(xc.data<T>(), ptr(wc), mean.data<T>(), rstd.data<T>(),
-                                                        gc.data<T>(), ptr(dx), ptr(dw), ptr(db), rows, cols,
-                                                        work.data<T>());
+                           auto* kernel = kernel_version("layer_norm") == 2 ? cuda::layer_norm_backward_v2<T>
+                                                                            : cuda::layer_norm_backward<T>;
+                           kernel(xc.data<T>(), ptr(wc), mean.data<T>(), rstd.data<T>(), gc.data<T>(), ptr(dx),
+                                  ptr(dw), ptr(db), rows, cols, work.data<T>());
                          }
                          return;
                        }

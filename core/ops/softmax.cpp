@@ -6,10 +6,12 @@
 //   softmax:      dx = y ⊙ (dy − Σ dy ⊙ y)
 //   log_softmax:  dx = dy − exp(y) · Σ dy
 // bf16/f16 inputs are computed in f32 and the result converted back. On CUDA the same
-// rows go to the kernels of kernels/cuda/softmax.h.
+// rows go to the kernels of kernels/cuda/softmax.h, in the version the kernel lab's family
+// "softmax" names (core/kernel_versions.h) when each kernel runs.
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/device_checks.h"
 #include "kernels/cuda/runtime.h"
@@ -45,8 +47,10 @@ static Tensor softmax_op(const char* op, bool log, const Tensor& x, int64_t dim)
     if (cuda) {
       if constexpr (kWithCuda) {
         cuda::DeviceGuard guard(xr.device().index);
-        if (log) cuda::log_softmax_forward<T>(xr.data<T>(), yr.data<T>(), rows, cols);
-        else cuda::softmax_forward<T>(xr.data<T>(), yr.data<T>(), rows, cols);
+        auto* kernel = kernel_version("softmax") == 2
+                           ? (log ? cuda::log_softmax_forward_v2<T> : cuda::softmax_forward_v2<T>)
+                           : (log ? cuda::log_softmax_forward<T> : cuda::softmax_forward<T>);
+        kernel(xr.data<T>(), yr.data<T>(), rows, cols);
       }
       return;
     }
@@ -68,8 +72,10 @@ static Tensor softmax_op(const char* op, bool log, const Tensor& x, int64_t dim)
       if (cuda) {
         if constexpr (kWithCuda) {
           cuda::DeviceGuard guard(gr.device().index);
-          if (log) cuda::log_softmax_backward<T>(y.data<T>(), gr.data<T>(), dxr.data<T>(), rows, cols);
-          else cuda::softmax_backward<T>(y.data<T>(), gr.data<T>(), dxr.data<T>(), rows, cols);
+          auto* kernel = kernel_version("softmax") == 2
+                             ? (log ? cuda::log_softmax_backward_v2<T> : cuda::softmax_backward_v2<T>)
+                             : (log ? cuda::log_softmax_backward<T> : cuda::softmax_backward<T>);
+          kernel(y.data<T>(), gr.data<T>(), dxr.data<T>(), rows, cols);
         }
         return;
       }

@@ -7,6 +7,12 @@
 // gamma/beta may be nullptr (γ = 1, β = 0); mean/rstd may be nullptr in the forward; dx,
 // dgamma, dbeta may each be nullptr. T: float, double (sums in T, as on the CPU). Device
 // memory of the current device.
+//
+// Two versions (the kernel family "layer_norm", core/kernel_versions.h; the op picks one):
+//   v1  layer_norm_forward, layer_norm_backward:  two-pass mean and variance, scalar loads
+//   v2  the *_v2 functions:  Welford mean and variance in one pass, float4 loads and stores
+//       where the rows are aligned; dγ/dβ as v1 (the same workspace)
+// Both have the contracts above.
 #pragma once
 #include <cstdint>
 
@@ -23,5 +29,12 @@ int64_t layer_norm_backward_workspace(int64_t rows, int64_t cols);
 template <class T>
 void layer_norm_backward(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, T* dx, T* dgamma,
                          T* dbeta, int64_t rows, int64_t cols, T* workspace);
+
+template <class T>
+void layer_norm_forward_v2(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int64_t rows,
+                           int64_t cols, T eps);
+template <class T>
+void layer_norm_backward_v2(const T* x, const T* gamma, const T* mean, const T* rstd, const T* dy, T* dx, T* dgamma,
+                            T* dbeta, int64_t rows, int64_t cols, T* workspace);
 
 }  // namespace mmg::cuda

@@ -8,13 +8,26 @@
 //    l, l + 32, ... of the row: coalesced reads.
 //  - longer rows: a block of 256 per row. Each warp reduces its part; lane 0 of each warp
 //    writes it to shared memory; every thread then combines the 8 partials itself.
-// Each pass re-reads the row from global memory (three passes forward: max, sum, write);
-// a row of a few thousand floats stays in L1/L2 between passes. This is the plain version:
-// an online (one-pass max and sum) and vectorised version is the next step for speed.
+// v1 re-reads the row from global memory in each pass (three passes forward: max, sum,
+// write); a row of a few thousand floats stays in L1/L2 between passes. It is the plain
+// version, kept to read first.
+//
+// v2 (the *_v2 entry points, family "softmax" version 2 in core/kernel_versions.cpp):
+//  - online statistics: the max and the sum of exponentials in one pass
+//    (kernels/cuda/row_stats.h), so the forward reads x twice instead of three times, and
+//    the groups reduce (max, sum) pairs in one butterfly;
+//  - 16-byte accesses: where the row length is a multiple of 4 floats and every pointer is
+//    16-byte aligned, each thread loads and stores float4 (V = 4): a quarter of the memory
+//    instructions. Otherwise (doubles, odd lengths, views at odd offsets) one element (V = 1).
+// Same launch shapes as v1; a thread handles packs p = start, start + step, ... of V elements.
 #include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <type_traits>
 
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/row_group.cuh"
+#include "kernels/cuda/row_stats.h"
 #include "kernels/cuda/softmax.h"
 
 namespace mmg::cuda {
@@ -116,5 +129,206 @@ template void log_softmax_forward<float>(const float*, float*, int64_t, int64_t)
 template void log_softmax_forward<double>(const double*, double*, int64_t, int64_t);
 template void log_softmax_backward<float>(const float*, const float*, float*, int64_t, int64_t);
 template void log_softmax_backward<double>(const double*, const double*, double*, int64_t, int64_t);
+
+// ---- v2: online statistics, float4 accesses ----
+
+// V consecutive elements from / to p (V = 4: one 16-byte access; p must be 16-byte aligned).
+template <int V, class T>
+__device__ inline void load_pack(const T* p, T (&v)[V]) {
+  if constexpr (V == 4) {
+    static_assert(std::is_same_v<T, float>, "16-byte packs are float4");
+    const float4 f = *reinterpret_cast<const float4*>(p);
+    v[0] = f.x;
+    v[1] = f.y;
+    v[2] = f.z;
+    v[3] = f.w;
+  } else {
+    static_assert(V == 1, "packs of 1 or 4");
+    v[0] = *p;
+  }
+}
+
+template <int V, class T>
+__device__ inline void store_pack(T* p, const T (&v)[V]) {
+  if constexpr (V == 4) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  } else {
+    *p = v[0];
+  }
+}
+
+// Every thread of the group ends with the group's (max, sum) statistics. The butterfly
+// combines lane l with lane l XOR offset; combine(a, b) and combine(b, a) are the same
+// numbers (fmax and + are commutative), so all lanes agree. shared_m/shared_s: kRowWarps each.
+template <bool Block, class T>
+__device__ inline SoftmaxStats<T> group_softmax_stats(SoftmaxStats<T> st, T* shared_m, T* shared_s) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    SoftmaxStats<T> other;
+    other.m = __shfl_xor_sync(0xffffffffu, st.m, offset);
+    other.s = __shfl_xor_sync(0xffffffffu, st.s, offset);
+    st = softmax_stats_combine(st, other);
+  }
+  if constexpr (!Block) {
+    return st;
+  } else {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    if (lane == 0) {
+      shared_m[warp] = st.m;
+      shared_s[warp] = st.s;
+    }
+    __syncthreads();
+    SoftmaxStats<T> total;
+    total.m = shared_m[0];
+    total.s = shared_s[0];
+    for (int w = 1; w < kRowWarps; ++w) {
+      SoftmaxStats<T> part;
+      part.m = shared_m[w];
+      part.s = shared_s[w];
+      total = softmax_stats_combine(total, part);
+    }
+    __syncthreads();  // shared is reused by the next row
+    return total;
+  }
+}
+
+// Pass 1: (m, s) of the row in one read. Pass 2: y from a second read of x.
+// V divides cols (launch_forward_v2 checks).
+template <bool Block, bool Log, int V, class T>
+__global__ void softmax_forward_v2_kernel(const T* x, T* y, int64_t rows, int64_t cols) {
+  __shared__ T shared_m[kSoftmaxWarps], shared_s[kSoftmaxWarps];
+  const RowGroup<Block> g;
+  const int64_t packs = cols / V;
+  for (int64_t r = g.first_row; r < rows; r += g.row_step) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    SoftmaxStats<T> st;
+    for (int64_t p = g.start; p < packs; p += g.step) {
+      T v[V];
+      load_pack<V>(xr + p * V, v);
+#pragma unroll
+      for (int i = 0; i < V; ++i) softmax_stats_add(st, v[i]);
+    }
+    st = group_softmax_stats<Block>(st, shared_m, shared_s);
+    // As v1: y = exp(x − m)·(1/s), or x − (m + log s); a row of all −∞ (s = 0) gives NaN.
+    const T inv = T(1) / st.s, log_norm = st.m + log(st.s);
+    for (int64_t p = g.start; p < packs; p += g.step) {
+      T v[V];
+      load_pack<V>(xr + p * V, v);
+#pragma unroll
+      for (int i = 0; i < V; ++i) v[i] = Log ? v[i] - log_norm : exp(v[i] - st.m) * inv;
+      store_pack<V>(yr + p * V, v);
+    }
+  }
+}
+
+// Pass 1: Σ dy·y (softmax) or Σ dy (log_softmax). Pass 2: dx. Every read of dy in a row
+// happens before the reduction returns, so dx may alias dy (each pack is read and then
+// written by the same thread).
+template <bool Block, bool Log, int V, class T>
+__global__ void softmax_backward_v2_kernel(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols) {
+  __shared__ T shared[kSoftmaxWarps];
+  const RowGroup<Block> g;
+  const int64_t packs = cols / V;
+  for (int64_t r = g.first_row; r < rows; r += g.row_step) {
+    const T* yr = y + r * cols;
+    const T* dyr = dy + r * cols;
+    T* dxr = dx + r * cols;
+    T s = 0;
+    for (int64_t p = g.start; p < packs; p += g.step) {
+      T yv[V], dv[V];
+      load_pack<V>(yr + p * V, yv);
+      load_pack<V>(dyr + p * V, dv);
+#pragma unroll
+      for (int i = 0; i < V; ++i) s += Log ? dv[i] : dv[i] * yv[i];
+    }
+    s = group_all<Block>(s, SumOp{}, shared);
+    for (int64_t p = g.start; p < packs; p += g.step) {
+      T yv[V], dv[V];
+      load_pack<V>(yr + p * V, yv);
+      load_pack<V>(dyr + p * V, dv);
+#pragma unroll
+      for (int i = 0; i < V; ++i) dv[i] = Log ? dv[i] - exp(yv[i]) * s : yv[i] * (dv[i] - s);
+      store_pack<V>(dxr + p * V, dv);
+    }
+  }
+}
+
+// 16-byte packs need floats, a row length that is a multiple of 4, and aligned pointers
+// (then every row starts aligned too: its offset r·cols·4 bytes is a multiple of 16).
+template <class T>
+static bool packs_of_4(int64_t cols, std::initializer_list<const void*> pointers) {
+  if (!std::is_same_v<T, float> || cols % 4 != 0) return false;
+  for (const void* p : pointers)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
+template <bool Log, int V, class T>
+static void launch_forward_v2_packs(const T* x, T* y, int64_t rows, int64_t cols) {
+  if (cols <= kWarpRowMax) {
+    softmax_forward_v2_kernel<false, Log, V, T>
+        <<<grid_for(rows * 32, kSoftmaxBlock), kSoftmaxBlock, 0, current_stream()>>>(x, y, rows, cols);
+  } else {
+    softmax_forward_v2_kernel<true, Log, V, T>
+        <<<grid_for(rows * kSoftmaxBlock, kSoftmaxBlock), kSoftmaxBlock, 0, current_stream()>>>(x, y, rows, cols);
+  }
+  MMG_CUDA_LAUNCH_CHECK();
+}
+
+template <bool Log, int V, class T>
+static void launch_backward_v2_packs(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols) {
+  if (cols <= kWarpRowMax) {
+    softmax_backward_v2_kernel<false, Log, V, T>
+        <<<grid_for(rows * 32, kSoftmaxBlock), kSoftmaxBlock, 0, current_stream()>>>(y, dy, dx, rows, cols);
+  } else {
+    softmax_backward_v2_kernel<true, Log, V, T>
+        <<<grid_for(rows * kSoftmaxBlock, kSoftmaxBlock), kSoftmaxBlock, 0, current_stream()>>>(y, dy, dx, rows, cols);
+  }
+  MMG_CUDA_LAUNCH_CHECK();
+}
+
+template <bool Log, class T>
+static void launch_forward_v2(const T* x, T* y, int64_t rows, int64_t cols) {
+  if (rows == 0 || cols == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (packs_of_4<T>(cols, {x, y})) return launch_forward_v2_packs<Log, 4>(x, y, rows, cols);
+  }
+  launch_forward_v2_packs<Log, 1>(x, y, rows, cols);
+}
+
+template <bool Log, class T>
+static void launch_backward_v2(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols) {
+  if (rows == 0 || cols == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (packs_of_4<T>(cols, {y, dy, dx})) return launch_backward_v2_packs<Log, 4>(y, dy, dx, rows, cols);
+  }
+  launch_backward_v2_packs<Log, 1>(y, dy, dx, rows, cols);
+}
+
+template <class T>
+void softmax_forward_v2(const T* x, T* y, int64_t rows, int64_t cols) {
+  launch_forward_v2<false>(x, y, rows, cols);
+}
+template <class T>
+void softmax_backward_v2(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols) {
+  launch_backward_v2<false>(y, dy, dx, rows, cols);
+}
+template <class T>
+void log_softmax_forward_v2(const T* x, T* y, int64_t rows, int64_t cols) {
+  launch_forward_v2<true>(x, y, rows, cols);
+}
+template <class T>
+void log_softmax_backward_v2(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols) {
+  launch_backward_v2<true>(y, dy, dx, rows, cols);
+}
+
+template void softmax_forward_v2<float>(const float*, float*, int64_t, int64_t);
+template void softmax_forward_v2<double>(const double*, double*, int64_t, int64_t);
+template void softmax_backward_v2<float>(const float*, const float*, float*, int64_t, int64_t);
+template void softmax_backward_v2<double>(const double*, const double*, double*, int64_t, int64_t);
+template void log_softmax_forward_v2<float>(const float*, float*, int64_t, int64_t);
+template void log_softmax_forward_v2<double>(const double*, double*, int64_t, int64_t);
+template void log_softmax_backward_v2<float>(const float*, const float*, float*, int64_t, int64_t);
+template void log_softmax_backward_v2<double>(const double*, const double*, double*, int64_t, int64_t);
 
 }  // namespace mmg::cuda

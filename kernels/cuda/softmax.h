@@ -6,6 +6,12 @@
 //   log_softmax:      y_i = x_i − m − log Σ_j exp(x_j − m)
 //                     dx_i = dy_i − exp(y_i) · Σ_j dy_j
 // T: float, double (sums in T, as on the CPU). Device memory of the current device.
+//
+// Two versions (the kernel family "softmax", core/kernel_versions.h; the op picks one):
+//   v1  softmax_forward, ...:     three passes over the row (max, sum, write), scalar loads
+//   v2  softmax_forward_v2, ...:  online max and sum in one pass (then the write), float4
+//                                 loads and stores where the rows are aligned
+// Both have the contracts above.
 #pragma once
 #include <cstdint>
 
@@ -19,5 +25,14 @@ template <class T>
 void log_softmax_forward(const T* x, T* y, int64_t rows, int64_t cols);
 template <class T>
 void log_softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols);
+
+template <class T>
+void softmax_forward_v2(const T* x, T* y, int64_t rows, int64_t cols);
+template <class T>
+void softmax_backward_v2(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols);
+template <class T>
+void log_softmax_forward_v2(const T* x, T* y, int64_t rows, int64_t cols);
+template <class T>
+void log_softmax_backward_v2(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols);
 
 }  // namespace mmg::cuda

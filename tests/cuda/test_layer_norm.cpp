@@ -2,8 +2,12 @@
 // (1024), several trailing dims normalised together, with and without weight and bias, a
 // large mean (the two-pass variance), more rows than the dγ/dβ row blocks (64), one row,
 // bf16 — forward on poisoned outputs, gradients of x, weight and bias through autograd.
+// Every case runs for each version of the kernel family "layer_norm" (v2: Welford statistics,
+// float4 accesses where rows are whole float4s and aligned — so also rows of multiples of 4
+// and a misaligned view).
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -38,6 +42,20 @@ void check_layer_norm(const Shape& xs, const Shape& ns, bool affine, DType dt, d
   }
 }
 
+// The body once for each version of the kernel family, that version set.
+template <class F>
+void for_each_version(const std::string& family, F body) {
+  const KernelFamily* fam = nullptr;
+  for (const KernelFamily& f : kernel_families())
+    if (f.name == family) fam = &f;
+  REQUIRE_MESSAGE(fam != nullptr, "no kernel family " << family);
+  for (int v = 1; v <= static_cast<int>(fam->versions.size()); ++v) {
+    KernelVersionGuard guard(family, v);
+    INFO(family << " version " << v);
+    body();
+  }
+}
+
 }  // namespace
 
 TEST_CASE("cuda layer_norm: forward and backward, odd sizes, both kernels, f32 and f64") {
@@ -45,17 +63,50 @@ TEST_CASE("cuda layer_norm: forward and backward, odd sizes, both kernels, f32 a
   struct Case {
     Shape x, normalized;
   };
-  const std::vector<Case> cases = {{{1, 1}, {1}},         {{3, 7}, {7}},          {{5, 33}, {33}},
-                                   {{2, 13, 97}, {97}},   {{4, 1024}, {1024}},    {{3, 1025}, {1025}},
-                                   {{2, 5, 7}, {5, 7}},   {{131, 40}, {40}},      {{2, 4099}, {4099}},
-                                   {{37}, {37}}};
-  for (DType dt : {DType::f32, DType::f64}) {
-    for (const Case& c : cases) {
-      for (bool affine : {false, true}) {
-        check_layer_norm(c.x, c.normalized, affine, dt, 0.0, rtol_for(dt) * 20, atol_for(dt) * 20);
+  const std::vector<Case> cases = {{{1, 1}, {1}},       {{3, 7}, {7}},       {{5, 33}, {33}},     {{2, 13, 97}, {97}},
+                                   {{4, 1024}, {1024}}, {{3, 1025}, {1025}}, {{2, 5, 7}, {5, 7}}, {{131, 40}, {40}},
+                                   {{2, 4099}, {4099}}, {{37}, {37}}};
+  for_each_version("layer_norm", [&] {
+    for (DType dt : {DType::f32, DType::f64}) {
+      for (const Case& c : cases) {
+        for (bool affine : {false, true}) {
+          check_layer_norm(c.x, c.normalized, affine, dt, 0.0, rtol_for(dt) * 20, atol_for(dt) * 20);
+        }
       }
+      check_layer_norm({6, 300}, {300}, true, dt, 1000.0, dt == DType::f64 ? 1e-9 : 1e-3,
+                       dt == DType::f64 ? 1e-9 : 1e-3);
     }
-    check_layer_norm({6, 300}, {300}, true, dt, 1000.0, dt == DType::f64 ? 1e-9 : 1e-3, dt == DType::f64 ? 1e-9 : 1e-3);
-  }
-  check_layer_norm({7, 515}, {515}, true, DType::bf16, 0.0, 2e-2, 2e-2);
+    check_layer_norm({7, 515}, {515}, true, DType::bf16, 0.0, 2e-2, 2e-2);
+  });
+}
+
+TEST_CASE("cuda layer_norm, every version: rows of whole float4s, aligned and not") {
+  require_gpu();
+  for_each_version("layer_norm", [] {
+    // Warp rows and block rows of multiples of 4, several trailing dims, more rows than the
+    // dγ/dβ row blocks, and a large mean (the statistics' cancellation).
+    struct Case {
+      Shape x, normalized;
+    };
+    const std::vector<Case> cases = {{{1, 4}, {4}},       {{9, 8}, {8}},          {{3, 768}, {768}},
+                                     {{4, 1020}, {1020}}, {{4, 1024}, {1024}},    {{2, 1028}, {1028}},
+                                     {{2, 3072}, {3072}}, {{2, 3, 4, 8}, {4, 8}}, {{300, 12}, {12}}};
+    for (const Case& c : cases)
+      for (bool affine : {false, true})
+        check_layer_norm(c.x, c.normalized, affine, DType::f32, 0.0, rtol_for(DType::f32) * 20,
+                         atol_for(DType::f32) * 20);
+    check_layer_norm({6, 1024}, {1024}, true, DType::f32, 1000.0, 1e-3, 1e-3);
+    check_layer_norm({3, 2048}, {2048}, true, DType::f32, 1000.0, 1e-3, 1e-3);
+
+    // A view that starts 4 bytes past an aligned address: v2 takes its one-element path.
+    const int64_t rows = 5, cols = 768;
+    Tensor flat = uniform({rows * cols + 1}, DType::f32, -2, 2), w = uniform({cols}, DType::f32, 0.5, 1.5),
+           b = uniform({cols}, DType::f32, -1, 1);
+    Tensor xg = flat.to(kGpu).slice(0, 1, rows * cols + 1).view({rows, cols});
+    REQUIRE(reinterpret_cast<uintptr_t>(xg.data_ptr()) % 16 != 0);
+    Tensor want = layer_norm(flat.slice(0, 1, rows * cols + 1).view({rows, cols}), {cols}, w, b);
+    poison_like(want.shape(), want.dtype());
+    check_parity(layer_norm(xg, {cols}, w.to(kGpu), b.to(kGpu)), want, rtol_for(DType::f32) * 20,
+                 atol_for(DType::f32) * 20, "layer_norm of a misaligned view");
+  });
 }
