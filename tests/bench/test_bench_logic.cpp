@@ -238,7 +238,7 @@ TEST_CASE("bench rows: the plain and markdown tables show the case, time, rate, 
   CHECK(format_row(failed, false).find("check FAILED") != std::string::npos);
 }
 
-TEST_CASE("bench report: markdown keeps the notes for after the one table; the JSON holds meta and rows") {
+TEST_CASE("bench report: markdown keeps the notes for after the one table, the JSON holds meta and rows") {
   std::FILE* out = std::tmpfile();
   REQUIRE(out != nullptr);
   Report report(true, out);

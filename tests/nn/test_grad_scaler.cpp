@@ -34,7 +34,7 @@ TEST_CASE("GradScaler: the loss is scaled by s and the gradients divided by s ag
   CHECK(scaler.unscale({frozen}));
 }
 
-TEST_CASE("GradScaler: an inf or NaN gradient skips the step and backs the scale off; finite steps grow it") {
+TEST_CASE("GradScaler: an inf or NaN gradient skips the step and backs the scale off, finite steps grow it") {
   nn::GradScaler scaler({.init_scale = 8.0, .growth = 2.0, .backoff = 0.5, .growth_interval = 3});
   const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
   for (float bad : {inf, -inf, nan}) {
