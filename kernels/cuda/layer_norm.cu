@@ -27,6 +27,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/pack.cuh"
 #include "kernels/cuda/layer_norm.h"
 #include "kernels/cuda/row_group.cuh"
 #include "kernels/cuda/row_stats.h"
@@ -177,35 +178,6 @@ template void layer_norm_backward<double>(const double*, const double*, const do
                                           double*, double*, double*, int64_t, int64_t, double*);
 
 // ---- v2: Welford statistics, float4 accesses ----
-
-// V consecutive elements from / to p (V = 4: one 16-byte access; p 16-byte aligned). A null
-// p reads as `fill` (γ = 1, β = 0 when absent).
-template <int V, class T>
-__device__ inline void load_pack(const T* p, T (&v)[V], T fill) {
-  if (p == nullptr) {
-#pragma unroll
-    for (int i = 0; i < V; ++i) v[i] = fill;
-  } else if constexpr (V == 4) {
-    static_assert(std::is_same_v<T, float>, "16-byte packs are float4");
-    const float4 f = *reinterpret_cast<const float4*>(p);
-    v[0] = f.x;
-    v[1] = f.y;
-    v[2] = f.z;
-    v[3] = f.w;
-  } else {
-    static_assert(V == 1, "packs of 1 or 4");
-    v[0] = *p;
-  }
-}
-
-template <int V, class T>
-__device__ inline void store_pack(T* p, const T (&v)[V]) {
-  if constexpr (V == 4) {
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  } else {
-    *p = v[0];
-  }
-}
 
 // Every thread of the group ends with the group's Welford statistics: a warp combines into
 // lane 0 (lane l takes lane l + offset; lanes whose partner is past 31 get their own value

@@ -26,6 +26,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/pack.cuh"
 #include "kernels/cuda/row_group.cuh"
 #include "kernels/cuda/row_stats.h"
 #include "kernels/cuda/softmax.h"
@@ -131,31 +132,6 @@ template void log_softmax_backward<float>(const float*, const float*, float*, in
 template void log_softmax_backward<double>(const double*, const double*, double*, int64_t, int64_t);
 
 // ---- v2: online statistics, float4 accesses ----
-
-// V consecutive elements from / to p (V = 4: one 16-byte access; p must be 16-byte aligned).
-template <int V, class T>
-__device__ inline void load_pack(const T* p, T (&v)[V]) {
-  if constexpr (V == 4) {
-    static_assert(std::is_same_v<T, float>, "16-byte packs are float4");
-    const float4 f = *reinterpret_cast<const float4*>(p);
-    v[0] = f.x;
-    v[1] = f.y;
-    v[2] = f.z;
-    v[3] = f.w;
-  } else {
-    static_assert(V == 1, "packs of 1 or 4");
-    v[0] = *p;
-  }
-}
-
-template <int V, class T>
-__device__ inline void store_pack(T* p, const T (&v)[V]) {
-  if constexpr (V == 4) {
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  } else {
-    *p = v[0];
-  }
-}
 
 // Every thread of the group ends with the group's (max, sum) statistics. The butterfly
 // combines lane l with lane l XOR offset; combine(a, b) and combine(b, a) are the same
