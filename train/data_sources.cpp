@@ -1,6 +1,10 @@
 #include "train/data_sources.h"
 
 #include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/error.h"
 #include "train/fashion_mnist.h"
@@ -33,7 +37,9 @@ Dataset scenes_to_dataset(const SceneDataset& scenes) {
   return d;
 }
 
-Dataset load_dataset(const DataConfig& config) {
+namespace {
+
+Dataset load_source(const DataConfig& config) {
   if (config.source == "scenes") {
     SceneConfig sc;
     sc.n = config.n;
@@ -62,6 +68,29 @@ Dataset load_dataset(const DataConfig& config) {
     return load_image_text_folder(config.path, fo);
   }
   MMG_FAIL("load_dataset: unknown source '{}'", config.source);
+}
+
+}  // namespace
+
+void keep_question_types(Dataset& data, const std::vector<std::string>& types) {
+  if (types.empty()) return;
+  std::set<std::string> present;
+  for (const std::vector<Sample>* split : {&data.train, &data.val, &data.test})
+    for (const Sample& s : *split)
+      for (const QuestionAnswer& q : s.questions) present.insert(q.type);
+  for (const std::string& t : types)
+    MMG_CHECK(present.count(t), "load_dataset ({}): question_types names '{}', which no question has (types: {})",
+              data.name, t, present.empty() ? std::string("none") : fmt::format("{}", fmt::join(present, ", ")));
+  const std::set<std::string> keep(types.begin(), types.end());
+  for (std::vector<Sample>* split : {&data.train, &data.val, &data.test})
+    for (Sample& s : *split)
+      std::erase_if(s.questions, [&](const QuestionAnswer& q) { return !keep.count(q.type); });
+}
+
+Dataset load_dataset(const DataConfig& config) {
+  Dataset data = load_source(config);
+  keep_question_types(data, config.question_types);
+  return data;
 }
 
 }  // namespace mmg

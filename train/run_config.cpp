@@ -35,6 +35,7 @@ json DataConfig::to_json() const {
   json j = {{"source", source}, {"n", n}, {"image_size", image_size}, {"seed", seed}, {"gallery", gallery},
             {"mean", mean}, {"std", std}, {"edit_negatives", edit_negatives}};
   if (!path.empty()) j["path"] = path;
+  if (!question_types.empty()) j["question_types"] = question_types;
   j["augment"] = {{"enabled", augment.enabled}, {"min_scale", augment.min_scale}, {"brightness", augment.brightness},
                   {"contrast", augment.contrast}, {"saturation", augment.saturation}, {"hflip", augment.hflip}};
   return j;
@@ -50,6 +51,16 @@ DataConfig DataConfig::from_json(const json& j) {
   if (j.is_object() && j.contains("std")) {
     read_doubles(j["std"], "DataConfig", "std", c.std);
     rest.erase("std");
+  }
+  if (j.is_object() && j.contains("question_types")) {
+    const json& q = j["question_types"];
+    MMG_CHECK(q.is_array(), "DataConfig: key 'question_types' must be a list of question types, got {}", q.dump());
+    for (const auto& t : q) {
+      MMG_CHECK(t.is_string() && !t.get<std::string>().empty(),
+                "DataConfig: key 'question_types' must hold non-empty strings, got {}", t.dump());
+      c.question_types.push_back(t.get<std::string>());
+    }
+    rest.erase("question_types");
   }
   ConfigReader r(rest, "DataConfig", "");
   r.read("source", c.source);

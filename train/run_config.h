@@ -52,6 +52,9 @@ struct DataConfig {
   // Train itm and itc against each caption's minimal edits (Sample::negatives) when the data has
   // them: known-false texts instead of mined, often true, "negatives".
   bool edit_negatives = true;
+  // VQA: keep only the questions of these types (e.g. {"relation"} for a study of one type; the
+  // types the data's questions carry); empty keeps every question. Images and captions stay.
+  std::vector<std::string> question_types;
 
   nlohmann::json to_json() const;
   static DataConfig from_json(const nlohmann::json& j);

@@ -19,6 +19,7 @@
 #include "core/io/atomic_file.h"
 #include "core/mmgrad.h"
 #include "train/commands.h"
+#include "train/data_sources.h"
 #include "train/scenes.h"
 
 using namespace mmg;
@@ -630,4 +631,40 @@ TEST_CASE("scenes: mmg data scenes writes the PNGs and one JSON line per image")
   CHECK(meta["held_out_combinations"].size() == c.held_out.size());
   CHECK(meta["splits"]["train"] == ds.split(Split::train).size());
   fs::remove_all(dir);
+}
+
+TEST_CASE("load_dataset: question_types keeps only the questions of those types, images and captions stay") {
+  DataConfig config;
+  config.n = 200;
+  const Dataset all = load_dataset(config);
+  config.question_types = {"relation", "count"};
+  const Dataset some = load_dataset(config);
+  REQUIRE(some.train.size() == all.train.size());
+  int64_t kept = 0, expected = 0;
+  for (size_t i = 0; i < all.train.size(); ++i) {
+    CHECK(some.train[i].captions == all.train[i].captions);
+    CHECK(some.train[i].image.data == all.train[i].image.data);
+    for (const QuestionAnswer& q : all.train[i].questions) expected += q.type == "relation" || q.type == "count";
+    for (const QuestionAnswer& q : some.train[i].questions) {
+      CHECK((q.type == "relation" || q.type == "count"));
+      ++kept;
+    }
+  }
+  CHECK(kept == expected);
+  CHECK(kept > 0);
+  CHECK(kept < [&] {
+    int64_t n = 0;
+    for (const Sample& s : all.train) n += static_cast<int64_t>(s.questions.size());
+    return n;
+  }());
+
+  // Through JSON, and a type no question has is an error naming it and the types there are.
+  nlohmann::json j = config.to_json();
+  CHECK(DataConfig::from_json(j).question_types == config.question_types);
+  CHECK_FALSE(DataConfig().to_json().contains("question_types"));
+  config.question_types = {"relations"};
+  CHECK_THROWS_WITH_AS(load_dataset(config), doctest::Contains("'relations', which no question has (types: colour, count"),
+                       Error);
+  j["question_types"] = "relation";
+  CHECK_THROWS_WITH_AS(DataConfig::from_json(j), doctest::Contains("'question_types' must be a list"), Error);
 }
