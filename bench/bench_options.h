@@ -23,7 +23,7 @@ struct BenchOptions {
   std::string device = "auto";  // auto, cpu, cuda, cuda:N
   std::string kernel;           // empty: every kernel of the device's bench
   int version = 0;              // 0: every version of each kernel
-  std::string dtype = "all";    // attention and clip_loss on CUDA: f32, bf16 or all
+  std::string dtype = "all";    // inputs on CUDA: f32, bf16, f16 or all (see BenchPlan)
   std::string json_path;        // empty: no JSON file
   bool markdown = false;
   bool quick = false;
@@ -72,7 +72,10 @@ inline void add_bench_options(CLI::App& app, BenchOptions& o, const std::vector<
     versions += fmt::format("{}{} 1-{}", versions.empty() ? "" : ", ", f.name, f.versions.size());
   app.add_option("--version", o.version,
                  "Only this version of --kernel's family (CUDA; default: every version). Families: " + versions);
-  app.add_option("--dtype", o.dtype, "attention and clip_loss inputs on CUDA: f32, bf16 or all")->capture_default_str();
+  app.add_option("--dtype", o.dtype,
+                 "Inputs on CUDA: f32, bf16, f16 or all. softmax and layer_norm time f32, bf16 and f16; attention "
+                 "and clip_loss f32 and bf16")
+      ->capture_default_str();
   app.add_option("--json", o.json_path, "Also write every row as JSON to this file");
   app.add_flag("--markdown", o.markdown, "Print the table as markdown (for bench/results/<date>-<gpu>.md)");
   app.add_flag("--quick", o.quick, "Fewer, smaller shapes and shorter timing (a smoke run)");
@@ -84,8 +87,20 @@ struct BenchPlan {
   int device_index = 0;
   std::vector<std::string> kernels;  // in bench order
   int version = 0;                   // 0: every version
-  std::vector<std::string> dtypes;   // for attention and clip_loss
+  std::vector<std::string> dtypes;      // for attention and clip_loss: f32, bf16
+  std::vector<std::string> row_dtypes;  // for softmax and layer_norm: f32, bf16, f16
 };
+
+// The dtypes each kernel can time (the others ignore --dtype: copy, elementwise and gemm
+// have their own fixed sets).
+inline const std::vector<std::string>& row_kernel_dtypes() {
+  static const std::vector<std::string> d = {"f32", "bf16", "f16"};
+  return d;
+}
+inline const std::vector<std::string>& matmul_kernel_dtypes() {
+  static const std::vector<std::string> d = {"f32", "bf16"};
+  return d;
+}
 
 // gpu_count: usable GPUs (0 without CUDA or without a GPU); why_no_gpu: cuda_status() ("no
 // usable GPU: ..."), quoted when a GPU is asked for and none is usable.
@@ -145,12 +160,19 @@ inline BenchPlan resolve_options(const BenchOptions& o, int gpu_count, const std
   }
 
   // ---- dtype ----
-  if (o.dtype == "all")
-    plan.dtypes = {"f32", "bf16"};
-  else if (o.dtype == "f32" || o.dtype == "bf16")
-    plan.dtypes = {o.dtype};
-  else
-    throw OptionError(fmt::format("--dtype {}: expected f32, bf16 or all", o.dtype));
+  if (o.dtype == "all") {
+    plan.dtypes = matmul_kernel_dtypes();
+    plan.row_dtypes = row_kernel_dtypes();
+  } else if (contains(row_kernel_dtypes(), o.dtype)) {
+    // A dtype a kernel asked for by name does not time is an error; without --kernel, the
+    // kernels that do not time it simply time nothing.
+    if (!contains(matmul_kernel_dtypes(), o.dtype) && (o.kernel == "attention" || o.kernel == "clip_loss"))
+      throw OptionError(fmt::format("--dtype {}: {} times {}", o.dtype, o.kernel, join(matmul_kernel_dtypes())));
+    if (contains(matmul_kernel_dtypes(), o.dtype)) plan.dtypes = {o.dtype};
+    plan.row_dtypes = {o.dtype};
+  } else {
+    throw OptionError(fmt::format("--dtype {}: expected f32, bf16, f16 or all", o.dtype));
+  }
   return plan;
 }
 

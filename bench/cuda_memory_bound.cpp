@@ -6,6 +6,10 @@
 // GB/s counts the bytes that must move (bench/bench_math.h) over the median time; the
 // fraction is of the copy bandwidth measured first in the same run. The goals
 // (forward ≥ 90 %, backward ≥ 80 % of copy for softmax and layer_norm) are printed beside.
+// softmax and layer_norm run in each dtype of --dtype (f32, bf16, f16): the 16-bit kernels
+// read and write 2-byte elements (f32 math inside), so their bytes are counted at 2 per
+// element; layer_norm's 16-bit runs take f32 γ and β (PyTorch's usual mix), whose 4 bytes
+// per column are counted at 2 as well — N elements beside M·N, a rounding of the total.
 #ifdef MMG_WITH_CUDA
 #include <cuda_runtime.h>
 
@@ -73,12 +77,24 @@ static std::vector<RowsCase> row_cases(bool quick) {
           {"bert-base B32 mlp", 32 * 512, 3072}};
 }
 
-static Row rows_row(const char* kernel, const RowsCase& c, int version, Direction d) {
+static Row rows_row(const char* kernel, const RowsCase& c, int version, Direction d, const std::string& dtype) {
   Row r(kernel, c.what, dims({c.rows, c.cols}), {{"rows", c.rows}, {"cols", c.cols}});
   r.version = version;
   r.direction = d;
   r.goal = d == Direction::fwd ? kForwardGoal : kBackwardGoal;
+  r.dtype = dtype;
   return r;
+}
+
+static DType row_dtype(const std::string& name) {
+  return name == "bf16" ? DType::bf16 : name == "f16" ? DType::f16 : DType::f32;
+}
+
+// The check's tolerance (relative error of the whole output, bench/cuda_bench.h): f32 to its
+// rounding; 16-bit results are rounded once on both devices and may differ by an ulp here
+// and there (2⁻⁸ relative for bf16).
+static double row_tolerance(DType dt, double f32_tol) {
+  return dt == DType::bf16 ? 1e-2 : dt == DType::f16 ? 2e-3 : f32_tol;
 }
 
 // Sets the family's version for a scope when the kernel has a family (else it has one version).
@@ -91,11 +107,13 @@ struct VersionScope {
 
 // ---- softmax ----
 
-void bench_softmax(CudaBench& b) {
+static void bench_softmax_in(CudaBench& b, const std::string& dtype) {
   const Device dev = Device::cuda(b.device);
+  const DType dt = row_dtype(dtype);
+  const int64_t elem = dtype_size(dt);
   for (const RowsCase& c : row_cases(b.quick)) {
     // The CPU reference of the first set: y = softmax(x), dx for the gradient g.
-    Tensor x0 = randn({c.rows, c.cols}, {.device = dev}), g0 = randn({c.rows, c.cols}, {.device = dev});
+    Tensor x0 = randn({c.rows, c.cols}, {.device = dev}).to(dt), g0 = randn({c.rows, c.cols}, {.device = dev}).to(dt);
     Tensor x_ref = on_cpu(x0).requires_grad_(), g_ref = on_cpu(g0);
     Tensor y_ref = softmax(x_ref, -1);
     y_ref.backward(g_ref);
@@ -105,13 +123,13 @@ void bench_softmax(CudaBench& b) {
 
     for (int v : b.versions("softmax")) {
       VersionScope scope(b, "softmax", v);
-      Row fwd = rows_row("softmax", c, v, Direction::fwd);
+      Row fwd = rows_row("softmax", c, v, Direction::fwd, dtype);
       run_case(b, fwd, [&] {
-        fwd.check = check_all({{softmax(sets[0][0], -1), y_ref.detach()}}, 1e-5);
+        fwd.check = check_all({{softmax(sets[0][0], -1), y_ref.detach()}}, row_tolerance(dt, 1e-5));
         fwd.ms = time_on_device([&](int s) { softmax(sets[s][0], -1); }, n, b.budget).ms;
-        b.add_gbps(fwd, softmax_bytes(c.rows, c.cols, 4, Direction::fwd));
+        b.add_gbps(fwd, softmax_bytes(c.rows, c.cols, elem, Direction::fwd));
       });
-      Row bwd = rows_row("softmax", c, v, Direction::bwd);
+      Row bwd = rows_row("softmax", c, v, Direction::bwd, dtype);
       run_case(b, bwd, [&] {
         std::vector<Tensor> xs, outs;  // each set's forward, whose backward is timed
         for (const auto& set : sets) {
@@ -119,21 +137,28 @@ void bench_softmax(CudaBench& b) {
           outs.push_back(softmax(xs.back(), -1));
         }
         auto backward = [&](int s) { return backward_through(outs[s], sets[s][1], {xs[s]}, true); };
-        bwd.check = check_all({{backward(0)[0], dx_ref}}, 1e-5);
+        bwd.check = check_all({{backward(0)[0], dx_ref}}, row_tolerance(dt, 1e-5));
         bwd.ms = time_on_device(backward, n, b.budget).ms;
-        b.add_gbps(bwd, softmax_bytes(c.rows, c.cols, 4, Direction::bwd));
+        b.add_gbps(bwd, softmax_bytes(c.rows, c.cols, elem, Direction::bwd));
       });
       cuda_empty_cache(b.device);
     }
   }
 }
 
+void bench_softmax(CudaBench& b) {
+  for (const std::string& dtype : b.plan.row_dtypes) bench_softmax_in(b, dtype);
+}
+
 // ---- layer_norm ----
 
-void bench_layer_norm(CudaBench& b) {
+static void bench_layer_norm_in(CudaBench& b, const std::string& dtype) {
   const Device dev = Device::cuda(b.device);
+  const DType dt = row_dtype(dtype);
+  const int64_t elem = dtype_size(dt);
   for (const RowsCase& c : row_cases(b.quick)) {
-    Tensor x0 = randn({c.rows, c.cols}, {.device = dev}), g0 = randn({c.rows, c.cols}, {.device = dev});
+    // x and the gradient in dt; γ and β in f32 (with 16-bit x: PyTorch's mixed layer_norm).
+    Tensor x0 = randn({c.rows, c.cols}, {.device = dev}).to(dt), g0 = randn({c.rows, c.cols}, {.device = dev}).to(dt);
     Tensor w = randn({c.cols}, {.device = dev}), bias = randn({c.cols}, {.device = dev});
     Tensor x_ref = on_cpu(x0).requires_grad_(), w_ref = on_cpu(w).requires_grad_(),
            b_ref = on_cpu(bias).requires_grad_();
@@ -144,13 +169,13 @@ void bench_layer_norm(CudaBench& b) {
 
     for (int v : b.versions("layer_norm")) {
       VersionScope scope(b, "layer_norm", v);
-      Row fwd = rows_row("layer_norm", c, v, Direction::fwd);
+      Row fwd = rows_row("layer_norm", c, v, Direction::fwd, dtype);
       run_case(b, fwd, [&] {
-        fwd.check = check_all({{layer_norm(sets[0][0], {c.cols}, w, bias), y_ref.detach()}}, 1e-5);
+        fwd.check = check_all({{layer_norm(sets[0][0], {c.cols}, w, bias), y_ref.detach()}}, row_tolerance(dt, 1e-5));
         fwd.ms = time_on_device([&](int s) { layer_norm(sets[s][0], {c.cols}, w, bias); }, n, b.budget).ms;
-        b.add_gbps(fwd, layer_norm_bytes(c.rows, c.cols, 4, Direction::fwd));
+        b.add_gbps(fwd, layer_norm_bytes(c.rows, c.cols, elem, Direction::fwd));
       });
-      Row bwd = rows_row("layer_norm", c, v, Direction::bwd);
+      Row bwd = rows_row("layer_norm", c, v, Direction::bwd, dtype);
       run_case(b, bwd, [&] {
         Tensor wg = w.detach().requires_grad_(), bg = bias.detach().requires_grad_();
         std::vector<Tensor> xs, outs;
@@ -160,13 +185,18 @@ void bench_layer_norm(CudaBench& b) {
         }
         auto backward = [&](int s) { return backward_through(outs[s], sets[s][1], {xs[s], wg, bg}, true); };
         const Grads grads = backward(0);
-        bwd.check = check_all({{grads[0], x_ref.grad()}, {grads[1], w_ref.grad()}, {grads[2], b_ref.grad()}}, 1e-4);
+        bwd.check = check_all({{grads[0], x_ref.grad()}, {grads[1], w_ref.grad()}, {grads[2], b_ref.grad()}},
+                              row_tolerance(dt, 1e-4));
         bwd.ms = time_on_device(backward, n, b.budget).ms;
-        b.add_gbps(bwd, layer_norm_bytes(c.rows, c.cols, 4, Direction::bwd));
+        b.add_gbps(bwd, layer_norm_bytes(c.rows, c.cols, elem, Direction::bwd));
       });
       cuda_empty_cache(b.device);
     }
   }
+}
+
+void bench_layer_norm(CudaBench& b) {
+  for (const std::string& dtype : b.plan.row_dtypes) bench_layer_norm_in(b, dtype);
 }
 
 // ---- elementwise: add with broadcasting, GELU ----

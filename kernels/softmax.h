@@ -6,8 +6,15 @@
 //
 // A row whose entries are all -inf has no defined softmax: it comes out NaN, as in
 // PyTorch. (Attention masks keys with its own key_mask instead, see kernels/attention.h.)
+//
+// T: float, double, bf16, f16. The math runs in acc_t<T> (kernels/acc_type.h): a bf16/f16
+// row is widened to float as it is read, its max, sum and exponentials are float, and each
+// output element is rounded to T once — exactly the float kernel's result, rounded. The
+// backward reads the 16-bit y and dy the same way.
 #pragma once
 #include <cstdint>
+
+#include "kernels/half.h"
 
 namespace mmg::cpu {
 

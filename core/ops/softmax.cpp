@@ -5,9 +5,15 @@
 // backward does the same with the incoming gradient and reuses the saved output y:
 //   softmax:      dx = y ⊙ (dy − Σ dy ⊙ y)
 //   log_softmax:  dx = dy − exp(y) · Σ dy
-// bf16/f16 inputs are computed in f32 and the result converted back. On CUDA the same
-// rows go to the kernels of kernels/cuda/softmax.h, in the version the kernel lab's family
-// "softmax" names (core/kernel_versions.h) when each kernel runs.
+// bf16/f16 inputs go to the kernels as they are: the kernels widen each element to f32 as
+// they read it, compute the max, the sums and the exponentials in f32, and round once as
+// they store (as PyTorch). The output is in the input's dtype, and so is the saved y that
+// the backward reads; dx comes out in the input's dtype too. On CUDA the same rows go to the
+// kernels of kernels/cuda/softmax.h, in the version the kernel lab's family "softmax"
+// names (core/kernel_versions.h) when each kernel runs.
+//
+// Under autocast (core/autocast.h) a 16-bit input is first cast to f32, so the op runs and
+// returns in f32: softmax is on PyTorch's autocast-to-f32 list.
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
@@ -20,10 +26,20 @@
 
 namespace mmg {
 
-// t (no autograd) with dim d swapped last, contiguous, in dtype `compute`.
-static Tensor rows_last(const Tensor& t, int64_t d, DType compute) {
+// The storage types the row kernels take: f32, f64, bf16, f16 (the last two computed in f32).
+template <class F>
+static void visit_rows_dtype(DType t, const char* op, F&& f) {
+  switch (t) {
+    case DType::bf16: return f.template operator()<bf16>();
+    case DType::f16: return f.template operator()<f16>();
+    default: return visit_float(t, op, f);
+  }
+}
+
+// t (no autograd) with dim d swapped last, contiguous, in dtype `dtype`.
+static Tensor rows_last(const Tensor& t, int64_t d, DType dtype) {
   Tensor s = t.dim() <= 1 ? t : transpose(t, d, -1);
-  return s.to(compute).contiguous();
+  return s.to(dtype).contiguous();
 }
 
 // The inverse of rows_last's swap: a contiguous tensor in the original dim order.
@@ -36,14 +52,14 @@ static Tensor softmax_op(const char* op, bool log, const Tensor& x, int64_t dim)
   MMG_CHECK(is_floating(x.dtype()), "{}: needs a floating dtype, got {} {}", op, dtype_name(x.dtype()),
             shape_str(x.shape()));
   const int64_t d = wrap_dim(dim, x.dim(), op, x.shape());
-  const DType compute = compute_dtype(x.dtype());
+  const DType dtype = x.dtype();  // the kernels' storage type: every floating dtype as it is
   const int64_t cols = x.dim() == 0 ? 1 : x.size(d);
   const int64_t rows = cols == 0 ? 0 : x.numel() / cols;
 
-  Tensor xr = rows_last(x.detach(), d, compute);
-  Tensor yr = empty(xr.shape(), {.dtype = compute, .device = x.device()});
+  Tensor xr = rows_last(x.detach(), d, dtype);
+  Tensor yr = empty(xr.shape(), {.dtype = dtype, .device = x.device()});
   const bool cuda = on_cuda(op, xr);
-  visit_float(compute, op, [&]<class T>() {
+  visit_rows_dtype(dtype, op, [&]<class T>() {
     if (cuda) {
       if constexpr (kWithCuda) {
         cuda::DeviceGuard guard(xr.device().index);
@@ -57,18 +73,17 @@ static Tensor softmax_op(const char* op, bool log, const Tensor& x, int64_t dim)
     if (log) cpu::log_softmax_forward<T>(xr.data<T>(), yr.data<T>(), rows, cols);
     else cpu::softmax_forward<T>(xr.data<T>(), yr.data<T>(), rows, cols);
   });
-  Tensor out = rows_back(yr, d).to(x.dtype());
+  Tensor out = rows_back(yr, d);
 
-  // Backward: the saved y stays in the rows-last layout and compute dtype, held through a
-  // detached handle (for 1-D input `out` is yr itself and must not own its own closure).
-  const DType in_dtype = x.dtype();
+  // Backward: the saved y stays in the rows-last layout and the input's dtype, held through
+  // a detached handle (for 1-D input `out` is yr itself and must not own its own closure).
   Tensor y = yr.detach();
-  return record_op(op, out, {x}, [op, log, y, d, rows, cols, compute, in_dtype](const Tensor& g) -> Grads {
-    Tensor gr = rows_last(g, d, compute);
+  return record_op(op, out, {x}, [op, log, y, d, rows, cols, dtype](const Tensor& g) -> Grads {
+    Tensor gr = rows_last(g, d, dtype);
     check_same_device(op, y, gr);
-    Tensor dxr = empty(gr.shape(), {.dtype = compute, .device = gr.device()});
+    Tensor dxr = empty(gr.shape(), {.dtype = dtype, .device = gr.device()});
     const bool cuda = on_cuda(op, gr);
-    visit_float(compute, op, [&]<class T>() {
+    visit_rows_dtype(dtype, op, [&]<class T>() {
       if (cuda) {
         if constexpr (kWithCuda) {
           cuda::DeviceGuard guard(gr.device().index);
@@ -82,7 +97,7 @@ static Tensor softmax_op(const char* op, bool log, const Tensor& x, int64_t dim)
       if (log) cpu::log_softmax_backward<T>(y.data<T>(), gr.data<T>(), dxr.data<T>(), rows, cols);
       else cpu::softmax_backward<T>(y.data<T>(), gr.data<T>(), dxr.data<T>(), rows, cols);
     });
-    return {rows_back(dxr, d).to(in_dtype)};
+    return {rows_back(dxr, d)};
   });
 }
 

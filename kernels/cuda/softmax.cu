@@ -12,17 +12,22 @@
 // write); a row of a few thousand floats stays in L1/L2 between passes. It is the plain
 // version, kept to read first.
 //
+// Storage and math (both versions): elements are stored as T (float, double, bf16, f16) and
+// computed in A = acc_t<T> (float for the 16-bit types): widen<A> as each is read, the max,
+// the sums, exp and log in A — shared memory and shuffles carry A — and narrow<T> (one
+// rounding) as each is stored (kernels/cuda/pack.cuh).
+//
 // v2 (the *_v2 entry points, family "softmax" version 2 in core/kernel_versions.cpp):
 //  - online statistics: the max and the sum of exponentials in one pass
 //    (kernels/cuda/row_stats.h), so the forward reads x twice instead of three times, and
 //    the groups reduce (max, sum) pairs in one butterfly;
-//  - 16-byte accesses: where the row length is a multiple of 4 floats and every pointer is
-//    16-byte aligned, each thread loads and stores float4 (V = 4): a quarter of the memory
+//  - 16-byte accesses: where the row length is a multiple of the pack width V (4 floats,
+//    8 bf16/f16: kernels/cuda/pack.cuh) and every pointer is 16-byte aligned, each thread
+//    loads and stores V elements in one access: a quarter (an eighth) of the memory
 //    instructions. Otherwise (doubles, odd lengths, views at odd offsets) one element (V = 1).
 // Same launch shapes as v1; a thread handles packs p = start, start + step, ... of V elements.
 #include <cmath>
 #include <cstdint>
-#include <initializer_list>
 #include <type_traits>
 
 #include "kernels/cuda/check.cuh"
@@ -39,42 +44,46 @@ constexpr int64_t kWarpRowMax = 1024;
 
 template <bool Block, bool Log, class T>
 __global__ void softmax_forward_kernel(const T* x, T* y, int64_t rows, int64_t cols) {
-  __shared__ T shared[kSoftmaxWarps];
+  using A = acc_t<T>;
+  __shared__ A shared[kSoftmaxWarps];
   const RowGroup<Block> g;
   for (int64_t r = g.first_row; r < rows; r += g.row_step) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
-    T m = -INFINITY;
-    for (int64_t c = g.start; c < cols; c += g.step) m = fmax(m, xr[c]);
+    A m = -INFINITY;
+    for (int64_t c = g.start; c < cols; c += g.step) m = fmax(m, widen<A>(xr[c]));
     m = group_all<Block>(m, MaxOp{}, shared);
-    T s = 0;
-    for (int64_t c = g.start; c < cols; c += g.step) s += exp(xr[c] - m);
+    A s = 0;
+    for (int64_t c = g.start; c < cols; c += g.step) s += exp(widen<A>(xr[c]) - m);
     s = group_all<Block>(s, SumOp{}, shared);
     if constexpr (Log) {
-      const T log_norm = m + log(s);
-      for (int64_t c = g.start; c < cols; c += g.step) yr[c] = xr[c] - log_norm;
+      const A log_norm = m + log(s);
+      for (int64_t c = g.start; c < cols; c += g.step) yr[c] = narrow<T>(widen<A>(xr[c]) - log_norm);
     } else {
-      const T inv = T(1) / s;
-      for (int64_t c = g.start; c < cols; c += g.step) yr[c] = exp(xr[c] - m) * inv;
+      const A inv = A(1) / s;
+      for (int64_t c = g.start; c < cols; c += g.step) yr[c] = narrow<T>(exp(widen<A>(xr[c]) - m) * inv);
     }
   }
 }
 
 template <bool Block, bool Log, class T>
 __global__ void softmax_backward_kernel(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols) {
-  __shared__ T shared[kSoftmaxWarps];
+  using A = acc_t<T>;
+  __shared__ A shared[kSoftmaxWarps];
   const RowGroup<Block> g;
   for (int64_t r = g.first_row; r < rows; r += g.row_step) {
     const T* yr = y + r * cols;
     const T* dyr = dy + r * cols;
     T* dxr = dx + r * cols;
-    T s = 0;  // softmax: Σ dy·y;  log_softmax: Σ dy
-    for (int64_t c = g.start; c < cols; c += g.step) s += Log ? dyr[c] : dyr[c] * yr[c];
+    A s = 0;  // softmax: Σ dy·y;  log_softmax: Σ dy
+    for (int64_t c = g.start; c < cols; c += g.step)
+      s += Log ? widen<A>(dyr[c]) : widen<A>(dyr[c]) * widen<A>(yr[c]);
     s = group_all<Block>(s, SumOp{}, shared);
     // Every read of dy in this row happened before the reduction returned, so dx may alias dy.
     for (int64_t c = g.start; c < cols; c += g.step) {
-      if constexpr (Log) dxr[c] = dyr[c] - exp(yr[c]) * s;
-      else dxr[c] = yr[c] * (dyr[c] - s);
+      const A yc = widen<A>(yr[c]), dyc = widen<A>(dyr[c]);
+      if constexpr (Log) dxr[c] = narrow<T>(dyc - exp(yc) * s);
+      else dxr[c] = narrow<T>(yc * (dyc - s));
     }
   }
 }
@@ -122,24 +131,15 @@ void log_softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t 
   launch_backward<true>(y, dy, dx, rows, cols);
 }
 
-template void softmax_forward<float>(const float*, float*, int64_t, int64_t);
-template void softmax_forward<double>(const double*, double*, int64_t, int64_t);
-template void softmax_backward<float>(const float*, const float*, float*, int64_t, int64_t);
-template void softmax_backward<double>(const double*, const double*, double*, int64_t, int64_t);
-template void log_softmax_forward<float>(const float*, float*, int64_t, int64_t);
-template void log_softmax_forward<double>(const double*, double*, int64_t, int64_t);
-template void log_softmax_backward<float>(const float*, const float*, float*, int64_t, int64_t);
-template void log_softmax_backward<double>(const double*, const double*, double*, int64_t, int64_t);
-
-// ---- v2: online statistics, float4 accesses ----
+// ---- v2: online statistics, 16-byte accesses ----
 
 // Every thread of the group ends with the group's (max, sum) statistics. The butterfly
 // combines lane l with lane l XOR offset; combine(a, b) and combine(b, a) are the same
 // numbers (fmax and + are commutative), so all lanes agree. shared_m/shared_s: kRowWarps each.
-template <bool Block, class T>
-__device__ inline SoftmaxStats<T> group_softmax_stats(SoftmaxStats<T> st, T* shared_m, T* shared_s) {
+template <bool Block, class A>
+__device__ inline SoftmaxStats<A> group_softmax_stats(SoftmaxStats<A> st, A* shared_m, A* shared_s) {
   for (int offset = 16; offset > 0; offset /= 2) {
-    SoftmaxStats<T> other;
+    SoftmaxStats<A> other;
     other.m = __shfl_xor_sync(0xffffffffu, st.m, offset);
     other.s = __shfl_xor_sync(0xffffffffu, st.s, offset);
     st = softmax_stats_combine(st, other);
@@ -153,11 +153,11 @@ __device__ inline SoftmaxStats<T> group_softmax_stats(SoftmaxStats<T> st, T* sha
       shared_s[warp] = st.s;
     }
     __syncthreads();
-    SoftmaxStats<T> total;
+    SoftmaxStats<A> total;
     total.m = shared_m[0];
     total.s = shared_s[0];
     for (int w = 1; w < kRowWarps; ++w) {
-      SoftmaxStats<T> part;
+      SoftmaxStats<A> part;
       part.m = shared_m[w];
       part.s = shared_s[w];
       total = softmax_stats_combine(total, part);
@@ -171,24 +171,25 @@ __device__ inline SoftmaxStats<T> group_softmax_stats(SoftmaxStats<T> st, T* sha
 // V divides cols (launch_forward_v2 checks).
 template <bool Block, bool Log, int V, class T>
 __global__ void softmax_forward_v2_kernel(const T* x, T* y, int64_t rows, int64_t cols) {
-  __shared__ T shared_m[kSoftmaxWarps], shared_s[kSoftmaxWarps];
+  using A = acc_t<T>;
+  __shared__ A shared_m[kSoftmaxWarps], shared_s[kSoftmaxWarps];
   const RowGroup<Block> g;
   const int64_t packs = cols / V;
   for (int64_t r = g.first_row; r < rows; r += g.row_step) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
-    SoftmaxStats<T> st;
+    SoftmaxStats<A> st;
     for (int64_t p = g.start; p < packs; p += g.step) {
-      T v[V];
+      A v[V];
       load_pack<V>(xr + p * V, v);
 #pragma unroll
       for (int i = 0; i < V; ++i) softmax_stats_add(st, v[i]);
     }
     st = group_softmax_stats<Block>(st, shared_m, shared_s);
     // As v1: y = exp(x − m)·(1/s), or x − (m + log s); a row of all −∞ (s = 0) gives NaN.
-    const T inv = T(1) / st.s, log_norm = st.m + log(st.s);
+    const A inv = A(1) / st.s, log_norm = st.m + log(st.s);
     for (int64_t p = g.start; p < packs; p += g.step) {
-      T v[V];
+      A v[V];
       load_pack<V>(xr + p * V, v);
 #pragma unroll
       for (int i = 0; i < V; ++i) v[i] = Log ? v[i] - log_norm : exp(v[i] - st.m) * inv;
@@ -202,16 +203,17 @@ __global__ void softmax_forward_v2_kernel(const T* x, T* y, int64_t rows, int64_
 // written by the same thread).
 template <bool Block, bool Log, int V, class T>
 __global__ void softmax_backward_v2_kernel(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols) {
-  __shared__ T shared[kSoftmaxWarps];
+  using A = acc_t<T>;
+  __shared__ A shared[kSoftmaxWarps];
   const RowGroup<Block> g;
   const int64_t packs = cols / V;
   for (int64_t r = g.first_row; r < rows; r += g.row_step) {
     const T* yr = y + r * cols;
     const T* dyr = dy + r * cols;
     T* dxr = dx + r * cols;
-    T s = 0;
+    A s = 0;
     for (int64_t p = g.start; p < packs; p += g.step) {
-      T yv[V], dv[V];
+      A yv[V], dv[V];
       load_pack<V>(yr + p * V, yv);
       load_pack<V>(dyr + p * V, dv);
 #pragma unroll
@@ -219,7 +221,7 @@ __global__ void softmax_backward_v2_kernel(const T* y, const T* dy, T* dx, int64
     }
     s = group_all<Block>(s, SumOp{}, shared);
     for (int64_t p = g.start; p < packs; p += g.step) {
-      T yv[V], dv[V];
+      A yv[V], dv[V];
       load_pack<V>(yr + p * V, yv);
       load_pack<V>(dyr + p * V, dv);
 #pragma unroll
@@ -227,16 +229,6 @@ __global__ void softmax_backward_v2_kernel(const T* y, const T* dy, T* dx, int64
       store_pack<V>(dxr + p * V, dv);
     }
   }
-}
-
-// 16-byte packs need floats, a row length that is a multiple of 4, and aligned pointers
-// (then every row starts aligned too: its offset r·cols·4 bytes is a multiple of 16).
-template <class T>
-static bool packs_of_4(int64_t cols, std::initializer_list<const void*> pointers) {
-  if (!std::is_same_v<T, float> || cols % 4 != 0) return false;
-  for (const void* p : pointers)
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  return true;
 }
 
 template <bool Log, int V, class T>
@@ -263,11 +255,13 @@ static void launch_backward_v2_packs(const T* y, const T* dy, T* dx, int64_t row
   MMG_CUDA_LAUNCH_CHECK();
 }
 
+// Packs of pack_width<T> where the rows fit them (kernels/cuda/pack.cuh: packs_fit), else
+// one element at a time.
 template <bool Log, class T>
 static void launch_forward_v2(const T* x, T* y, int64_t rows, int64_t cols) {
   if (rows == 0 || cols == 0) return;
-  if constexpr (std::is_same_v<T, float>) {
-    if (packs_of_4<T>(cols, {x, y})) return launch_forward_v2_packs<Log, 4>(x, y, rows, cols);
+  if constexpr (pack_width<T> > 1) {
+    if (packs_fit<T>(cols, {x, y})) return launch_forward_v2_packs<Log, pack_width<T>>(x, y, rows, cols);
   }
   launch_forward_v2_packs<Log, 1>(x, y, rows, cols);
 }
@@ -275,8 +269,9 @@ static void launch_forward_v2(const T* x, T* y, int64_t rows, int64_t cols) {
 template <bool Log, class T>
 static void launch_backward_v2(const T* y, const T* dy, T* dx, int64_t rows, int64_t cols) {
   if (rows == 0 || cols == 0) return;
-  if constexpr (std::is_same_v<T, float>) {
-    if (packs_of_4<T>(cols, {y, dy, dx})) return launch_backward_v2_packs<Log, 4>(y, dy, dx, rows, cols);
+  if constexpr (pack_width<T> > 1) {
+    if (packs_fit<T>(cols, {y, dy, dx}))
+      return launch_backward_v2_packs<Log, pack_width<T>>(y, dy, dx, rows, cols);
   }
   launch_backward_v2_packs<Log, 1>(y, dy, dx, rows, cols);
 }
@@ -298,13 +293,20 @@ void log_softmax_backward_v2(const T* y, const T* dy, T* dx, int64_t rows, int64
   launch_backward_v2<true>(y, dy, dx, rows, cols);
 }
 
-template void softmax_forward_v2<float>(const float*, float*, int64_t, int64_t);
-template void softmax_forward_v2<double>(const double*, double*, int64_t, int64_t);
-template void softmax_backward_v2<float>(const float*, const float*, float*, int64_t, int64_t);
-template void softmax_backward_v2<double>(const double*, const double*, double*, int64_t, int64_t);
-template void log_softmax_forward_v2<float>(const float*, float*, int64_t, int64_t);
-template void log_softmax_forward_v2<double>(const double*, double*, int64_t, int64_t);
-template void log_softmax_backward_v2<float>(const float*, const float*, float*, int64_t, int64_t);
-template void log_softmax_backward_v2<double>(const double*, const double*, double*, int64_t, int64_t);
+// Every version for every storage type.
+#define MMG_SOFTMAX_INSTANTIATE(T)                                                   \
+  template void softmax_forward<T>(const T*, T*, int64_t, int64_t);                  \
+  template void softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t);       \
+  template void log_softmax_forward<T>(const T*, T*, int64_t, int64_t);              \
+  template void log_softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t);   \
+  template void softmax_forward_v2<T>(const T*, T*, int64_t, int64_t);               \
+  template void softmax_backward_v2<T>(const T*, const T*, T*, int64_t, int64_t);    \
+  template void log_softmax_forward_v2<T>(const T*, T*, int64_t, int64_t);           \
+  template void log_softmax_backward_v2<T>(const T*, const T*, T*, int64_t, int64_t);
+MMG_SOFTMAX_INSTANTIATE(float)
+MMG_SOFTMAX_INSTANTIATE(double)
+MMG_SOFTMAX_INSTANTIATE(bf16)
+MMG_SOFTMAX_INSTANTIATE(f16)
+#undef MMG_SOFTMAX_INSTANTIATE
 
 }  // namespace mmg::cuda

@@ -5,15 +5,21 @@
 //                     dx_i = y_i · (dy_i − Σ_j dy_j y_j)
 //   log_softmax:      y_i = x_i − m − log Σ_j exp(x_j − m)
 //                     dx_i = dy_i − exp(y_i) · Σ_j dy_j
-// T: float, double (sums in T, as on the CPU). Device memory of the current device.
+// T: float, double, bf16, f16. The math runs in acc_t<T> (kernels/acc_type.h), as on the
+// CPU: a bf16/f16 element is widened to float as it is read, the max, the sums and the
+// exponentials are float, and each output is rounded to T once as it is stored. Device
+// memory of the current device.
 //
 // Two versions (the kernel family "softmax", core/kernel_versions.h; the op picks one):
 //   v1  softmax_forward, ...:     three passes over the row (max, sum, write), scalar loads
-//   v2  softmax_forward_v2, ...:  online max and sum in one pass (then the write), float4
-//                                 loads and stores where the rows are aligned
+//   v2  softmax_forward_v2, ...:  online max and sum in one pass (then the write), 16-byte
+//                                 loads and stores (4 floats, 8 bf16/f16) where the rows
+//                                 are whole packs and aligned
 // Both have the contracts above.
 #pragma once
 #include <cstdint>
+
+#include "kernels/half.h"
 
 namespace mmg::cuda {
 

@@ -135,6 +135,75 @@ TEST_CASE("layer_norm of bf16 and f16 is computed in f32 and returned in the inp
   }
 }
 
+TEST_CASE("layer_norm of bf16/f16 x with f32 or 16-bit parameters: x's dtype, the f32 op rounded once") {
+  // As PyTorch: 16-bit activations with f32 (or same-dtype) weight and bias come out in the
+  // activations' dtype; dx in x's dtype, dweight/dbias in each parameter's. The kernels read
+  // the 16-bit x and dy as they are and compute in f32, so every result is the f32 op's on
+  // the widened inputs, rounded once.
+  for (DType half : {DType::bf16, DType::f16}) {
+    for (DType pdt : {DType::f32, half}) {
+      for (int64_t cols : {1, 7, 127, 769, 3073}) {
+        CAPTURE(dtype_name(half));
+        CAPTURE(dtype_name(pdt));
+        CAPTURE(cols);
+        Tensor x = random({3, cols}, half, 40 + cols).requires_grad_();
+        Tensor w = (random({cols}, DType::f64, 41) * 0.2 + 1.0).to(pdt).requires_grad_();
+        Tensor b = random({cols}, pdt, 42).requires_grad_();
+        Tensor y = layer_norm(x, {cols}, w, b);
+        CHECK(y.dtype() == half);
+        Tensor x32 = x.detach().to(DType::f32).requires_grad_(), w32 = w.detach().to(DType::f32).requires_grad_(),
+               b32 = b.detach().to(DType::f32).requires_grad_();
+        Tensor y32 = layer_norm(x32, {cols}, w32, b32);
+        CHECK(y.to_vector<double>() == y32.to(half).to_vector<double>());
+        Tensor g = random({3, cols}, half, 43);
+        y.backward(g);
+        y32.backward(g.to(DType::f32));
+        REQUIRE(x.grad().defined());
+        REQUIRE(w.grad().defined());
+        REQUIRE(b.grad().defined());
+        CHECK(x.grad().dtype() == half);
+        CHECK(w.grad().dtype() == pdt);
+        CHECK(b.grad().dtype() == pdt);
+        CHECK(x.grad().to_vector<double>() == x32.grad().to(half).to_vector<double>());
+        CHECK(w.grad().to_vector<double>() == w32.grad().to(pdt).to_vector<double>());
+        CHECK(b.grad().to_vector<double>() == b32.grad().to(pdt).to_vector<double>());
+        // And within one rounding of the definition (f64 on the 16-bit values).
+        const std::vector<double> ref = ref_layer_norm(x.detach(), cols, w.detach(), b.detach(), 1e-5);
+        const std::vector<double> got = y.to_vector<double>();
+        const double rel = half == DType::bf16 ? 1.0 / 256 : 1.0 / 2048;
+        int64_t off = 0;
+        for (size_t i = 0; i < ref.size(); ++i) off += std::abs(got[i] - ref[i]) > rel * std::abs(ref[i]) + 2e-5;
+        CHECK(off == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("layer_norm: other dtype mixes promote as arithmetic") {
+  Tensor x = random({2, 5}, DType::bf16, 44);
+  // An f64 weight: computed and returned in f64; the other 16-bit dtype: f32 (bf16 ⊔ f16).
+  Tensor y64 = layer_norm(x, {5}, random({5}, DType::f64, 45));
+  CHECK(y64.dtype() == DType::f64);
+  Tensor w16 = random({5}, DType::f16, 46).requires_grad_();
+  Tensor xg = x.detach().requires_grad_();
+  Tensor y32 = layer_norm(xg, {5}, w16);
+  CHECK(y32.dtype() == DType::f32);
+  CHECK(y32.to_vector<double>() == layer_norm(x.to(DType::f32), {5}, w16.detach().to(DType::f32)).to_vector<double>());
+  sum(y32).backward();
+  CHECK(xg.grad().dtype() == DType::bf16);
+  CHECK(w16.grad().dtype() == DType::f16);
+  // A 16-bit weight beside an f32 bias: the kernels take both parameters in f32, each
+  // gradient returns in its parameter's dtype.
+  Tensor wb = random({5}, DType::bf16, 47).requires_grad_(), bf = random({5}, DType::f32, 48).requires_grad_();
+  Tensor y = layer_norm(x, {5}, wb, bf);
+  CHECK(y.dtype() == DType::bf16);
+  sum(y).backward();
+  CHECK(wb.grad().dtype() == DType::bf16);
+  CHECK(bf.grad().dtype() == DType::f32);
+  // An f32 x with 16-bit parameters is f32, as before.
+  CHECK(layer_norm(x.to(DType::f32), {5}, wb.detach()).dtype() == DType::f32);
+}
+
 TEST_CASE("layer_norm rejects bad arguments") {
   Tensor x = zeros({2, 3});
   CHECK_THROWS_WITH_AS(layer_norm(x, {4}), doctest::Contains("layer_norm: input [2,3] does not end with normalized_shape [4]"),

@@ -4,7 +4,10 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/parallel.h"
@@ -245,4 +248,110 @@ TEST_CASE("layer_norm dgamma/dbeta are identical bit for bit whatever the thread
   }
   Grads ref = ref_backward(x, gamma, dy, rows, cols, 1e-5);
   CHECK(max_abs_diff(runs[0].dgamma, ref.dgamma) < 1e-3);
+}
+
+// ---- bf16 / f16 rows, with parameters of the same type or f32 ----
+
+namespace {
+
+// Bit patterns, to compare 16-bit and float results exactly.
+template <class U>
+auto bits_of(U v) {
+  if constexpr (std::is_same_v<U, float>) {
+    uint32_t b;
+    std::memcpy(&b, &v, 4);
+    return b;
+  } else {
+    return v.bits;
+  }
+}
+
+template <class H>
+constexpr double half_ulp = std::is_same_v<H, mmg::bf16> ? 1.0 / 256 : 1.0 / 2048;
+
+// x, dy in H; γ, β (when affine) in P. Checks the 16-bit kernels against the float kernels on
+// the widened inputs (the same bits after one rounding; μ, rstd, and dγ/dβ before their
+// rounding to P, identical), and against the double definition within one rounding.
+template <class H, class P>
+void check_16bit_layer_norm(int64_t rows, int64_t cols, bool affine) {
+  CAPTURE(rows);
+  CAPTURE(cols);
+  CAPTURE(affine);
+  const float eps = 1e-5f;
+  const std::vector<H> x = cast<H>(random_vec(rows * cols, 50 + static_cast<uint32_t>(cols)));
+  const std::vector<H> dy = cast<H>(random_vec(rows * cols, 51 + static_cast<uint32_t>(rows)));
+  const std::vector<P> gamma = cast<P>(random_vec(cols, 52, 0.5, 1.5)), beta = cast<P>(random_vec(cols, 53));
+  const P* gp = affine ? gamma.data() : nullptr;
+  const P* bp = affine ? beta.data() : nullptr;
+  std::vector<H> y(x.size()), dx(x.size());
+  std::vector<float> mean(rows), rstd(rows);
+  std::vector<P> dg(cols), db(cols);
+  mmg::cpu::layer_norm_forward<H, P>(x.data(), gp, bp, y.data(), mean.data(), rstd.data(), rows, cols, eps);
+  mmg::cpu::layer_norm_backward<H, P>(x.data(), gp, mean.data(), rstd.data(), dy.data(), dx.data(), dg.data(),
+                                      db.data(), rows, cols);
+
+  const std::vector<float> xf(x.begin(), x.end()), dyf(dy.begin(), dy.end()), gf(gamma.begin(), gamma.end()),
+      bf(beta.begin(), beta.end());
+  std::vector<float> yf(x.size()), dxf(x.size()), mf(rows), rf(rows), dgf(cols), dbf(cols);
+  const float* gfp = affine ? gf.data() : nullptr;
+  const float* bfp = affine ? bf.data() : nullptr;
+  mmg::cpu::layer_norm_forward<float>(xf.data(), gfp, bfp, yf.data(), mf.data(), rf.data(), rows, cols, eps);
+  mmg::cpu::layer_norm_backward<float>(xf.data(), gfp, mf.data(), rf.data(), dyf.data(), dxf.data(), dgf.data(),
+                                       dbf.data(), rows, cols);
+  CHECK(mean == mf);
+  CHECK(rstd == rf);
+  int64_t y_diff = 0, dx_diff = 0, p_diff = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    y_diff += bits_of(H(yf[i])) != bits_of(y[i]);
+    dx_diff += bits_of(H(dxf[i])) != bits_of(dx[i]);
+  }
+  for (int64_t j = 0; j < cols; ++j)
+    p_diff += (bits_of(P(dgf[j])) != bits_of(dg[j])) + (bits_of(P(dbf[j])) != bits_of(db[j]));
+  CHECK(y_diff == 0);
+  CHECK(dx_diff == 0);
+  CHECK(p_diff == 0);
+
+  // Against the double definition of the 16-bit inputs: one rounding to H (half an ulp) beside
+  // float's own error (~1e-5 absolute here; dγ, dβ are sums over rows, so that times rows).
+  const std::vector<double> xd(x.begin(), x.end()), dyd(dy.begin(), dy.end());
+  const std::vector<double> gd = affine ? std::vector<double>(gamma.begin(), gamma.end()) : std::vector<double>{};
+  const std::vector<double> bd = affine ? std::vector<double>(beta.begin(), beta.end()) : std::vector<double>{};
+  const Ref ref = ref_forward(xd, gd, bd, rows, cols, eps);
+  const Grads gref = ref_backward(xd, gd, dyd, rows, cols, eps);
+  const double rel = half_ulp<H>, rel_p = std::is_same_v<P, float> ? 1e-6 : half_ulp<P>;
+  int64_t y_off = 0, dx_off = 0, p_off = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    y_off += std::abs(double(y[i]) - ref.y[i]) > rel * std::abs(ref.y[i]) + 2e-5;
+    dx_off += std::abs(double(dx[i]) - gref.dx[i]) > rel * std::abs(gref.dx[i]) + 2e-4;
+  }
+  for (int64_t j = 0; j < cols; ++j) {
+    const double atol = 2e-5 * static_cast<double>(rows);
+    p_off += std::abs(double(dg[j]) - gref.dgamma[j]) > rel_p * std::abs(gref.dgamma[j]) + atol;
+    p_off += std::abs(double(db[j]) - gref.dbeta[j]) > rel_p * std::abs(gref.dbeta[j]) + atol;
+  }
+  CHECK(y_off == 0);
+  CHECK(dx_off == 0);
+  CHECK(p_off == 0);
+}
+
+template <class H>
+void check_16bit_layer_norm_all(int64_t rows, int64_t cols) {
+  for (bool affine : {false, true}) {
+    check_16bit_layer_norm<H, H>(rows, cols, affine);
+    check_16bit_layer_norm<H, float>(rows, cols, affine);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("layer_norm of bf16 and f16 rows (parameters 16-bit or f32): the float kernels rounded once") {
+  for (int64_t cols : {1, 7, 127, 769, 3073}) {
+    INFO("bf16");
+    check_16bit_layer_norm_all<mmg::bf16>(3, cols);
+    INFO("f16");
+    check_16bit_layer_norm_all<mmg::f16>(3, cols);
+  }
+  // More rows than the dγ/dβ row blocks (64), split over threads.
+  check_16bit_layer_norm_all<mmg::bf16>(130, 33);
+  check_16bit_layer_norm_all<mmg::f16>(130, 33);
 }

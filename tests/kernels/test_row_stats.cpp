@@ -7,14 +7,22 @@
 // references, and every lane must end with the same numbers. This checks the kernels'
 // arithmetic and reduction order where no GPU is; the kernels themselves are checked on a
 // GPU by tests/cuda/test_softmax.cpp and test_layer_norm.cpp.
+//
+// bf16/f16 rows: the kernels widen each element to float as they read it and use packs of 8
+// (16 bytes) where the rows fit them (kernels/cuda/pack_width.h, tested here too), so the
+// same statistics run on the widened rows with V = 8, and the outputs are rounded once.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <random>
+#include <type_traits>
 #include <vector>
 
+#include "kernels/cuda/pack_width.h"
 #include "kernels/cuda/row_stats.h"
+#include "kernels/half.h"
 
 using namespace mmg::cuda;
 
@@ -200,4 +208,83 @@ TEST_CASE("row stats: combining with an empty part changes nothing, in either or
   }
   const SoftmaxStats<float> both_empty = softmax_stats_combine(none, none);
   CHECK(both_empty.s == 0.0f);  // never NaN: lanes with no element are common (short rows)
+}
+
+// ---- 16-bit rows: packs of 8 ----
+
+TEST_CASE("row stats: pack widths, and which rows and pointers take packs") {
+  CHECK(pack_width<float> == 4);
+  CHECK(pack_width<mmg::bf16> == 8);
+  CHECK(pack_width<mmg::f16> == 8);
+  CHECK(pack_width<double> == 1);
+  alignas(16) static unsigned char buf[64];
+  const void* aligned = buf;
+  const void* plus2 = buf + 2;   // one 16-bit element past aligned
+  const void* plus16 = buf + 16; // eight
+  // Whole packs and aligned pointers (nullptr, an absent γ or β, counts as aligned).
+  CHECK(packs_fit<mmg::bf16>(768, {aligned, plus16, nullptr}));
+  CHECK(packs_fit<mmg::f16>(8, {aligned}));
+  CHECK(packs_fit<float>(772, {aligned}));
+  // 772 is whole float4s but not whole packs of 8 halves; 769, 7, 1 are neither.
+  for (int64_t cols : {772, 769, 7, 1, 4}) CHECK_FALSE(packs_fit<mmg::bf16>(cols, {aligned}));
+  // A misaligned pointer anywhere in the list: one element at a time.
+  CHECK_FALSE(packs_fit<mmg::bf16>(768, {aligned, plus2}));
+  CHECK_FALSE(packs_fit<float>(768, {plus2, aligned}));
+  // Doubles never take packs.
+  CHECK_FALSE(packs_fit<double>(768, {aligned}));
+}
+
+namespace {
+
+template <class H>
+std::vector<float> rounded_row(int64_t n, float lo, float hi, std::mt19937& rng) {
+  std::vector<float> r = random_row(n, lo, hi, rng);
+  for (float& x : r) x = static_cast<float>(H(x));  // the 16-bit values, widened
+  return r;
+}
+
+// The kernels' group for a 16-bit row: a warp up to 1024, else a block; packs of 8 where
+// the length is a multiple of 8 (aligned rows), else one element.
+GroupShape shape_16bit(int64_t cols) {
+  return {cols <= 1024 ? kWarp : 256, packs_fit<mmg::bf16>(cols, {}) ? 8 : 1};
+}
+
+template <class H>
+constexpr double half_ulp = std::is_same_v<H, mmg::bf16> ? 1.0 / 256 : 1.0 / 2048;
+
+template <class H>
+void check_softmax_16bit(int64_t cols, std::mt19937& rng) {
+  const GroupShape sh = shape_16bit(cols);
+  const std::vector<float> row = rounded_row<H>(cols, -8, 8, rng);
+  const std::vector<float> yf = softmax_v2(row, sh.threads, sh.V);
+  const std::vector<double> want = softmax_f64(row);
+  INFO("cols " << cols << " threads " << sh.threads << " V " << sh.V);
+  int64_t off = 0;
+  for (int64_t i = 0; i < cols; ++i) {
+    const double y = static_cast<float>(H(yf[i]));  // the kernel's store: one rounding
+    off += std::abs(y - want[i]) > (half_ulp<H> + 1e-5) * want[i] + (std::is_same_v<H, mmg::f16> ? 0x1p-25 : 0.0);
+  }
+  CHECK(off == 0);
+}
+
+}  // namespace
+
+TEST_CASE("row stats: the v2 statistics of bf16 and f16 rows, in packs of 8 where they fit, match float64") {
+  std::mt19937 rng(13);
+  for (int64_t cols : {1, 7, 8, 127, 768, 769, 1024, 1032, 3072, 3073}) {
+    check_softmax_16bit<mmg::bf16>(cols, rng);
+    check_softmax_16bit<mmg::f16>(cols, rng);
+    // Welford on the widened 16-bit row.
+    const GroupShape sh = shape_16bit(cols);
+    const std::vector<float> row = rounded_row<mmg::bf16>(cols, -2, 2, rng);
+    const WelfordStats<float> st = group_welford(per_thread<WelfordStats<float>>(row, sh.threads, sh.V, welford_add));
+    double mean = 0, m2 = 0;
+    for (float x : row) mean += x;
+    mean /= static_cast<double>(cols);
+    for (float x : row) m2 += (x - mean) * (x - mean);
+    INFO("welford cols " << cols << " V " << sh.V);
+    CHECK(st.n == static_cast<float>(cols));
+    CHECK(std::abs(st.mean - mean) <= 1e-6 * (std::abs(mean) + 1));
+    if (cols > 1) CHECK(std::abs(st.m2 - m2) <= 2e-4 * m2);
+  }
 }

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/parallel.h"
@@ -209,4 +210,95 @@ TEST_CASE("softmax gives the same result on one thread and on many") {
   auto many = run_forward<float>(false, x, rows, cols);
   mmg::cpu::set_num_threads(saved);
   CHECK(one == many);
+}
+
+// ---- bf16 / f16 rows: widened to float, computed in float, rounded once ----
+
+namespace {
+
+template <class H>
+std::vector<float> widen_f32(const std::vector<H>& v) {
+  return std::vector<float>(v.begin(), v.end());
+}
+
+// Relative rounding of one conversion to H: half an ulp, 2⁻⁸ for bf16 (8 significant bits),
+// 2⁻¹¹ for f16 (11).
+template <class H>
+constexpr double half_ulp = std::is_same_v<H, mmg::bf16> ? 1.0 / 256 : 1.0 / 2048;
+
+template <class H>
+void forward_16bit(bool log, const H* x, H* y, int64_t rows, int64_t cols) {
+  if (log) mmg::cpu::log_softmax_forward(x, y, rows, cols);
+  else mmg::cpu::softmax_forward(x, y, rows, cols);
+}
+template <class H>
+void backward_16bit(bool log, const H* y, const H* dy, H* dx, int64_t rows, int64_t cols) {
+  if (log) mmg::cpu::log_softmax_backward(y, dy, dx, rows, cols);
+  else mmg::cpu::softmax_backward(y, dy, dx, rows, cols);
+}
+
+template <class H>
+void check_16bit_rows(bool log, int64_t rows, int64_t cols) {
+  CAPTURE(log);
+  CAPTURE(rows);
+  CAPTURE(cols);
+  const std::vector<H> x = cast<H>(random_vec(rows * cols, 40 + static_cast<uint32_t>(cols), -8, 8));
+  const std::vector<H> dy = cast<H>(random_vec(rows * cols, 41 + static_cast<uint32_t>(cols)));
+  std::vector<H> y(x.size()), dx(x.size());
+  forward_16bit(log, x.data(), y.data(), rows, cols);
+  backward_16bit(log, y.data(), dy.data(), dx.data(), rows, cols);
+
+  // Exactly the float kernels on the widened inputs, each output rounded once.
+  const std::vector<float> xf = widen_f32(x), yin = widen_f32(y), dyf = widen_f32(dy);
+  std::vector<float> yf(x.size()), dxf(x.size());
+  forward_16bit(log, xf.data(), yf.data(), rows, cols);
+  backward_16bit(log, yin.data(), dyf.data(), dxf.data(), rows, cols);
+  int64_t y_diff = 0, dx_diff = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    y_diff += H(yf[i]).bits != y[i].bits;
+    dx_diff += H(dxf[i]).bits != dx[i].bits;
+  }
+  CHECK(y_diff == 0);
+  CHECK(dx_diff == 0);
+
+  // And within one rounding of the double definition (of the 16-bit inputs): y against the
+  // softmax of x; dx against the backward formula on the 16-bit y and dy it read. Beside the
+  // rounding (half an ulp, or half f16's smallest subnormal 2⁻²⁵), the float math's own
+  // error: ~1e-6 relative in y, and in dx the row sum's (~1e-5 absolute where dy − Σ cancels).
+  const std::vector<double> xd(x.begin(), x.end()), yd(y.begin(), y.end()), dyd(dy.begin(), dy.end());
+  const std::vector<double> ref = log ? ref_log_softmax(xd, rows, cols) : ref_softmax(xd, rows, cols);
+  const double rel = half_ulp<H> + 2e-6, tiny = std::is_same_v<H, mmg::f16> ? 0x1p-25 : 0.0;
+  int64_t y_off = 0, dx_off = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    double s = 0;  // softmax: Σ dy·y; log_softmax: Σ dy
+    for (int64_t j = 0; j < cols; ++j) s += log ? dyd[r * cols + j] : dyd[r * cols + j] * yd[r * cols + j];
+    for (int64_t j = 0; j < cols; ++j) {
+      const int64_t i = r * cols + j;
+      const double want_dx = log ? dyd[i] - std::exp(yd[i]) * s : yd[i] * (dyd[i] - s);
+      y_off += std::abs(yd[i] - ref[i]) > rel * std::abs(ref[i]) + tiny;
+      dx_off += std::abs(double(dx[i]) - want_dx) > rel * std::abs(want_dx) + 1e-5;
+    }
+  }
+  CHECK(y_off == 0);
+  CHECK(dx_off == 0);
+
+  // In place (dx aliases dy): the same bits.
+  std::vector<H> g = dy;
+  backward_16bit(log, y.data(), g.data(), g.data(), rows, cols);
+  int64_t alias_diff = 0;
+  for (size_t i = 0; i < g.size(); ++i) alias_diff += g[i].bits != dx[i].bits;
+  CHECK(alias_diff == 0);
+}
+
+}  // namespace
+
+TEST_CASE("softmax and log_softmax of bf16 and f16 rows: the float kernels rounded once, odd row lengths") {
+  for (bool log : {false, true}) {
+    for (int64_t cols : {1, 7, 127, 769, 3073}) {
+      check_16bit_rows<mmg::bf16>(log, 3, cols);
+      check_16bit_rows<mmg::f16>(log, 3, cols);
+    }
+    // Rows spread over threads.
+    check_16bit_rows<mmg::bf16>(log, 300, 97);
+  }
 }
