@@ -2,6 +2,8 @@
 #include "core/pinned_memory.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <exception>
 
 #include "core/caching_allocator.h"
 #include "core/error.h"
@@ -11,7 +13,12 @@ namespace mmg {
 PinnedPool::PinnedPool(Backend backend, size_t cache_limit)
     : backend_(std::move(backend)), cache_limit_(cache_limit) {}
 
-PinnedPool::~PinnedPool() { empty_cache(); }
+PinnedPool::~PinnedPool() {
+  try {
+    empty_cache();
+  } catch (const std::exception&) {  // a destructor must not throw: what CUDA refused to free is lost
+  }
+}
 
 // Every copy that read the block has run.
 bool PinnedPool::ready_locked(const Block& b) {
@@ -67,7 +74,13 @@ void PinnedPool::deallocate(void* block) {
   --stats_.live_blocks;
   stats_.cached += b.size;
   ++stats_.cached_blocks;
-  if (stats_.cached > cache_limit_) release_ready_locked(cache_limit_);
+  if (stats_.cached <= cache_limit_) return;
+  // Called from storage destructors, which must not throw: if CUDA fails while blocks are
+  // returned, they stay cached and the next call that checks CUDA reports the error.
+  try {
+    release_ready_locked(cache_limit_);
+  } catch (const std::exception&) {
+  }
 }
 
 void PinnedPool::record_use(void* block, int device) {
@@ -89,24 +102,27 @@ bool PinnedPool::owns(const void* p) {
   return blocks_.count(const_cast<void*>(p)) != 0;
 }
 
-// Those still read by a copy stay; the oldest of each class go first.
+// Those still read by a copy stay; the oldest of each class go first. Each block leaves the
+// pool's books before it is returned, so a CUDA failure part-way leaves them consistent (the
+// block is then lost, not dangling).
 void PinnedPool::release_ready_locked(size_t keep) {
   for (auto& [cls, idle] : free_) {
-    std::vector<void*> kept;
-    for (void* p : idle) {
-      Block& b = blocks_.at(p);
-      if (stats_.cached <= keep || !ready_locked(b)) {
-        kept.push_back(p);
+    for (size_t i = 0; i < idle.size() && stats_.cached > keep;) {
+      void* p = idle[i];
+      auto it = blocks_.find(p);
+      if (!ready_locked(it->second)) {
+        ++i;
         continue;
       }
-      for (const auto& [device, fence] : b.fences) backend_.destroy(fence);
-      backend_.free(p);
-      blocks_.erase(p);
+      const std::vector<std::pair<int, void*>> fences = std::move(it->second.fences);
+      idle.erase(idle.begin() + static_cast<std::ptrdiff_t>(i));
+      blocks_.erase(it);
       stats_.reserved -= cls;
       stats_.cached -= cls;
       --stats_.cached_blocks;
+      for (const auto& [device, fence] : fences) backend_.destroy(fence);
+      backend_.free(p);
     }
-    idle.swap(kept);
   }
 }
 

@@ -17,7 +17,7 @@
 #include "core/cuda_memory.h"
 #include "core/error.h"
 #include "core/pinned_memory.h"
-#include "core/tensor.h"
+#include "core/mmgrad.h"
 
 using namespace mmg;
 
