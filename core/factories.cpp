@@ -1,6 +1,7 @@
 // Tensor factories: empty, zeros, full, arange, linspace, random tensors, from host values.
 #include <cmath>
 
+#include "core/cuda_memory.h"
 #include "core/dispatch.h"
 #include "core/rng.h"
 #include "core/tensor.h"
@@ -25,9 +26,12 @@ static void check_shape(const Shape& shape, const char* op) {
 
 Tensor empty(const Shape& shape, TensorOptions options) {
   check_shape(shape, "empty");
+  MMG_CHECK(!options.pinned || options.device.is_cpu(),
+            "empty: pinned memory is host memory; a tensor {} on {} cannot be pinned", shape_str(shape),
+            options.device.str());
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(static_cast<size_t>(numel_of(shape)) * dtype_size(options.dtype),
-                                            options.device);
+                                            options.device, options.pinned && pinned_memory_available());
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = options.dtype;

@@ -140,7 +140,14 @@ void set_cpu_cache_limit(size_t bytes) { cache().set_limit(bytes); }
 CpuCacheStats cpu_cache_stats() { return cache().stats(); }
 void cpu_cache_release() { cache().release(); }
 
-Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+Storage::Storage(size_t nbytes, Device device, bool pinned) : nbytes_(nbytes), device_(device) {
+  if (pinned) {
+    MMG_CHECK(device.is_cpu(), "storage: pinned memory is host memory; {} bytes were asked for on {}", nbytes,
+              device.str());
+    data_ = pinned_allocate(nbytes, &capacity_);  // throws, saying why, when the system refuses
+    pinned_ = true;
+    return;
+  }
   if (device.is_cuda()) {
     data_ = cuda_allocate(device.index, nbytes, &capacity_);  // throws, saying why, when cuda:N is not usable
     return;
@@ -156,6 +163,8 @@ Storage::Storage(void* data, size_t nbytes, Device device, std::function<void(vo
 Storage::~Storage() {
   if (external_) {
     if (release_) release_(data_);
+  } else if (pinned_) {
+    pinned_deallocate(data_);
   } else if (device_.is_cuda()) {
     cuda_deallocate(device_.index, data_, capacity_);
   } else {

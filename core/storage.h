@@ -4,6 +4,8 @@
 // free list for its size class and handed to the next allocation of that class, so a
 // training loop, which allocates the same sizes every step, stops going to the system.
 // CUDA blocks come from the device's caching allocator (core/cuda_memory.h) in the same way.
+// Pinned CPU blocks (page-locked, for fast copies to a GPU) come from the process's pinned pool
+// (core/pinned_memory.h).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -16,7 +18,9 @@ namespace mmg {
 
 class Storage {
  public:
-  Storage(size_t nbytes, Device device);  // uninitialised memory
+  // Uninitialised memory; pinned: page-locked host memory (device must be the CPU; mmg::Error
+  // where pinned memory is not available, see pinned_memory_available()).
+  Storage(size_t nbytes, Device device, bool pinned = false);
   // Memory owned elsewhere (a buffer from another library, a memory-mapped file): the
   // storage views `data` on `device` and calls release(data) when the last tensor lets go
   // (release may be empty: the owner outlives every tensor).
@@ -28,6 +32,7 @@ class Storage {
   void* data() const { return data_; }
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
+  bool pinned() const { return pinned_; }
 
  private:
   void* data_ = nullptr;
@@ -35,6 +40,7 @@ class Storage {
   size_t capacity_ = 0;  // the block's real size: nbytes_ rounded up to its size class
   Device device_;
   bool external_ = false;                 // memory owned elsewhere
+  bool pinned_ = false;                   // a block of the pinned pool
   std::function<void(void*)> release_;    // for external memory
 };
 

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/autograd.h"
+#include "core/cuda_memory.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/device_checks.h"
@@ -131,10 +132,11 @@ Tensor Tensor::to(DType target) const {
   return record_op("to", out, {*this}, [source](const Tensor& g) -> Grads { return {g.to(source)}; });
 }
 
-// Moves the bytes of a contiguous copy to the target device: host↔device or device↔device
-// (kernels/cuda/runtime.h; each waits where the host needs it). Differentiable: the
-// gradient goes back to the source device.
-Tensor Tensor::to(Device target) const {
+// Moves the bytes of a contiguous copy to the target device: host→device through the
+// pinned pool (core/cuda_memory.h: the host does not wait), device→host and device↔device
+// (kernels/cuda/runtime.h; each waits where the host needs it). Differentiable: the gradient
+// goes back to the source device.
+Tensor Tensor::to(Device target, bool non_blocking) const {
   if (device() == target) return *this;
   const std::string reason = device_unusable_reason(target);
   MMG_CHECK(reason.empty(), "to: cannot move {} {} from {} to {}: {}", dtype_name(dtype()), shape_str(shape()),
@@ -144,7 +146,9 @@ Tensor Tensor::to(Device target) const {
   Tensor out = empty(shape(), {.dtype = dtype(), .device = target});
   const size_t bytes = static_cast<size_t>(numel()) * dtype_size(dtype());
   if constexpr (kWithCuda) {
-    if (source.is_cpu()) cuda::copy_host_to_device(out.data_ptr(), src.data_ptr(), bytes, target.index);
+    if (source.is_cpu())
+      cuda_copy_from_host(out.data_ptr(), target.index, src.data_ptr(), bytes,
+                          src.is_pinned() ? src.storage()->data() : nullptr, non_blocking);
     else if (target.is_cpu()) cuda::copy_device_to_host(out.data_ptr(), src.data_ptr(), bytes, source.index);
     else cuda::copy_device_to_device(out.data_ptr(), target.index, src.data_ptr(), source.index, bytes);
   } else {
@@ -152,6 +156,17 @@ Tensor Tensor::to(Device target) const {
              target.str(), cuda_status());
   }
   return record_op("to", out, {*this}, [source](const Tensor& g) -> Grads { return {g.to(source)}; });
+}
+
+bool Tensor::is_pinned() const { return storage()->pinned(); }
+
+Tensor Tensor::pin_memory() const {
+  MMG_CHECK(device().is_cpu(), "pin_memory: the tensor {} is on {}; only CPU tensors can be pinned",
+            shape_str(shape()), device().str());
+  if (is_pinned() || !pinned_memory_available()) return *this;
+  Tensor out = empty(shape(), {.dtype = dtype(), .pinned = true});
+  copy_values(*this, out, "pin_memory");
+  return record_op("pin_memory", out, {*this}, [](const Tensor& g) -> Grads { return {g}; });
 }
 
 Tensor Tensor::contiguous() const {

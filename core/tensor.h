@@ -28,6 +28,9 @@ struct TensorOptions {
   DType dtype = DType::f32;
   Device device = Device::cpu();
   bool requires_grad = false;
+  // Page-locked host memory, for copies to a GPU that the host need not wait for (CPU tensors
+  // only; plain memory where no GPU is usable). See Tensor::pin_memory().
+  bool pinned = false;
 };
 
 class Tensor {
@@ -74,7 +77,17 @@ class Tensor {
 
   // ---- conversion and copies ----
   Tensor to(DType dtype) const;       // returns *this when already of that dtype
-  Tensor to(Device device) const;
+  // A copy on `device` (*this when already there). A copy from the host never makes the host
+  // wait for the GPU: the bytes go through a pinned staging buffer, and the source may be
+  // reused at once. non_blocking, from a pinned tensor: the GPU reads the tensor's own memory,
+  // one DMA with no staging copy — do not write into the tensor until the copy has run
+  // (cuda_synchronize), as with PyTorch's non_blocking=True.
+  Tensor to(Device device, bool non_blocking = false) const;
+  // A copy in pinned (page-locked) host memory, whose copies to a GPU are single DMAs the
+  // host does not wait for (what a data loader does with each batch, on its own thread). A
+  // CPU tensor only; *this when already pinned, or where no GPU is usable (nothing to gain).
+  Tensor pin_memory() const;
+  bool is_pinned() const;
   Tensor contiguous() const;          // returns *this when already contiguous
   Tensor clone() const;               // a contiguous copy (differentiable)
   double item() const;                // the value of a one-element tensor, as double

@@ -215,11 +215,20 @@ void VLM::check_batch(const VLMBatch& b, const ObjectiveWeights& o) const {
   }
 }
 
-VLMBatch to_device(const VLMBatch& b, Device device) {
-  auto move = [&](const Tensor& t) { return t.defined() && t.device() != device ? t.to(device) : t; };
-  return {move(b.images),       move(b.text_ids),     move(b.text_mask),     move(b.class_ids),
-          move(b.answer_ids),   move(b.caption_ids),  move(b.question_ids),  move(b.question_mask),
-          move(b.negative_ids), move(b.negative_mask)};
+// Each defined tensor of the batch through f.
+template <class F>
+static VLMBatch map_batch(const VLMBatch& b, F f) {
+  auto g = [&](const Tensor& t) { return t.defined() ? f(t) : t; };
+  return {g(b.images),       g(b.text_ids),     g(b.text_mask),     g(b.class_ids),    g(b.answer_ids),
+          g(b.caption_ids),  g(b.question_ids), g(b.question_mask), g(b.negative_ids), g(b.negative_mask)};
+}
+
+VLMBatch to_device(const VLMBatch& b, Device device, bool non_blocking) {
+  return map_batch(b, [&](const Tensor& t) { return t.device() != device ? t.to(device, non_blocking) : t; });
+}
+
+VLMBatch pin_memory(const VLMBatch& b) {
+  return map_batch(b, [](const Tensor& t) { return t.device().is_cpu() ? t.pin_memory() : t; });
 }
 
 FusionOutput VLM::encode(const Tensor& images, const Tensor& ids, const Tensor& mask) const {

@@ -106,8 +106,13 @@ struct VLMBatch {
 
 // The batch with every defined tensor on `device` (batches are made on the host; the trainer
 // moves each one to the model's device before the step). A tensor already there is kept as it
-// is (the same handle), so on the CPU this returns the batch unchanged.
-VLMBatch to_device(const VLMBatch& batch, Device device);
+// is (the same handle), so on the CPU this returns the batch unchanged. non_blocking: see
+// Tensor::to (pinned tensors are then read by the GPU in place, after the call returns).
+VLMBatch to_device(const VLMBatch& batch, Device device, bool non_blocking = false);
+// The batch with every defined tensor in pinned host memory (Tensor::pin_memory): what the
+// data loader's thread makes of each batch for a CUDA run, so the copies of the step are
+// single DMAs. Unchanged where no GPU is usable.
+VLMBatch pin_memory(const VLMBatch& batch);
 
 class VLM : public nn::Module {
  public:

@@ -18,6 +18,7 @@
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
 #include "kernels/cuda/gemm.h"
@@ -205,9 +206,36 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 Tensor Tensor::matmul(const Tensor& other) const { return mmg::matmul(*this, other); }
 
 // ---- linear ----
-// y = x·Wᵀ + b for x [..., in], W [out, in], b [out]: one gemm over all rows of x, the bias
-// written into y first and accumulated onto (beta = 1), so there is no separate add pass.
+// y = x·Wᵀ + b for x [..., in], W [out, in], b [out]: one gemm over all rows of x.
 //   ∂L/∂x = G·W,   ∂L/∂W = Gᵀ·x (rows stacked),   ∂L/∂b = Σ_rows G
+// The bias costs no pass of its own. On the CPU (and CUDA version 1, the kernel family
+// "linear") it is written into y first and the product accumulates onto it (beta = 1); CUDA
+// version 2 has cuBLASLt add it in the GEMM's epilogue instead, and take ∂L/∂b from the
+// product that makes ∂L/∂W (kernels/cuda/gemm.h). Where cuBLASLt has no such epilogue for the
+// sizes or dtype, version 2 does what version 1 does.
+
+// ∂L/∂W and ∂L/∂b from one product on CUDA (version 2); false where it does not apply, and
+// the caller composes them. g2 [rows, out] and x2 [rows, in] are of one dtype.
+static bool linear_weight_bias_grad_fused(const Tensor& g2, const Tensor& x2, Tensor* gw, Tensor* gb) {
+  if (!g2.device().is_cuda() || kernel_version("linear") != 2 || g2.dtype() != x2.dtype()) return false;
+  const int64_t rows = g2.size(0), out_f = g2.size(1), in = x2.size(1);
+  const Tensor gc = g2.contiguous(), xc = x2.contiguous();
+  Tensor w_grad = empty({out_f, in}, {.dtype = g2.dtype(), .device = g2.device()});
+  Tensor b_grad = empty({out_f}, {.dtype = g2.dtype(), .device = g2.device()});
+  bool fused = false;
+  visit_gemm(g2.dtype(), "linear", [&]<class T>() {
+    if constexpr (kWithCuda) {
+      cuda::DeviceGuard guard(g2.device().index);
+      fused = cuda::linear_weight_bias_backward<T>(rows, out_f, in, gc.data<T>(), xc.data<T>(), w_grad.data<T>(),
+                                                   b_grad.data<T>());
+    }
+  });
+  if (!fused) return false;
+  *gw = w_grad;
+  *gb = b_grad;
+  return true;
+}
+
 Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
   MMG_CHECK(x_in.defined() && weight_in.defined(), "linear: undefined tensor argument");
   const Tensor x = autocast_to_low(x_in), weight = autocast_to_low(weight_in), bias = autocast_to_low(bias_in);
@@ -230,13 +258,18 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
   Tensor xc = reshape(x.detach().to(compute), {rows, in}).contiguous();
   Tensor wc = weight.detach().to(compute).contiguous();
   Tensor y = empty({rows, out_f}, {.dtype = compute, .device = x.device()});
+  const bool with_bias = bias.defined() && rows > 0;
+  Tensor bc = with_bias ? bias.detach().to(compute).contiguous() : Tensor();
   if (on_cuda("linear", y)) {
-    // The bias rows are copied into y by the copy kernel, then the product accumulates onto them.
-    const bool with_bias = bias.defined() && rows > 0;
-    if (with_bias) y.copy_(expand(bias.detach().to(compute), {rows, out_f}));
     visit_gemm(compute, "linear", [&]<class T>() {
       if constexpr (kWithCuda) {
         cuda::DeviceGuard guard(y.device().index);
+        // Version 2: the bias added by the GEMM's epilogue, when cuBLASLt has one for this case.
+        if (with_bias && kernel_version("linear") == 2 &&
+            cuda::linear_bias_forward<T>(rows, out_f, in, xc.data<T>(), wc.data<T>(), bc.data<T>(), y.data<T>()))
+          return;
+        // Version 1: the bias rows copied into y by the copy kernel, the product accumulated onto them.
+        if (with_bias) y.copy_(expand(bc, {rows, out_f}));
         cuda::gemm_batched<T>(false, true, rows, out_f, in, 1, xc.data<T>(), std::max<int64_t>(in, 1), wc.data<T>(),
                               std::max<int64_t>(in, 1), with_bias ? 1 : 0, y.data<T>(),
                               std::max<int64_t>(out_f, 1), 1, 0, 0, 0);
@@ -246,8 +279,7 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     visit_float(compute, "linear", [&]<class T>() {
       T* py = y.data<T>();
       T beta = T(0);
-      if (bias.defined() && rows > 0) {
-        Tensor bc = bias.detach().to(compute).contiguous();
+      if (with_bias) {
         const T* pb = bc.data<T>();
         for (int64_t r = 0; r < rows; ++r) std::copy(pb, pb + out_f, py + r * out_f);
         beta = T(1);
@@ -267,6 +299,7 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     Tensor g2 = reshape(g, {rows, out_f});
     Tensor gx, gw, gb;
     if (need_x) gx = reshape(matmul(g2, wd), xd.shape());
+    if (need_w && need_b && linear_weight_bias_grad_fused(g2, reshape(xd, {rows, in}), &gw, &gb)) return {gx, gw, gb};
     if (need_w) gw = matmul(transpose(g2, 0, 1), reshape(xd, {rows, in}));
     if (need_b) gb = sum(g2, {0});
     return {gx, gw, gb};

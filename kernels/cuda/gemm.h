@@ -31,4 +31,30 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, g
 // Whether f32 products may use TF32 (process-wide; off at start).
 void set_gemm_tf32(bool allow);
 
+// ---- linear's products with cuBLASLt epilogues (one pass instead of two) ----
+// Row-major x [M,K], W [N,K], G [M,N], all contiguous; bias vectors of N elements; T as above.
+//
+// y = x·Wᵀ + b: the bias added by the GEMM's epilogue (CUBLASLT_EPILOGUE_BIAS) as it writes
+// y, instead of a copy of b into every row of y that the product then reads back (beta = 1).
+template <class T>
+bool linear_bias_forward(int64_t M, int64_t N, int64_t K, const T* x, const T* w, const T* bias, T* y);
+
+// ∂L/∂W = Gᵀ·x [N,K] and ∂L/∂b = Σ_m G[m,:] [N] in one product: the bias gradient is the sum
+// over the product's inner dim (the rows of G) of the operand G, which the epilogue
+// (CUBLASLT_EPILOGUE_BGRADB) reduces while the tiles of G pass through, instead of a separate
+// reduction pass over G.
+template <class T>
+bool linear_weight_bias_backward(int64_t M, int64_t N, int64_t K, const T* g, const T* x, T* grad_w, T* grad_b);
+
+// Both return false, having queued nothing, when cuBLASLt offers no algorithm with that
+// epilogue for these sizes and types (or a vector is not 16-byte aligned, or W has a single
+// row or column, where cuBLASLt's heuristic is known to refuse); the caller then composes
+// the two steps. The counts say how often each happened, so a test (or a reader) can see
+// which path ran.
+struct GemmEpilogueStats {
+  int64_t fused = 0;     // products that ran with their epilogue
+  int64_t composed = 0;  // calls that returned false
+};
+GemmEpilogueStats gemm_epilogue_stats();
+
 }  // namespace mmg::cuda

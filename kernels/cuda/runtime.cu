@@ -1,6 +1,6 @@
-// Device discovery, the current device, one compute stream per device, raw memory and
-// copies. Every CUDA call is checked; a machine without a GPU (or with a driver older than
-// the toolkit) reports zero devices instead of failing.
+// Device discovery, the current device, one compute stream per device, raw device and pinned
+// host memory, copies and events. Every CUDA call is checked; a machine without a GPU (or
+// with a driver older than the toolkit) reports zero devices instead of failing.
 #include <cuda_runtime.h>
 
 #include <mutex>
@@ -144,5 +144,50 @@ void copy_device_to_device(void* dst, int dst_device, const void* src, int src_d
   MMG_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, bytes, s));
   MMG_CUDA_CHECK(cudaStreamSynchronize(s));  // the source's stream may reuse src right after
 }
+
+void copy_host_to_device_async(void* dst, const void* src, size_t bytes, int device) {
+  if (bytes == 0) return;
+  DeviceGuard guard(device);
+  MMG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_of(device)));
+}
+
+// ---- pinned host memory ----
+void* raw_host_alloc(size_t bytes) {
+  void* p = nullptr;
+  cudaError_t err = cudaHostAlloc(&p, bytes, cudaHostAllocPortable);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // not sticky: the caller decides
+    return nullptr;
+  }
+  MMG_CUDA_CHECK(err);
+  return p;
+}
+
+void raw_host_free(void* p) { MMG_CUDA_CHECK(cudaFreeHost(p)); }
+
+// ---- events ----
+// Without timing: the cheapest kind, all the pool needs is "has it passed".
+void* record_event(int device, void* event) {
+  DeviceGuard guard(device);
+  cudaEvent_t e = static_cast<cudaEvent_t>(event);
+  if (e == nullptr) MMG_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  MMG_CUDA_CHECK(cudaEventRecord(e, stream_of(device)));
+  return e;
+}
+
+bool event_done(void* event) {
+  cudaError_t err = cudaEventQuery(static_cast<cudaEvent_t>(event));
+  if (err == cudaSuccess) return true;
+  if (err == cudaErrorNotReady) {
+    cudaGetLastError();  // "not yet" is an answer, not an error: leave nothing for the next check
+    return false;
+  }
+  MMG_CUDA_CHECK(err);
+  return false;
+}
+
+void wait_event(void* event) { MMG_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event))); }
+
+void destroy_event(void* event) { MMG_CUDA_CHECK(cudaEventDestroy(static_cast<cudaEvent_t>(event))); }
 
 }  // namespace mmg::cuda

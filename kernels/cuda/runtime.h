@@ -59,5 +59,21 @@ void copy_device_to_host(void* dst, const void* src, size_t bytes, int device);
 // On one device: queued on its stream. Between two devices: both streams are drained first,
 // the copy is made on the destination's stream, and waited for.
 void copy_device_to_device(void* dst, int dst_device, const void* src, int src_device, size_t bytes);
+// Queued on the device's stream, and returns at once: for src in pinned memory, which must
+// keep its bytes until the copy has run (core/pinned_memory.h guards that with an event).
+void copy_host_to_device_async(void* dst, const void* src, size_t bytes, int device);
+
+// ---- page-locked ("pinned") host memory, no policy (core/pinned_memory.h decides when) ----
+// cudaHostAlloc, portable (every device can read it by DMA); nullptr when the system refuses.
+void* raw_host_alloc(size_t bytes);
+void raw_host_free(void* p);
+
+// ---- events: a mark in a device's stream, passed once the work queued before it has run ----
+// Records `event` (made on `device` when null) on the device's stream; returns it. An event
+// belongs to the device it was made on.
+void* record_event(int device, void* event);
+bool event_done(void* event);  // does not wait
+void wait_event(void* event);
+void destroy_event(void* event);
 
 }  // namespace mmg::cuda

@@ -247,3 +247,18 @@ TEST_CASE("linear errors name the shapes") {
   CHECK_THROWS_WITH_AS(linear(ones({2, 4}), ones({5, 4}), ones({4})),
                        doctest::Contains("linear: x [2,4] with weight [5,4]: bias [4] must be [5]"), Error);
 }
+
+TEST_CASE("linear: the kernel family 'linear' chooses a CUDA path only; on the CPU every version gives the same bits") {
+  Tensor x = rnd({7, 13}, 110, DType::f32, true), W = rnd({5, 13}, 111, DType::f32, true);
+  Tensor b = rnd({5}, 112, DType::f32, true);
+  Tensor r = rnd({7, 5}, 113, DType::f32);
+  std::vector<std::vector<float>> results;
+  for (int v : {1, 2}) {
+    KernelVersionGuard version("linear", v);
+    x.zero_grad(), W.zero_grad(), b.zero_grad();
+    Tensor y = linear(x, W, b);
+    sum(y * r).backward();
+    for (const Tensor& t : {y, x.grad(), W.grad(), b.grad()}) results.push_back(t.to_vector<float>());
+  }
+  for (size_t i = 0; i < 4; ++i) CHECK(results[i] == results[i + 4]);
+}
