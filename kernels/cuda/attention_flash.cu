@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(kThreads)
       }
       __syncwarp();  // the warp's rows of Ps are written before its lanes read all of them
 
-      // acc[r][c] += Σ_j p_ij v_jd, d = lane + 32c.
+      // acc[r][c] += Σ_j p_ij v_jd, d = lane + 32c (z_ij p_ij with dropout).
 #pragma unroll 4
       for (int jj = 0; jj < kBc; ++jj) {
         T vj[C];
@@ -289,7 +289,7 @@ __global__ void __launch_bounds__(kThreads)
       }
       __syncwarp();  // the warp's rows of Ps and dSs are written before its lanes read them
 
-      // dv[r][c] += Σ_i P_ij dO_id,  dk[r][c] += Σ_i dS_ij q_id, d = lane + 32c.
+      // dv[r][c] += Σ_i P_ij dO_id (z_ij P_ij with dropout),  dk[r][c] += Σ_i dS_ij q_id, d = lane + 32c.
 #pragma unroll 4
       for (int ii = 0; ii < kBr; ++ii) {
         T qv[C], ov[C];

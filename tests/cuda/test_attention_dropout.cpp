@@ -197,8 +197,10 @@ TEST_CASE("cuda attention dropout, every version: gradcheck in f64 on the device
 TEST_CASE("cuda attention dropout: reruns give the same bits, another seed another mask, p = 0 no dropout") {
   require_gpu();
   REQUIRE(version_count() >= 2);
-  Tensor q = uniform({2, 3, 197, 64}, DType::f32, -1, 1).to(kGpu), k = uniform({2, 3, 197, 64}, DType::f32, -1, 1).to(kGpu);
-  Tensor v = uniform({2, 3, 197, 64}, DType::f32, -1, 1).to(kGpu), r = uniform({2, 3, 197, 64}, DType::f32, -1, 1);
+  Tensor q = uniform({2, 3, 197, 64}, DType::f32, -1, 1).to(kGpu);
+  Tensor k = uniform({2, 3, 197, 64}, DType::f32, -1, 1).to(kGpu);
+  Tensor v = uniform({2, 3, 197, 64}, DType::f32, -1, 1).to(kGpu);
+  Tensor r = uniform({2, 3, 197, 64}, DType::f32, -1, 1);
   Tensor mask = key_mask_for(2, 197).to(kGpu);
   for (int version = 1; version <= version_count(); ++version) {
     KernelVersionGuard guard("attention", version);
