@@ -12,6 +12,10 @@
 // masks (bench_math.h's padded_length); text-to-image cross-attention (64 queries over 197
 // keys); long sequences of 1k and 4k tokens at head dim 128, causal and not. A version that
 // cannot run a case — out of memory, for one that keeps the S² scores — gets a row saying why.
+// One case repeats ViT-B/16 with dropout 0.1 on the attention weights (dropout_p): the cost
+// of drawing the mask (one Philox call per weight, in the forward and in both backward
+// kernels). Every call draws from a fresh generator of the same seed, so the mask of batch 0,
+// head 0 — flat indices i·Sk + j in either tensor — is the CPU reference's too.
 #ifdef MMG_WITH_CUDA
 #include <optional>
 
@@ -24,15 +28,18 @@ struct AttCase {
   int64_t B, H, Sq, Sk, D;
   bool causal, padded;
   bool multimodal;  // the goal is against PyTorch (bench/torch_compare.py), else in TFLOP/s
+  double dropout = 0.0;  // dropout_p on the attention weights
 };
 
 static std::vector<AttCase> attention_cases(bool quick) {
   if (quick)
     return {{"vit-b/16 self", 8, 12, 197, 197, 64, false, false, true},
+            {"vit-b/16 self dropout 0.1", 8, 12, 197, 197, 64, false, false, true, 0.1},
             {"text S77 padded", 32, 12, 77, 77, 64, false, true, true},
             {"text->image cross", 8, 12, 64, 197, 64, false, false, true},
             {"long S1k causal", 2, 16, 1024, 1024, 128, true, false, false}};
   return {{"vit-b/16 self", 64, 12, 197, 197, 64, false, false, true},
+          {"vit-b/16 self dropout 0.1", 64, 12, 197, 197, 64, false, false, true, 0.1},
           {"text S32 padded", 256, 12, 32, 32, 64, false, true, true},
           {"text S77 padded", 256, 12, 77, 77, 64, false, true, true},
           {"text->image cross", 64, 12, 64, 197, 64, false, false, true},
@@ -74,20 +81,26 @@ static void bench_case(CudaBench& b, const AttCase& c, const std::string& dtype_
   const Tensor mask = c.padded ? padding_mask(c, dev) : Tensor();
   const int n = b.sets_for(bytes_of({q, k, v, g}));
   const auto sets = rotating_sets({q, k, v, g}, n);
+  constexpr uint64_t kDropSeed = 2024;
   auto sdpa = [&](const std::vector<Tensor>& s) {
-    return scaled_dot_product_attention(s[0], s[1], s[2], mask, c.causal);
+    Generator gen(kDropSeed);  // the same mask in every call (nothing drawn when dropout is 0)
+    return scaled_dot_product_attention(s[0], s[1], s[2], mask, c.causal, std::nullopt, c.dropout, &gen);
   };
 
   // The CPU reference for batch 0, head 0 (queries of one head see only that head's keys).
   Tensor q0 = head0(q).requires_grad_(), k0 = head0(k).requires_grad_(), v0 = head0(v).requires_grad_();
-  Tensor out0 = scaled_dot_product_attention(q0, k0, v0, mask.defined() ? head0(mask) : Tensor(), c.causal);
+  Generator gen0(kDropSeed);
+  Tensor out0 = scaled_dot_product_attention(q0, k0, v0, mask.defined() ? head0(mask) : Tensor(), c.causal,
+                                             std::nullopt, c.dropout, &gen0);
   out0.backward(head0(g));
   const double tol = dt == DType::f32 ? 2e-3 : 3e-2;  // f32 allows a TF32 version; bf16 its rounding
 
-  const std::string shape =
-      fmt::format("B{} H{} Sq{} Sk{} D{}{}", c.B, c.H, c.Sq, c.Sk, c.D, c.causal ? " causal" : "");
-  const nlohmann::json params = {{"B", c.B}, {"H", c.H},           {"Sq", c.Sq},        {"Sk", c.Sk},
-                                 {"D", c.D}, {"causal", c.causal}, {"padded", c.padded}};
+  const std::string shape = fmt::format("B{} H{} Sq{} Sk{} D{}{}{}", c.B, c.H, c.Sq, c.Sk, c.D,
+                                        c.causal ? " causal" : "",
+                                        c.dropout > 0 ? fmt::format(" dropout {}", c.dropout) : "");
+  const nlohmann::json params = {{"B", c.B},           {"H", c.H},           {"Sq", c.Sq},
+                                 {"Sk", c.Sk},         {"D", c.D},           {"causal", c.causal},
+                                 {"padded", c.padded}, {"dropout", c.dropout}};
   for (int version : b.versions("attention")) {
     std::optional<KernelVersionGuard> guard;
     if (b.has_family("attention")) guard.emplace("attention", version);

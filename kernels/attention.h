@@ -18,8 +18,49 @@
 // A query row whose keys are all masked has no softmax: its output is zeros, its
 // lse = −∞, and the backward gives it (and the keys it would have seen through it) zero
 // gradient. Outputs are overwritten, never accumulated into.
+//
+// Dropout on the attention weights (AttentionDropout below, p > 0): each weight P_ij is
+// kept or dropped before it meets V, by a mask drawn from Philox (kernels/philox.h) as a
+// pure function of the weight's flat position in [B, H, Sq, Sk]:
+//   n_bhij  = ((b·H + h)·Sq + i)·Sk + j                 = b·H·Sq·Sk + h·Sq·Sk + i·Sk + j
+//   keep_bhij = philox_uniform_f32(seed, base + n_bhij) >= p    (p rounded to f32, as in
+//               kernels/dropout.h; the op reserves the B·H·Sq·Sk counters [base, base + B·H·Sq·Sk))
+//   Z_ij = keep_ij / (1−p)
+//   O = (Z ⊙ P) V
+// So the CPU kernel, which walks blocks of 64 queries, and the CUDA kernels, one that
+// holds the whole matrix and one that makes its tiles one 32×32 piece at a time (in the
+// forward and again in the backward), draw the same mask for the same (seed, base).
+// lse stays the log-sum-exp of the undropped scores (FlashAttention-2's convention): the
+// backward recomputes the undropped P from it, and regenerates Z (nothing of it is stored):
+//   dV = (Z ⊙ P)ᵀ dO
+//   dP = Z ⊙ (dO Vᵀ)                        the gradient reaching P through the mask
+//   Δ_i = Σ_j P_ij dP_ij = Σ_j (Z ⊙ P)_ij (dO_i · V_j) = dO_i · O_i
+//   dS = P ⊙ (dP − Δ),   dQ = scale · dS K,   dK = scale · dSᵀ Q
+// so Δ is still the row sum of dO ⊙ O, O being the (dropped) output the forward returned.
+// A weight that is dropped still has a gradient through the softmax (dS_ij = −P_ij Δ_i):
+// the other weights of its row are what changed when it moved.
 #pragma once
 #include <cstdint>
+
+#include "kernels/philox.h"
+
+namespace mmg {
+
+// The dropout of the attention weights; p = 0 (the default) is no dropout, and then the
+// kernels run exactly the code they run without it.
+struct AttentionDropout {
+  float p = 0.0f;       // probability of dropping a weight, in [0, 1)
+  double scale = 1.0;   // 1/(1−p): the factor of a kept weight (cast to the kernel's T)
+  uint64_t seed = 0;    // Philox key
+  uint64_t base = 0;    // the first of the B·H·Sq·Sk counters reserved for this call
+};
+
+// keep_bhij for the weight at flat position n = ((b·H + h)·Sq + i)·Sk + j.
+MMG_HOST_DEVICE bool attention_dropout_keep(const AttentionDropout& drop, int64_t n) {
+  return philox_uniform_f32(drop.seed, drop.base + static_cast<uint64_t>(n)) >= drop.p;
+}
+
+}  // namespace mmg
 
 namespace mmg::cpu {
 
@@ -28,17 +69,18 @@ namespace mmg::cpu {
 template <class T>
 void attention_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out,
                        T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                       bool causal, T scale);
+                       bool causal, T scale, const AttentionDropout& drop = {});
 
 // Given dout = ∂L/∂O, writes dq, dk, dv. P is recomputed from q, k and the saved lse
 // (P_ij = exp(S_ij − lse_i)) rather than stored; then, flash-attention style,
 //   Δ_i = Σ_d dO_id O_id          (= Σ_j P_ij dP_ij)
 //   dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ⊙ (dP − Δ),   dQ = scale · dS K,   dK = scale · dSᵀ Q
+// (with dropout, the formulas above the AttentionDropout struct; `drop` must be the forward's).
 // (b, h) pairs run in parallel; each walks its query blocks in order, summing into dk, dv.
 template <class T>
 void attention_backward(const T* q, const T* k, const T* v, const uint8_t* key_mask,
                         const T* out, const T* dout, const T* lse, T* dq, T* dk, T* dv,
                         int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal,
-                        T scale);
+                        T scale, const AttentionDropout& drop = {});
 
 }  // namespace mmg::cpu

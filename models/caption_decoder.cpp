@@ -21,6 +21,7 @@ nlohmann::json CaptionDecoderConfig::to_json() const {
           {"heads", heads},
           {"mlp_ratio", mlp_ratio},
           {"dropout", dropout},
+          {"attn_dropout", attn_dropout},
           {"memory_dim", memory_dim},
           {"bos_id", bos_id},
           {"eos_id", eos_id},
@@ -38,6 +39,7 @@ CaptionDecoderConfig CaptionDecoderConfig::from_json(const nlohmann::json& j) {
   r.read("heads", c.heads);
   r.read("mlp_ratio", c.mlp_ratio);
   r.read("dropout", c.dropout);
+  r.read("attn_dropout", c.attn_dropout);
   r.read("memory_dim", c.memory_dim);
   r.read("bos_id", c.bos_id);
   r.read("eos_id", c.eos_id);
@@ -73,6 +75,8 @@ void CaptionDecoderConfig::validate() const {
   MMG_CHECK(dim % heads == 0, "CaptionDecoderConfig: dim {} is not divisible by heads {}", dim, heads);
   MMG_CHECK(mlp_ratio > 0, "CaptionDecoderConfig: mlp_ratio must be positive, got {}", mlp_ratio);
   MMG_CHECK(dropout >= 0 && dropout < 1, "CaptionDecoderConfig: dropout must be in [0,1), got {}", dropout);
+  MMG_CHECK(attn_dropout >= 0 && attn_dropout < 1, "CaptionDecoderConfig: attn_dropout must be in [0,1), got {}",
+            attn_dropout);
   for (auto [name, id] : {std::pair{"bos_id", bos_id}, {"eos_id", eos_id}, {"pad_id", pad_id}})
     MMG_CHECK(id >= 0 && id < vocab_size, "CaptionDecoderConfig: {} {} is outside the vocabulary [0,{})", name, id,
               vocab_size);
@@ -91,7 +95,12 @@ CaptionDecoder::CaptionDecoder(const CaptionDecoderConfig& c, Generator* gen) : 
   dropout = register_module("dropout", std::make_shared<nn::Dropout>(c.dropout));  // masks from the global generator
   layers = register_module("layers", std::make_shared<nn::ModuleList<nn::TransformerDecoderLayer>>());
   const nn::TransformerOptions o{
-      .dim = c.dim, .heads = c.heads, .mlp_ratio = c.mlp_ratio, .dropout = c.dropout, .memory_dim = c.memory_dim};
+      .dim = c.dim,
+      .heads = c.heads,
+      .mlp_ratio = c.mlp_ratio,
+      .dropout = c.dropout,
+      .attn_dropout = c.attn_dropout,
+      .memory_dim = c.memory_dim};
   for (int64_t l = 0; l < c.depth; ++l) layers->push_back(std::make_shared<nn::TransformerDecoderLayer>(o, gen));
   ln_f = register_module("ln_f", std::make_shared<nn::LayerNorm>(c.dim));
   if (!c.tie_word_embeddings)

@@ -49,6 +49,7 @@ struct CaptionDecoderConfig {
   int64_t heads = 4;
   double mlp_ratio = 4.0;
   double dropout = 0.0;
+  double attn_dropout = 0.0;  // on the attention probabilities (nn/attention.h), training only
   int64_t memory_dim = 128;  // width of the image tokens the decoder attends to
   // The tokenizer's [CLS], [SEP] and [PAD] (train/tokenizer.h puts [PAD] [UNK] [CLS] [SEP] [MASK]
   // first), so a caption encoded as "[CLS] words [SEP] [PAD]..." is the decoder's input as it is.

@@ -125,6 +125,8 @@ void SingleStreamConfig::validate() const {
   MMG_CHECK(dim % heads == 0, "SingleStreamConfig: dim {} is not divisible by heads {}", dim, heads);
   MMG_CHECK(mlp_ratio > 0, "SingleStreamConfig: mlp_ratio must be positive, got {}", mlp_ratio);
   MMG_CHECK(dropout >= 0 && dropout < 1, "SingleStreamConfig: dropout must be in [0, 1), got {}", dropout);
+  MMG_CHECK(attn_dropout >= 0 && attn_dropout < 1, "SingleStreamConfig: attn_dropout must be in [0, 1), got {}",
+            attn_dropout);
   MMG_CHECK(eps > 0, "SingleStreamConfig: eps must be positive, got {}", eps);
   check_choice("SingleStreamConfig", "pos", pos, {"learned", "sincos"});
   MMG_CHECK(pos != "sincos" || dim % 2 == 0, "SingleStreamConfig: pos 'sincos' needs an even dim, got {}", dim);
@@ -133,8 +135,8 @@ void SingleStreamConfig::validate() const {
 json SingleStreamConfig::to_json() const {
   return {{"family", "single"}, {"image_size", image_size}, {"patch_size", patch_size}, {"channels", channels},
           {"vocab_size", vocab_size}, {"max_len", max_len}, {"dim", dim},             {"depth", depth},
-          {"heads", heads},     {"mlp_ratio", mlp_ratio},   {"dropout", dropout},     {"eps", eps},
-          {"pad_id", pad_id},   {"pos", pos}};
+          {"heads", heads},     {"mlp_ratio", mlp_ratio},   {"dropout", dropout},     {"attn_dropout", attn_dropout},
+          {"eps", eps},         {"pad_id", pad_id},         {"pos", pos}};
 }
 
 SingleStreamConfig SingleStreamConfig::from_json(const json& j) {
@@ -150,6 +152,7 @@ SingleStreamConfig SingleStreamConfig::from_json(const json& j) {
   r.read("heads", c.heads);
   r.read("mlp_ratio", c.mlp_ratio);
   r.read("dropout", c.dropout);
+  r.read("attn_dropout", c.attn_dropout);
   r.read("eps", c.eps);
   r.read("pad_id", c.pad_id);
   r.read("pos", c.pos);
@@ -204,7 +207,7 @@ SingleStreamEncoder::SingleStreamEncoder(const SingleStreamConfig& cfg, Generato
   modality_embeddings = register_parameter("modality_embeddings", zeros({2, D}));
   drop = register_module("drop", std::make_shared<nn::Dropout>(config.dropout));
   nn::TransformerOptions o{.dim = D, .heads = config.heads, .mlp_ratio = config.mlp_ratio, .dropout = config.dropout,
-                           .eps = config.eps};
+                           .attn_dropout = config.attn_dropout, .eps = config.eps};
   encoder = register_module("encoder", std::make_shared<nn::TransformerEncoder>(o, config.depth, true, gen));
 
   init_transformer_weights(*this, gen);  // (LearnedPositionalEmbedding is trunc_normal(0.02) already)
@@ -256,12 +259,14 @@ void CrossAttentionFusionConfig::validate() const {
   MMG_CHECK(dim % heads == 0, "CrossAttentionFusionConfig: dim {} is not divisible by heads {}", dim, heads);
   MMG_CHECK(mlp_ratio > 0, "CrossAttentionFusionConfig: mlp_ratio must be positive, got {}", mlp_ratio);
   MMG_CHECK(dropout >= 0 && dropout < 1, "CrossAttentionFusionConfig: dropout must be in [0, 1), got {}", dropout);
+  MMG_CHECK(attn_dropout >= 0 && attn_dropout < 1, "CrossAttentionFusionConfig: attn_dropout must be in [0, 1), got {}",
+            attn_dropout);
   MMG_CHECK(eps > 0, "CrossAttentionFusionConfig: eps must be positive, got {}", eps);
 }
 
 json CrossAttentionFusionConfig::to_json() const {
   return {{"dim", dim},           {"image_dim", image_dim}, {"depth", depth}, {"heads", heads},
-          {"mlp_ratio", mlp_ratio}, {"dropout", dropout},   {"eps", eps}};
+          {"mlp_ratio", mlp_ratio}, {"dropout", dropout},   {"attn_dropout", attn_dropout}, {"eps", eps}};
 }
 
 // Keys are read into `c` over its current values (so a caller can preset dim / image_dim).
@@ -273,6 +278,7 @@ static void read_cross_fields(const json& j, CrossAttentionFusionConfig& c) {
   r.read("heads", c.heads);
   r.read("mlp_ratio", c.mlp_ratio);
   r.read("dropout", c.dropout);
+  r.read("attn_dropout", c.attn_dropout);
   r.read("eps", c.eps);
   r.finish();
 }
@@ -287,7 +293,8 @@ CrossAttentionFusionConfig CrossAttentionFusionConfig::from_json(const json& j) 
 CrossAttentionFusion::CrossAttentionFusion(const CrossAttentionFusionConfig& cfg, Generator* gen) : config(cfg) {
   config.validate();
   nn::TransformerOptions o{.dim = config.dim, .heads = config.heads, .mlp_ratio = config.mlp_ratio,
-                           .dropout = config.dropout, .eps = config.eps, .memory_dim = config.image_dim};
+                           .dropout = config.dropout, .attn_dropout = config.attn_dropout, .eps = config.eps,
+                           .memory_dim = config.image_dim};
   layers = register_module("layers", std::make_shared<nn::ModuleList<nn::CrossAttentionLayer>>());
   for (int64_t i = 0; i < config.depth; ++i) layers->push_back(std::make_shared<nn::CrossAttentionLayer>(o, false, gen));
   ln_f = register_module("ln_f", std::make_shared<nn::LayerNorm>(config.dim, config.eps));

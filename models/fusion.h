@@ -95,6 +95,7 @@ struct SingleStreamConfig {
   int64_t heads = 4;
   double mlp_ratio = 4.0;
   double dropout = 0.0;
+  double attn_dropout = 0.0;  // on the attention probabilities (nn/attention.h), training only
   double eps = 1e-6;
   int64_t pad_id = 0;
   std::string pos = "learned";  // image positions: "learned" | "sincos"
@@ -170,6 +171,7 @@ struct CrossAttentionFusionConfig {
   int64_t heads = 4;
   double mlp_ratio = 4.0;
   double dropout = 0.0;
+  double attn_dropout = 0.0;  // on the attention probabilities (nn/attention.h), training only
   double eps = 1e-6;
 
   void validate() const;

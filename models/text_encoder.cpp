@@ -16,6 +16,8 @@ void TextEncoderConfig::validate() const {
   MMG_CHECK(dim % heads == 0, "TextEncoderConfig: dim {} is not divisible by heads {}", dim, heads);
   MMG_CHECK(mlp_ratio > 0, "TextEncoderConfig: mlp_ratio must be positive, got {}", mlp_ratio);
   MMG_CHECK(dropout >= 0 && dropout < 1, "TextEncoderConfig: dropout must be in [0, 1), got {}", dropout);
+  MMG_CHECK(attn_dropout >= 0 && attn_dropout < 1, "TextEncoderConfig: attn_dropout must be in [0, 1), got {}",
+            attn_dropout);
   MMG_CHECK(eps > 0, "TextEncoderConfig: eps must be positive, got {}", eps);
   check_choice("TextEncoderConfig", "pool", pool, {"cls", "mean"});
   MMG_CHECK(pad_id >= 0 && pad_id < vocab_size, "TextEncoderConfig: pad_id {} is outside the vocabulary [0, {})", pad_id,
@@ -25,7 +27,7 @@ void TextEncoderConfig::validate() const {
 nlohmann::json TextEncoderConfig::to_json() const {
   return {{"family", "text"}, {"vocab_size", vocab_size}, {"max_len", max_len}, {"type_vocab_size", type_vocab_size},
           {"dim", dim},       {"depth", depth},           {"heads", heads},     {"mlp_ratio", mlp_ratio},
-          {"dropout", dropout}, {"eps", eps},             {"pad_id", pad_id},   {"pool", pool}};
+          {"dropout", dropout}, {"attn_dropout", attn_dropout}, {"eps", eps},             {"pad_id", pad_id},   {"pool", pool}};
 }
 
 TextEncoderConfig TextEncoderConfig::from_json(const nlohmann::json& j) {
@@ -39,6 +41,7 @@ TextEncoderConfig TextEncoderConfig::from_json(const nlohmann::json& j) {
   r.read("heads", c.heads);
   r.read("mlp_ratio", c.mlp_ratio);
   r.read("dropout", c.dropout);
+  r.read("attn_dropout", c.attn_dropout);
   r.read("eps", c.eps);
   r.read("pad_id", c.pad_id);
   r.read("pool", c.pool);
@@ -94,7 +97,7 @@ TextEncoder::TextEncoder(const TextEncoderConfig& cfg, Generator* gen) : config(
   embeddings_ln = register_module("embeddings_ln", std::make_shared<nn::LayerNorm>(D, config.eps));
   embeddings_drop = register_module("embeddings_drop", std::make_shared<nn::Dropout>(config.dropout));
   nn::TransformerOptions o{.dim = D, .heads = config.heads, .mlp_ratio = config.mlp_ratio, .dropout = config.dropout,
-                           .eps = config.eps};
+                           .attn_dropout = config.attn_dropout, .eps = config.eps};
   encoder = register_module("encoder", std::make_shared<nn::TransformerEncoder>(o, config.depth, true, gen));
   init_transformer_weights(*this, gen);
 }

@@ -36,6 +36,7 @@ struct TextEncoderConfig {
   int64_t heads = 4;
   double mlp_ratio = 4.0;
   double dropout = 0.0;
+  double attn_dropout = 0.0;  // on the attention probabilities (nn/attention.h), training only
   double eps = 1e-12;  // LayerNorm epsilon (BERT)
   int64_t pad_id = 0;
   // pooled: "cls" the [CLS] token (BERT, ALBEF), or "mean" the mean of the real tokens. At

@@ -19,6 +19,7 @@ void ViTConfig::validate() const {
   MMG_CHECK(dim % heads == 0, "ViTConfig: dim {} is not divisible by heads {}", dim, heads);
   MMG_CHECK(mlp_ratio > 0, "ViTConfig: mlp_ratio must be positive, got {}", mlp_ratio);
   MMG_CHECK(dropout >= 0 && dropout < 1, "ViTConfig: dropout must be in [0, 1), got {}", dropout);
+  MMG_CHECK(attn_dropout >= 0 && attn_dropout < 1, "ViTConfig: attn_dropout must be in [0, 1), got {}", attn_dropout);
   MMG_CHECK(eps > 0, "ViTConfig: eps must be positive, got {}", eps);
   check_choice("ViTConfig", "pool", pool, {"cls", "mean"});
   check_choice("ViTConfig", "pos", pos, {"learned", "sincos"});
@@ -28,7 +29,7 @@ void ViTConfig::validate() const {
 nlohmann::json ViTConfig::to_json() const {
   return {{"family", "vit"}, {"image_size", image_size}, {"patch_size", patch_size}, {"channels", channels},
           {"dim", dim},      {"depth", depth},           {"heads", heads},           {"mlp_ratio", mlp_ratio},
-          {"dropout", dropout}, {"pool", pool},          {"pos", pos},               {"eps", eps}};
+          {"dropout", dropout}, {"attn_dropout", attn_dropout}, {"pool", pool}, {"pos", pos}, {"eps", eps}};
 }
 
 ViTConfig ViTConfig::from_json(const nlohmann::json& j) {
@@ -42,6 +43,7 @@ ViTConfig ViTConfig::from_json(const nlohmann::json& j) {
   r.read("heads", c.heads);
   r.read("mlp_ratio", c.mlp_ratio);
   r.read("dropout", c.dropout);
+  r.read("attn_dropout", c.attn_dropout);
   r.read("pool", c.pool);
   r.read("pos", c.pos);
   r.read("eps", c.eps);
@@ -86,7 +88,7 @@ ViT::ViT(const ViTConfig& cfg, Generator* gen) : config(cfg) {
   }
   pos_drop = register_module("pos_drop", std::make_shared<nn::Dropout>(config.dropout));
   nn::TransformerOptions o{.dim = D, .heads = config.heads, .mlp_ratio = config.mlp_ratio, .dropout = config.dropout,
-                           .eps = config.eps};
+                           .attn_dropout = config.attn_dropout, .eps = config.eps};
   encoder = register_module("encoder", std::make_shared<nn::TransformerEncoder>(o, config.depth, true, gen));
 
   nn::init::trunc_normal_(cls_token, 0.02, 0.0, std::nullopt, std::nullopt, gen);

@@ -37,6 +37,7 @@ struct ViTConfig {
   int64_t heads = 4;
   double mlp_ratio = 4.0;
   double dropout = 0.0;
+  double attn_dropout = 0.0;  // on the attention probabilities (nn/attention.h), training only
   std::string pool = "cls";    // "cls" | "mean"
   std::string pos = "learned";  // "learned" | "sincos"
   double eps = 1e-6;            // LayerNorm epsilon (timm's ViT)

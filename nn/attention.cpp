@@ -5,10 +5,12 @@
 namespace mmg::nn {
 
 MultiHeadAttention::MultiHeadAttention(int64_t dim, int64_t heads, double p, int64_t kv_dim, bool bias,
-                                       Generator* gen)
-    : dim(dim), heads(heads), head_dim(0), kv_dim(kv_dim > 0 ? kv_dim : dim) {
+                                       Generator* gen, double attn_dropout)
+    : dim(dim), heads(heads), head_dim(0), kv_dim(kv_dim > 0 ? kv_dim : dim), attn_dropout(attn_dropout) {
   MMG_CHECK(dim > 0 && heads > 0, "MultiHeadAttention: dim {} and heads {} must be positive", dim, heads);
   MMG_CHECK(dim % heads == 0, "MultiHeadAttention: dim {} is not divisible by heads {}", dim, heads);
+  MMG_CHECK(attn_dropout >= 0.0 && attn_dropout < 1.0, "MultiHeadAttention: attn_dropout must be in [0, 1), got {}",
+            attn_dropout);
   head_dim = dim / heads;
   q_proj = register_module("q_proj", std::make_shared<Linear>(dim, dim, bias, gen));
   k_proj = register_module("k_proj", std::make_shared<Linear>(this->kv_dim, dim, bias, gen));
@@ -44,7 +46,9 @@ Tensor MultiHeadAttention::forward(const Tensor& x_q, const Tensor& x_kv, const 
   Tensor q = split_heads(q_proj->forward(x_q));
   Tensor k = split_heads(k_proj->forward(x_kv));
   Tensor v = split_heads(v_proj->forward(x_kv));
-  Tensor o = scaled_dot_product_attention(q, k, v, key_mask, causal);  // [B,H,Sq,D/H]
+  // Attention dropout only while training; eval mode runs the op without it (and draws nothing).
+  const double p = is_training() ? attn_dropout : 0.0;
+  Tensor o = scaled_dot_product_attention(q, k, v, key_mask, causal, std::nullopt, p);  // [B,H,Sq,D/H]
   Tensor merged = reshape(o.permute({0, 2, 1, 3}), {B, Sq, dim});      // heads side by side again
   return dropout->forward(out_proj->forward(merged));
 }

@@ -3,8 +3,8 @@
 //   Q = x_q·W_qᵀ + b_q           [B,Sq,D]   -> heads [B,H,Sq,D/H]
 //   K = x_kv·W_kᵀ + b_k          [B,Sk,Dkv] -> [B,Sk,D] -> [B,H,Sk,D/H]
 //   V = x_kv·W_vᵀ + b_v          likewise
-//   O_h = softmax(Q_h K_hᵀ / √(D/H) + mask) V_h    (one fused op for every head)
-//   out = dropout(concat_h(O_h)·W_oᵀ + b_o)         [B,Sq,D]
+//   O_h = attn_dropout(softmax(Q_h K_hᵀ / √(D/H) + mask)) V_h    (one fused op for every head)
+//   out = dropout(concat_h(O_h)·W_oᵀ + b_o)                     [B,Sq,D]
 //
 // Self-attention passes the same tensor as x_q and x_kv; cross-attention passes another
 // modality's tokens as x_kv, whose width kv_dim may differ from dim (text of width 256
@@ -14,8 +14,11 @@
 // core/ops/attention.cpp).
 //
 // Parameters: q_proj, k_proj, v_proj, out_proj (Linear: weight [out,in], bias [out]), the
-// names of Hugging Face's BERT/CLIP attention. Dropout applies to the output projection
-// (timm's proj_drop); the fused op has no dropout on the attention probabilities.
+// names of Hugging Face's BERT/CLIP attention. Two dropouts, both only in training mode:
+// `dropout` on the output projection (timm's proj_drop), and `attn_dropout` on the attention
+// probabilities (timm's attn_drop, BERT's attention_probs_dropout_prob), done inside the fused
+// op (its dropout_p) with masks from the global generator, as nn::Dropout's. Both default to 0;
+// attn_dropout holds no parameter, so checkpoints do not change with it.
 #pragma once
 #include <memory>
 #include <string>
@@ -27,8 +30,9 @@ namespace mmg::nn {
 class MultiHeadAttention : public Module {
  public:
   // kv_dim <= 0 means dim (self-attention, or cross-attention between equal widths).
+  // attn_dropout in [0, 1): the probability of dropping an attention weight while training.
   MultiHeadAttention(int64_t dim, int64_t heads, double dropout = 0.0, int64_t kv_dim = 0, bool bias = true,
-                     Generator* gen = nullptr);
+                     Generator* gen = nullptr, double attn_dropout = 0.0);
 
   // x_q [B,Sq,dim], x_kv [B,Sk,kv_dim], key_mask [B,Sk] bool or undefined -> [B,Sq,dim].
   Tensor forward(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask = Tensor(), bool causal = false) const;
@@ -49,6 +53,7 @@ class MultiHeadAttention : public Module {
   std::string type_name() const override { return "MultiHeadAttention"; }
 
   int64_t dim, heads, head_dim, kv_dim;
+  double attn_dropout;  // applied by forward() in training mode only
   std::shared_ptr<Linear> q_proj, k_proj, v_proj, out_proj;
   std::shared_ptr<Dropout> dropout;
 

@@ -17,7 +17,8 @@ static int64_t mlp_hidden(const TransformerOptions& o, const char* who) {
 TransformerEncoderLayer::TransformerEncoderLayer(const TransformerOptions& o, Generator* gen) : options(o) {
   const int64_t hidden = mlp_hidden(o, "TransformerEncoderLayer");
   ln_1 = register_module("ln_1", std::make_shared<LayerNorm>(o.dim, o.eps));
-  attn = register_module("attn", std::make_shared<MultiHeadAttention>(o.dim, o.heads, o.dropout, o.dim, o.qkv_bias, gen));
+  attn = register_module("attn", std::make_shared<MultiHeadAttention>(o.dim, o.heads, o.dropout, o.dim, o.qkv_bias,
+                                                                      gen, o.attn_dropout));
   ln_2 = register_module("ln_2", std::make_shared<LayerNorm>(o.dim, o.eps));
   mlp = register_module("mlp", std::make_shared<MLP>(o.dim, hidden, o.activation, o.dropout, gen));
 }
@@ -72,10 +73,12 @@ CrossAttentionLayer::CrossAttentionLayer(const TransformerOptions& o, bool causa
   const int64_t memory_dim = o.memory_dim > 0 ? o.memory_dim : o.dim;
   ln_1 = register_module("ln_1", std::make_shared<LayerNorm>(o.dim, o.eps));
   self_attn = register_module("self_attn",
-                              std::make_shared<MultiHeadAttention>(o.dim, o.heads, o.dropout, o.dim, o.qkv_bias, gen));
+                              std::make_shared<MultiHeadAttention>(o.dim, o.heads, o.dropout, o.dim, o.qkv_bias, gen,
+                                                                   o.attn_dropout));
   ln_2 = register_module("ln_2", std::make_shared<LayerNorm>(o.dim, o.eps));
   cross_attn = register_module(
-      "cross_attn", std::make_shared<MultiHeadAttention>(o.dim, o.heads, o.dropout, memory_dim, o.qkv_bias, gen));
+      "cross_attn", std::make_shared<MultiHeadAttention>(o.dim, o.heads, o.dropout, memory_dim, o.qkv_bias, gen,
+                                                         o.attn_dropout));
   ln_3 = register_module("ln_3", std::make_shared<LayerNorm>(o.dim, o.eps));
   mlp = register_module("mlp", std::make_shared<MLP>(o.dim, hidden, o.activation, o.dropout, gen));
 }

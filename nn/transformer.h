@@ -11,7 +11,8 @@
 //   TransformerDecoderLayer  the same layer with causal self-attention (a captioning decoder)
 //
 // Dropout lives inside the sub-blocks: on the attention's output projection and in the MLP
-// (after the activation and after fc2), so the residual adds are plain.
+// (after the activation and after fc2), and, with attn_dropout, on the attention
+// probabilities inside the fused attention op, so the residual adds are plain.
 #pragma once
 #include <memory>
 #include <string>
@@ -29,7 +30,8 @@ struct TransformerOptions {
   int64_t dim = 0;         // width of the residual stream
   int64_t heads = 0;       // attention heads; dim % heads == 0
   double mlp_ratio = 4.0;  // MLP hidden width = round(dim · mlp_ratio)
-  double dropout = 0.0;
+  double dropout = 0.0;       // on the attention's output projection and in the MLP
+  double attn_dropout = 0.0;  // on the attention probabilities (nn/attention.h)
   Activation activation = Activation::gelu;
   double eps = 1e-5;       // LayerNorm epsilon (ViT uses 1e-6, BERT 1e-12)
   bool qkv_bias = true;    // biases of the attention projections

@@ -1,5 +1,5 @@
 // Gradcheck cases for scaled_dot_product_attention: self- and cross-attention (Sq != Sk),
-// key-padding masks, causal, and a batch whose keys are all masked.
+// key-padding masks, causal, a batch whose keys are all masked, and dropout on the weights.
 #include "core/gradcheck/cases.h"
 
 namespace mmg::gradcheck_cases {
@@ -22,6 +22,17 @@ void add_attention_cases(std::vector<GradcheckCase>& c) {
         Tensor m = from_vector<bool>({true, false, true, true, false, false, false, false}, {2, 4},
                                      {.dtype = DType::boolean, .device = x[0].device()});
         return scaled_dot_product_attention(x[0], x[1], x[2], m);
+      });
+  // Dropout: a generator made inside fn, so every evaluation draws the same mask.
+  add(c, "scaled_dot_product_attention", "dropout 0.3, q,k,v [2,2,5,3]",
+      {f64({2, 2, 5, 3}), f64({2, 2, 5, 3}), f64({2, 2, 5, 3})}, [](const Args& x) {
+        Generator g(17);
+        return scaled_dot_product_attention(x[0], x[1], x[2], Tensor(), false, std::nullopt, 0.3, &g);
+      });
+  add(c, "scaled_dot_product_attention", "dropout 0.5, causal Sq=6 > Sk=4, key_mask [2,4]",
+      {f64({2, 2, 6, 3}), f64({2, 2, 4, 3}), f64({2, 2, 4, 3}), mask({2, 4})}, [](const Args& x) {
+        Generator g(23);
+        return scaled_dot_product_attention(x[0], x[1], x[2], x[3], true, std::nullopt, 0.5, &g);
       });
 }
 

@@ -8,6 +8,16 @@
 // gives NaN there); with padding masks this happens for rows of fully padded sequences.
 // The forward saves lse (the log-sum-exp of each score row) instead of P; the backward
 // kernel recomputes P from it. Mixed dtypes promote; bf16/f16 are computed in f32.
+//
+// dropout_p > 0 drops attention weights, as torch's dropout_p does: out = (Z ⊙ P) V with
+// Z_ij = keep_ij / (1−p). The mask is Philox's, drawn like the dropout op's (core/ops/dropout.cpp):
+// the call reserves B·H·Sq·Sk counters [base, base + B·H·Sq·Sk) of `gen` (the default
+// generator when null), and weight (b, h, i, j) is kept when
+//   philox_uniform_f32(seed, base + ((b·H + h)·Sq + i)·Sk + j) >= p
+// on every device and in every kernel version (kernels/attention.h has the formulas of
+// the backward). The op has no training flag: like torch's, it drops whenever p > 0, and a
+// layer passes p = 0 in eval mode (nn::MultiHeadAttention does). p = 0 draws nothing and
+// runs the code without dropout.
 // On CUDA the op runs the version of kernels/cuda/attention.h that kernel_version("attention")
 // names: v2 (the default), flash attention: K/V tiles streamed through shared memory with an
 // online softmax, saving out and lse like the CPU op (O(S) memory); or v1, the scores by
@@ -21,6 +31,7 @@
 #include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
+#include "core/rng.h"
 #include "kernels/attention.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/gemm.h"
@@ -35,7 +46,7 @@ static constexpr const char* kOp = "scaled_dot_product_attention";
 // Contiguous [B,H,S,D] inputs in the compute dtype; batch index bh = b·H + h for every operand.
 
 static Tensor attention_cuda_v1(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask, bool causal,
-                             double s, DType result) {
+                             double s, const AttentionDropout& drop, DType result) {
   const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3), Sk = k.size(2), BH = B * H;
   const DType compute = compute_dtype(result);
   auto prepare = [compute](const Tensor& t) { return t.detach().to(compute).contiguous(); };
@@ -60,8 +71,11 @@ static Tensor attention_cuda_v1(const Tensor& q, const Tensor& k, const Tensor& 
                               p.data<T>(), Sk, BH, Sq * D, Sk * D, Sq * Sk);
         cuda::attention_masked_softmax<T>(p.data<T>(), mc.defined() ? mc.data<uint8_t>() : nullptr, B, H, Sq, Sk,
                                           causal);
-        cuda::gemm_batched<T>(false, false, Sq, D, Sk, T(1), p.data<T>(), Sk, vc.data<T>(), D, T(0), out.data<T>(), D,
-                              BH, Sq * Sk, Sk * D, Sq * D);
+        // With dropout O = (Z ⊙ P) V from a scratch copy; P itself is kept undropped for the backward.
+        Tensor pd = drop.p > 0 ? empty({B, H, Sq, Sk}, {.dtype = compute, .device = dev}) : p;
+        if (drop.p > 0) cuda::attention_dropout_weights<T>(p.data<T>(), pd.data<T>(), p.numel(), drop);
+        cuda::gemm_batched<T>(false, false, Sq, D, Sk, T(1), pd.data<T>(), Sk, vc.data<T>(), D, T(0), out.data<T>(),
+                              D, BH, Sq * Sk, Sk * D, Sq * D);
       }
     });
   }
@@ -77,12 +91,21 @@ static Tensor attention_cuda_v1(const Tensor& q, const Tensor& k, const Tensor& 
           cuda::DeviceGuard guard(dev.index);
           const T* pp = p.data<T>();
           // dV = Pᵀ dO                      [Sk, D] = [Sq, Sk]ᵀ · [Sq, D]
-          cuda::gemm_batched<T>(true, false, Sk, D, Sq, T(1), pp, Sk, gc.data<T>(), D, T(0), dv.data<T>(), D, BH,
+          // (with dropout (Z ⊙ P)ᵀ dO, Z ⊙ P regenerated in the dS buffer)
+          const T* pv = pp;
+          if (drop.p > 0) {
+            cuda::attention_dropout_weights<T>(pp, ds.data<T>(), ds.numel(), drop);
+            pv = ds.data<T>();
+          }
+          cuda::gemm_batched<T>(true, false, Sk, D, Sq, T(1), pv, Sk, gc.data<T>(), D, T(0), dv.data<T>(), D, BH,
                                 Sq * Sk, Sq * D, Sk * D);
           // dP = dO Vᵀ                      [Sq, Sk] = [Sq, D] · [Sk, D]ᵀ
           cuda::gemm_batched<T>(false, true, Sq, Sk, D, T(1), gc.data<T>(), D, vc.data<T>(), D, T(0), ds.data<T>(),
                                 Sk, BH, Sq * D, Sk * D, Sq * Sk);
-          // dS = P ⊙ (dP − Σ_j dP ⊙ P), in place (hidden keys and empty rows: P = 0, so dS = 0)
+          // with dropout the gradient reaches P through the mask: dP ← Z ⊙ dP, in place
+          if (drop.p > 0) cuda::attention_dropout_weights<T>(ds.data<T>(), ds.data<T>(), ds.numel(), drop);
+          // dS = P ⊙ (dP − Σ_j dP ⊙ P), in place (hidden keys and empty rows: P = 0, so dS = 0);
+          // with dropout Σ_j dP ⊙ P = dO_i · O_i, the Δ of kernels/attention.h
           cuda::softmax_backward<T>(pp, ds.data<T>(), ds.data<T>(), BH * Sq, Sk);
           // dQ = scale · dS K               [Sq, D] = [Sq, Sk] · [Sk, D]
           cuda::gemm_batched<T>(false, false, Sq, D, Sk, static_cast<T>(s), ds.data<T>(), Sk, kc.data<T>(), D, T(0),
@@ -102,7 +125,7 @@ static Tensor attention_cuda_v1(const Tensor& q, const Tensor& k, const Tensor& 
 // backward from Δ and two tile kernels; what is saved is out and lse, as on the CPU.
 
 static Tensor attention_cuda_v2(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
-                                bool causal, double s, DType result) {
+                                bool causal, double s, const AttentionDropout& drop, DType result) {
   const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3), Sk = k.size(2);
   const DType compute = compute_dtype(result);
   auto prepare = [compute](const Tensor& t) { return t.detach().to(compute).contiguous(); };
@@ -123,7 +146,7 @@ static Tensor attention_cuda_v2(const Tensor& q, const Tensor& k, const Tensor& 
         cuda::DeviceGuard guard(dev.index);
         cuda::attention_flash_forward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(),
                                          mc.defined() ? mc.data<uint8_t>() : nullptr, out.data<T>(),
-                                         lse.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s));
+                                         lse.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s), drop);
       }
     });
   }
@@ -144,7 +167,7 @@ static Tensor attention_cuda_v2(const Tensor& q, const Tensor& k, const Tensor& 
           cuda::DeviceGuard guard(dev.index);
           cuda::attention_flash_backward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), mask, saved_out.data<T>(),
                                             gc.data<T>(), lse.data<T>(), delta.data<T>(), dq.data<T>(), dk.data<T>(),
-                                            dv.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s));
+                                            dv.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s), drop);
         }
       });
     }
@@ -154,10 +177,23 @@ static Tensor attention_cuda_v2(const Tensor& q, const Tensor& k, const Tensor& 
 
 // v2 unless v1 is asked for; v1 also where v2 does not go (D > 128, or D = 0).
 static Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask, bool causal,
-                             double s, DType result) {
+                             double s, const AttentionDropout& drop, DType result) {
   if (kernel_version("attention") == 2 && cuda::attention_flash_supports(q.size(3)))
-    return attention_cuda_v2(q, k, v, key_mask, causal, s, result);
-  return attention_cuda_v1(q, k, v, key_mask, causal, s, result);
+    return attention_cuda_v2(q, k, v, key_mask, causal, s, drop, result);
+  return attention_cuda_v1(q, k, v, key_mask, causal, s, drop, result);
+}
+
+// The dropout of one call: none for p = 0; otherwise n = B·H·Sq·Sk counters reserved from
+// the generator (the default one when gen is null), as the dropout op reserves its own.
+static AttentionDropout draw_dropout(double p, Generator* gen, int64_t n) {
+  AttentionDropout drop;
+  if (p == 0.0) return drop;
+  Generator& g = gen ? *gen : default_generator();
+  drop.p = static_cast<float>(p);
+  drop.scale = 1.0 / (1.0 - p);
+  drop.seed = g.seed();
+  drop.base = g.reserve(static_cast<uint64_t>(n));
+  return drop;
 }
 
 static void check_qkv(const char* name, const Tensor& t) {
@@ -168,10 +204,10 @@ static void check_qkv(const char* name, const Tensor& t) {
 }
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
-                                    bool causal, std::optional<double> scale) {
+                                    bool causal, std::optional<double> scale, double dropout_p, Generator* gen) {
   if (autocast_dtype() && (q.dtype() == DType::f32 || k.dtype() == DType::f32 || v.dtype() == DType::f32))
     return scaled_dot_product_attention(autocast_to_low(q), autocast_to_low(k), autocast_to_low(v), key_mask, causal,
-                                        scale);
+                                        scale, dropout_p, gen);
   check_qkv("q", q);
   check_qkv("k", k);
   check_qkv("v", v);
@@ -193,9 +229,13 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   }
   const double s = scale.value_or(D > 0 ? 1.0 / std::sqrt(static_cast<double>(D)) : 1.0);
   MMG_CHECK(std::isfinite(s), "{}: scale must be finite, got {}", kOp, s);
+  MMG_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, "{}: dropout_p must be in [0, 1), got {} (q {})", kOp, dropout_p,
+            shape_str(q.shape()));
 
   const DType result = promote_types(promote_types(q.dtype(), k.dtype()), v.dtype());
-  if (on_cuda(kOp, q)) return attention_cuda(q, k, v, key_mask, causal, s, result);
+  const bool cuda = on_cuda(kOp, q);  // before the draw: a refused call reserves nothing
+  const AttentionDropout drop = draw_dropout(dropout_p, gen, B * H * Sq * Sk);
+  if (cuda) return attention_cuda(q, k, v, key_mask, causal, s, drop, result);
   const DType compute = compute_dtype(result);
   auto prepare = [compute](const Tensor& t) { return t.detach().to(compute).contiguous(); };
   Tensor qc = prepare(q), kc = prepare(k), vc = prepare(v);
@@ -205,7 +245,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   Tensor lse = empty({B, H, Sq}, {.dtype = compute});
   visit_float(compute, kOp, [&]<class T>() {
     cpu::attention_forward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), mc.defined() ? mc.data<uint8_t>() : nullptr,
-                              out.data<T>(), lse.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s));
+                              out.data<T>(), lse.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s), drop);
   });
   Tensor result_out = out.to(result);
 
@@ -222,7 +262,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     visit_float(compute, kOp, [&]<class T>() {
       cpu::attention_backward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), mc.defined() ? mc.data<uint8_t>() : nullptr,
                                  saved_out.data<T>(), gc.data<T>(), lse.data<T>(), dq.data<T>(), dk.data<T>(),
-                                 dv.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s));
+                                 dv.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s), drop);
     });
     return {dq.to(q_dtype), dk.to(k_dtype), dv.to(v_dtype)};
   });

@@ -73,16 +73,29 @@ static void softmax_rows_lse(Mat<T>& S, T* lse) {
   }
 }
 
-// O = softmax(S) V for every (b, h, query block).
+// Z over a block: Z(r, j) = keep / (1−p) for query i0 + r of (b, h) = bh and key j < kend,
+// keep drawn at the weight's flat position (bh·Sq + i0 + r)·Sk + j (kernels/attention.h).
+template <class T>
+static void dropout_factors(const AttentionDropout& drop, int64_t bh, int64_t Sq, int64_t Sk, int64_t i0,
+                            int64_t n, int64_t kend, Mat<T>& Z) {
+  const T kept = static_cast<T>(drop.scale);
+  Z.resize(n, kend);
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t row = (bh * Sq + i0 + r) * Sk;
+    for (int64_t j = 0; j < kend; ++j) Z(r, j) = attention_dropout_keep(drop, row + j) ? kept : T(0);
+  }
+}
+
+// O = softmax(S) V for every (b, h, query block); with dropout O = (Z ⊙ softmax(S)) V.
 template <class T>
 void attention_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out,
                        T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                       bool causal, T scale) {
+                       bool causal, T scale, const AttentionDropout& drop) {
   const int64_t blocks = (Sq + kQueryBlock - 1) / kQueryBlock;
   const int64_t tasks = B * H * blocks;
   const int64_t work = std::min(Sq, kQueryBlock) * std::max<int64_t>(Sk * D, 1);
   parallel_for(tasks, std::max<int64_t>(1, 32768 / work), [&](int64_t t0, int64_t t1) {
-    Mat<T> S;  // scratch, reused across this chunk's tasks
+    Mat<T> S, Z;  // scratch, reused across this chunk's tasks
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t bh = t / blocks, blk = t % blocks, b = bh / H;
       const int64_t i0 = blk * kQueryBlock, n = std::min(kQueryBlock, Sq - i0);
@@ -93,22 +106,27 @@ void attention_forward(const T* q, const T* k, const T* v, const uint8_t* key_ma
       const uint8_t* mask = key_mask ? key_mask + b * Sk : nullptr;
 
       masked_scores(qh, kh, mask, i0, n, kend, D, causal, scale, S);
-      softmax_rows_lse(S, lse + bh * Sq + i0);
+      softmax_rows_lse(S, lse + bh * Sq + i0);  // lse of the undropped weights
+      if (drop.p > 0) {
+        dropout_factors(drop, bh, Sq, Sk, i0, n, kend, Z);
+        S.array() *= Z.array();
+      }
       MutMap<T> O(out + bh * Sq * D + i0 * D, n, D);
       O.noalias() = S * ConstMap<T>(vh, kend, D);
     }
   });
 }
 
-// dQ, dK, dV for every (b, h): recompute P block by block, then the five products.
+// dQ, dK, dV for every (b, h): recompute P (and with dropout Z) block by block, then the
+// five products.
 template <class T>
 void attention_backward(const T* q, const T* k, const T* v, const uint8_t* key_mask,
                         const T* out, const T* dout, const T* lse, T* dq, T* dk, T* dv,
                         int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal,
-                        T scale) {
+                        T scale, const AttentionDropout& drop) {
   const int64_t work = std::max<int64_t>(Sq * Sk * D, 1);
   parallel_for(B * H, std::max<int64_t>(1, 32768 / work), [&](int64_t t0, int64_t t1) {
-    Mat<T> P, dP;  // scratch, reused across this chunk's (b, h) pairs
+    Mat<T> P, dP, Z;  // scratch, reused across this chunk's (b, h) pairs
     const T neg_inf = -std::numeric_limits<T>::infinity();
     for (int64_t bh = t0; bh < t1; ++bh) {
       const int64_t b = bh / H;
@@ -138,10 +156,17 @@ void attention_backward(const T* q, const T* k, const T* v, const uint8_t* key_m
           for (int64_t j = 0; j < kend; ++j) P(r, j) = std::exp(P(r, j) - lse_blk[r]);
         }
 
-        dV.topRows(kend).noalias() += P.transpose() * dO;
         dP.resize(n, kend);
         dP.noalias() = dO * V.transpose();
-        // dS = P ⊙ (dP − Δ), Δ_i = dO_i · O_i; stored over dP.
+        if (drop.p > 0) {
+          // dV = (Z ⊙ P)ᵀ dO, and the gradient reaches P through the mask: dP ← Z ⊙ dP.
+          dropout_factors(drop, bh, Sq, Sk, i0, n, kend, Z);
+          dV.topRows(kend).noalias() += P.cwiseProduct(Z).transpose() * dO;
+          dP.array() *= Z.array();
+        } else {
+          dV.topRows(kend).noalias() += P.transpose() * dO;
+        }
+        // dS = P ⊙ (dP − Δ), Δ_i = dO_i · O_i (O the dropped output with dropout); stored over dP.
         for (int64_t r = 0; r < n; ++r) {
           T delta = dO.row(r).dot(O.row(r));
           for (int64_t j = 0; j < kend; ++j) dP(r, j) = P(r, j) * (dP(r, j) - delta);
@@ -156,17 +181,19 @@ void attention_backward(const T* q, const T* k, const T* v, const uint8_t* key_m
 
 template void attention_forward<float>(const float*, const float*, const float*, const uint8_t*,
                                        float*, float*, int64_t, int64_t, int64_t, int64_t,
-                                       int64_t, bool, float);
+                                       int64_t, bool, float, const AttentionDropout&);
 template void attention_forward<double>(const double*, const double*, const double*,
                                         const uint8_t*, double*, double*, int64_t, int64_t,
-                                        int64_t, int64_t, int64_t, bool, double);
+                                        int64_t, int64_t, int64_t, bool, double,
+                                        const AttentionDropout&);
 template void attention_backward<float>(const float*, const float*, const float*, const uint8_t*,
                                         const float*, const float*, const float*, float*, float*,
                                         float*, int64_t, int64_t, int64_t, int64_t, int64_t,
-                                        bool, float);
+                                        bool, float, const AttentionDropout&);
 template void attention_backward<double>(const double*, const double*, const double*,
                                          const uint8_t*, const double*, const double*,
                                          const double*, double*, double*, double*, int64_t,
-                                         int64_t, int64_t, int64_t, int64_t, bool, double);
+                                         int64_t, int64_t, int64_t, int64_t, bool, double,
+                                         const AttentionDropout&);
 
 }  // namespace mmg::cpu

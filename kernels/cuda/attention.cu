@@ -1,10 +1,15 @@
-// The masked, causal row softmax of attention v1 (kernels/cuda/attention.h).
+// The masked, causal row softmax of attention v1, and its dropout of the weights
+// (kernels/cuda/attention.h).
 //
-// Launch: like the plain softmax (kernels/cuda/softmax.cu): a warp per row when Sk <= 1024
-// (8 rows per block of 256), else a block of 256 per row; grid-stride over the B·H·Sq rows.
-// Three passes over the row: the max over visible keys, the sum of exponentials, the write
-// (0 for hidden keys). Which keys are visible is recomputed in each pass from the mask
-// byte and j <= i — cheaper than storing a mask of the scores' size.
+// Softmax launch: like the plain softmax (kernels/cuda/softmax.cu): a warp per row when
+// Sk <= 1024 (8 rows per block of 256), else a block of 256 per row; grid-stride over the
+// B·H·Sq rows. Three passes over the row: the max over visible keys, the sum of
+// exponentials, the write (0 for hidden keys). Which keys are visible is recomputed in each
+// pass from the mask byte and j <= i — cheaper than storing a mask of the scores' size.
+//
+// Dropout launch: a 1-D grid-stride loop over the B·H·Sq·Sk weights, 256 threads a block,
+// like kernels/cuda/dropout.cu: element n draws from counter base + n whichever thread
+// takes it, so the mask is the one the CPU kernel and v2 draw for the same weight.
 #include <cmath>
 
 #include "kernels/cuda/attention.h"
@@ -59,7 +64,27 @@ void attention_masked_softmax(T* s, const uint8_t* key_mask, int64_t B, int64_t 
   MMG_CUDA_LAUNCH_CHECK();
 }
 
+constexpr int kDropoutBlock = 256;
+
+template <class T>
+__global__ void attention_dropout_weights_kernel(const T* x, T* y, int64_t n, AttentionDropout drop) {
+  const T kept = static_cast<T>(drop.scale);
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x)
+    y[e] = attention_dropout_keep(drop, e) ? x[e] * kept : T(0);
+}
+
+template <class T>
+void attention_dropout_weights(const T* x, T* y, int64_t n, const AttentionDropout& drop) {
+  if (n == 0) return;
+  attention_dropout_weights_kernel<T><<<grid_for(n, kDropoutBlock), kDropoutBlock, 0, current_stream()>>>(x, y, n,
+                                                                                                          drop);
+  MMG_CUDA_LAUNCH_CHECK();
+}
+
 template void attention_masked_softmax<float>(float*, const uint8_t*, int64_t, int64_t, int64_t, int64_t, bool);
 template void attention_masked_softmax<double>(double*, const uint8_t*, int64_t, int64_t, int64_t, int64_t, bool);
+
+template void attention_dropout_weights<float>(const float*, float*, int64_t, const AttentionDropout&);
+template void attention_dropout_weights<double>(const double*, double*, int64_t, const AttentionDropout&);
 
 }  // namespace mmg::cuda

@@ -11,7 +11,11 @@
 // and keeps P for the backward:
 //   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − Σ_j dP ⊙ P)  (softmax_backward),
 //   dQ = scale · dS K,  dK = scale · dSᵀ Q.
-// Memory is O(B·H·Sq·Sk): the version that is easy to check.
+// Memory is O(B·H·Sq·Sk): the version that is easy to check. With dropout (the mask Z of
+// kernels/attention.h) P stays undropped; attention_dropout_weights writes Z ⊙ P into a
+// scratch matrix for O = (Z ⊙ P) V, and the backward regenerates it in its dS buffer:
+//   dS ← Z ⊙ P,  dV = dSᵀ dO,  dS ← dO Vᵀ,  dS ← Z ⊙ dS,  dS ← P ⊙ (dS − Σ_j P ⊙ dS),  dQ, dK
+// (Σ_j P_ij (Z ⊙ dO Vᵀ)_ij = dO_i · O_i: softmax_backward's Δ is the one of kernels/attention.h).
 //
 // ---- v2 (kernels/cuda/attention_flash.cu): flash attention, fused ----
 // The Sq×Sk scores never reach global memory. A block takes kFlashQueryTile queries of one
@@ -25,6 +29,14 @@
 //                                          streaming the query tiles
 //   dQ_i = scale · Σ_j dS_ij K_j           a block per (b·h, query tile), streaming key tiles
 // with dS = P ⊙ (dP − Δ), dP = dO Vᵀ. Memory is O(B·H·S·D): out and lse are all it saves.
+// With dropout each kernel draws Z_ij for the (i, j) of its tile from the flat index
+// (bh·Sq + i)·Sk + j, in the forward and again in both backward kernels — the mask is never
+// stored — and uses Z ⊙ P where P meets V or dO, Z ⊙ dP in dS (kernels/attention.h):
+//   forward  l_i sums the undropped p_ij (so lse is undropped), acc_i the dropped Z_ij p_ij v_j
+//   dK/dV    dV_j += Σ_i Z_ij P_ij dO_i,  dS_ij = P_ij (Z_ij dP_ij − Δ_i)
+//   dQ       dS_ij = P_ij (Z_ij dP_ij − Δ_i)
+// The kernels are templates on whether they drop: with p = 0 the instance without any
+// dropout code runs, so attention without dropout costs what it did before.
 //
 // Launch shape (all three tile kernels): 128 threads = 4 warps; a warp owns 8 rows of the
 // block's tile (queries, or keys in the dK/dV kernel) and its 32 lanes stand for the 32
@@ -55,6 +67,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/attention.h"
+
 namespace mmg::cuda {
 
 // ---- v1 ----
@@ -68,6 +82,12 @@ template <class T>
 void attention_masked_softmax(T* s, const uint8_t* key_mask, int64_t B, int64_t H, int64_t Sq, int64_t Sk,
                               bool causal);
 
+// y_n = x_n · Z_n over the n = B·H·Sq·Sk elements of a [B,H,Sq,Sk] matrix, n being the flat
+// index of kernels/attention.h: Z_n = 1/(1−p) where attention_dropout_keep(drop, n), else 0.
+// x and y may be the same buffer. Needs drop.p > 0. T: float, double.
+template <class T>
+void attention_dropout_weights(const T* x, T* y, int64_t n, const AttentionDropout& drop);
+
 // ---- v2 ----
 
 constexpr int64_t kFlashQueryTile = 32;   // queries per tile (Br)
@@ -77,18 +97,21 @@ constexpr int64_t kFlashMaxHeadDim = 128;
 // Whether the flash kernels take head dim D (1 ≤ D ≤ 128).
 constexpr bool attention_flash_supports(int64_t D) { return D >= 1 && D <= kFlashMaxHeadDim; }
 
-// Writes out [B,H,Sq,D] and lse [B,H,Sq]. Needs Sk ≥ 1 and attention_flash_supports(D).
-// T: float, double.
+// Writes out [B,H,Sq,D] and lse [B,H,Sq] (lse of the undropped weights). Needs Sk ≥ 1 and
+// attention_flash_supports(D). T: float, double.
 template <class T>
 void attention_flash_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out, T* lse, int64_t B,
-                             int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale);
+                             int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale,
+                             const AttentionDropout& drop = {});
 
 // Given dout = ∂L/∂O and the forward's out and lse, writes dq, dk, dv (overwritten, every
 // element). delta is a workspace of B·H·Sq elements (it receives Δ). Deterministic: the same
-// inputs give the same bits. Needs Sk ≥ 1 and attention_flash_supports(D). T: float, double.
+// inputs give the same bits. `drop` must be the forward's. Needs Sk ≥ 1 and
+// attention_flash_supports(D). T: float, double.
 template <class T>
 void attention_flash_backward(const T* q, const T* k, const T* v, const uint8_t* key_mask, const T* out,
                               const T* dout, const T* lse, T* delta, T* dq, T* dk, T* dv, int64_t B, int64_t H,
-                              int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale);
+                              int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale,
+                              const AttentionDropout& drop = {});
 
 }  // namespace mmg::cuda

@@ -22,6 +22,17 @@
 // is the same bit for bit on every run. dS is computed twice (once per kernel); that costs
 // the recomputation of S and dP, and buys the determinism and no [Sq, Sk] buffer.
 //
+// Dropout (kernels/attention.h), in the instances with Drop = true: wherever a weight p_ij
+// is formed it is also decided whether it is kept, z_ij = keep(drop, (bh·Sq + i)·Sk + j) ?
+// 1/(1−p) : 0, from the weight's place in the whole [B,H,Sq,Sk] matrix and never from the
+// tile's — so the forward and the two backward kernels, each with its own tiling, draw the
+// same z for the same (i, j), and so does the CPU. Then
+//   forward   l_i sums p_ij (lse stays undropped), acc_i sums z_ij p_ij v_j
+//   dK/dV     dV_j += Σ_i z_ij P_ij dO_i,   dS_ij = P_ij (z_ij dP_ij − Δ_i)
+//   dQ        dS_ij = P_ij (z_ij dP_ij − Δ_i)
+// A weight is drawn only where it is visible (p could be non-zero) and inside the matrix
+// (i < Sq, j < Sk): a hidden or padding weight is 0 whatever its z.
+//
 // Thread layout (kernels/cuda/attention.h has the launch shape and the shared-memory
 // budget): a warp owns 8 rows of the block's own tile; when scores are formed, lane l stands
 // for row l of the streamed tile, so each lane holds 8 scores, one per owned row. When
@@ -65,12 +76,12 @@ constexpr size_t forward_smem_bytes() {
 }
 
 // One tile of 32 queries of one (b, h) per block iteration; grid-stride over the
-// B·H·q_tiles tiles (t = bh · q_tiles + query tile).
-template <class T, int Dp>
+// B·H·q_tiles tiles (t = bh · q_tiles + query tile). Drop: dropout on the weights.
+template <class T, int Dp, bool Drop>
 __global__ void __launch_bounds__(kThreads)
     attention_flash_forward_kernel(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out, T* lse,
                                    int64_t H, int64_t Sq, int64_t Sk, int D, bool causal, T scale, int64_t q_tiles,
-                                   int64_t n_tiles) {
+                                   int64_t n_tiles, AttentionDropout drop) {
   constexpr int C = Dp / 32;  // head-dim columns per lane
   extern __shared__ __align__(16) unsigned char smem[];
   T* Qs = reinterpret_cast<T*>(smem);  // [kBr][Dp]      read by broadcast
@@ -79,6 +90,7 @@ __global__ void __launch_bounds__(kThreads)
   T* Ps = Vs + kBc * Dp;               // [kBr][kBc]     p of this key tile; warp w has rows 8w..8w+7
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const T neg_inf = T(-INFINITY);
+  [[maybe_unused]] const T kept = static_cast<T>(drop.scale);  // 1/(1−p), read only when Drop
 
   for (int64_t t = blockIdx.x; t < n_tiles; t += gridDim.x) {
     const int64_t bh = t / q_tiles, i0 = (t % q_tiles) * kBr, b = bh / H;
@@ -130,11 +142,15 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int c = 0; c < C; ++c) acc[r][c] *= alpha;
         m[r] = m_new;
-        Ps[(warp * kRows + r) * kBc + lane] = p;
+        T pv = p;  // the weight that meets V: z_ij p_ij with dropout
+        if constexpr (Drop) {
+          if (visible && i < Sq) pv = attention_dropout_keep(drop, (bh * Sq + i) * Sk + j) ? p * kept : T(0);
+        }
+        Ps[(warp * kRows + r) * kBc + lane] = pv;
       }
       __syncwarp();  // the warp's rows of Ps are written before its lanes read all of them
 
-      // acc[r][c] += Σ_j p_ij v_jd, d = lane + 32c.
+      // acc[r][c] += Σ_j p_ij v_jd, d = lane + 32c (z_ij p_ij with dropout).
 #pragma unroll 4
       for (int jj = 0; jj < kBc; ++jj) {
         T vj[C];
@@ -192,11 +208,11 @@ constexpr size_t dkdv_smem_bytes() {
 
 // One tile of 32 keys of one (b, h) per block iteration (t = bh · k_tiles + key tile); the
 // warps own the keys (8 each) and the lanes stand for the 32 queries of a streamed tile.
-template <class T, int Dp>
+template <class T, int Dp, bool Drop>
 __global__ void __launch_bounds__(kThreads)
     attention_flash_dkdv_kernel(const T* q, const T* k, const T* v, const uint8_t* key_mask, const T* dout,
                                 const T* lse, const T* delta, T* dk, T* dv, int64_t H, int64_t Sq, int64_t Sk, int D,
-                                bool causal, T scale, int64_t k_tiles, int64_t n_tiles) {
+                                bool causal, T scale, int64_t k_tiles, int64_t n_tiles, AttentionDropout drop) {
   constexpr int C = Dp / 32;
   extern __shared__ __align__(16) unsigned char smem[];
   T* Ks = reinterpret_cast<T*>(smem);  // [kBc][Dp]      read by broadcast
@@ -207,6 +223,7 @@ __global__ void __launch_bounds__(kThreads)
   T* dSs = Ps + kBc * kBr;             // [kBc][kBr]     dS_ij, likewise
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const T neg_inf = T(-INFINITY);
+  [[maybe_unused]] const T kept = static_cast<T>(drop.scale);  // 1/(1−p), read only when Drop
 
   for (int64_t t = blockIdx.x; t < n_tiles; t += gridDim.x) {
     const int64_t bh = t / k_tiles, j0 = (t % k_tiles) * kBc, b = bh / H;
@@ -260,12 +277,19 @@ __global__ void __launch_bounds__(kThreads)
         const int64_t j = j0 + warp * kRows + r;
         const bool visible = key_seen[r] && lse_i != neg_inf && (!causal || j <= i);
         const T p = visible ? exp(s[r] * scale - lse_i) : T(0);
-        Ps[(warp * kRows + r) * kBr + lane] = p;
-        dSs[(warp * kRows + r) * kBr + lane] = p * (dp[r] - delta_i);
+        if constexpr (Drop) {
+          // visible implies i < Sq (lse_i = −∞ past it) and j < Sk (key_seen).
+          const T z = visible && attention_dropout_keep(drop, (bh * Sq + i) * Sk + j) ? kept : T(0);
+          Ps[(warp * kRows + r) * kBr + lane] = z * p;
+          dSs[(warp * kRows + r) * kBr + lane] = p * (z * dp[r] - delta_i);
+        } else {
+          Ps[(warp * kRows + r) * kBr + lane] = p;
+          dSs[(warp * kRows + r) * kBr + lane] = p * (dp[r] - delta_i);
+        }
       }
       __syncwarp();  // the warp's rows of Ps and dSs are written before its lanes read them
 
-      // dv[r][c] += Σ_i P_ij dO_id,  dk[r][c] += Σ_i dS_ij q_id, d = lane + 32c.
+      // dv[r][c] += Σ_i P_ij dO_id (z_ij P_ij with dropout),  dk[r][c] += Σ_i dS_ij q_id, d = lane + 32c.
 #pragma unroll 4
       for (int ii = 0; ii < kBr; ++ii) {
         T qv[C], ov[C];
@@ -310,11 +334,11 @@ constexpr size_t dq_smem_bytes() {
 
 // One tile of 32 queries of one (b, h) per block iteration, as in the forward; the lanes
 // stand for the keys of a streamed tile.
-template <class T, int Dp>
+template <class T, int Dp, bool Drop>
 __global__ void __launch_bounds__(kThreads)
     attention_flash_dq_kernel(const T* q, const T* k, const T* v, const uint8_t* key_mask, const T* dout,
                               const T* lse, const T* delta, T* dq, int64_t H, int64_t Sq, int64_t Sk, int D,
-                              bool causal, T scale, int64_t q_tiles, int64_t n_tiles) {
+                              bool causal, T scale, int64_t q_tiles, int64_t n_tiles, AttentionDropout drop) {
   constexpr int C = Dp / 32;
   extern __shared__ __align__(16) unsigned char smem[];
   T* Qs = reinterpret_cast<T*>(smem);  // [kBr][Dp]      read by broadcast
@@ -324,6 +348,7 @@ __global__ void __launch_bounds__(kThreads)
   T* dSs = Vs + kBc * (Dp + 1);        // [kBr][kBc]     dS_ij; warp w has rows 8w..8w+7
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const T neg_inf = T(-INFINITY);
+  [[maybe_unused]] const T kept = static_cast<T>(drop.scale);  // 1/(1−p), read only when Drop
 
   for (int64_t t = blockIdx.x; t < n_tiles; t += gridDim.x) {
     const int64_t bh = t / q_tiles, i0 = (t % q_tiles) * kBr, b = bh / H;
@@ -372,7 +397,13 @@ __global__ void __launch_bounds__(kThreads)
         const int64_t i = i0 + warp * kRows + r;
         const bool visible = key_seen && lse_r[r] != neg_inf && (!causal || j <= i);
         const T p = visible ? exp(s[r] * scale - lse_r[r]) : T(0);
-        dSs[(warp * kRows + r) * kBc + lane] = p * (dp[r] - delta_r[r]);
+        if constexpr (Drop) {
+          // visible implies i < Sq (lse = −∞ past it) and j < Sk (key_seen).
+          const T z = visible && attention_dropout_keep(drop, (bh * Sq + i) * Sk + j) ? kept : T(0);
+          dSs[(warp * kRows + r) * kBc + lane] = p * (z * dp[r] - delta_r[r]);
+        } else {
+          dSs[(warp * kRows + r) * kBc + lane] = p * (dp[r] - delta_r[r]);
+        }
       }
       __syncwarp();  // the warp's rows of dSs are written before its lanes read them
 
@@ -424,55 +455,81 @@ static void allow_shared_bytes(Kernel kernel, size_t bytes) {
 
 static int64_t tiles_of(int64_t n, int64_t tile) { return (n + tile - 1) / tile; }
 
-template <class T, int Dp>
-static void flash_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out, T* lse, int64_t BH,
-                          int64_t H, int64_t Sq, int64_t Sk, int D, bool causal, T scale) {
+// The instance with dropout only when p > 0 (Drop = false has no dropout code at all).
+template <class T, int Dp, bool Drop>
+static void flash_forward_launch(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out, T* lse,
+                                 int64_t BH, int64_t H, int64_t Sq, int64_t Sk, int D, bool causal, T scale,
+                                 const AttentionDropout& drop) {
   const int64_t q_tiles = tiles_of(Sq, kBr), n = BH * q_tiles;
   const size_t bytes = forward_smem_bytes<T, Dp>();
-  allow_shared_bytes(attention_flash_forward_kernel<T, Dp>, bytes);
-  attention_flash_forward_kernel<T, Dp><<<tile_grid(n), kThreads, bytes, current_stream()>>>(
-      q, k, v, key_mask, out, lse, H, Sq, Sk, D, causal, scale, q_tiles, n);
+  allow_shared_bytes(attention_flash_forward_kernel<T, Dp, Drop>, bytes);
+  attention_flash_forward_kernel<T, Dp, Drop><<<tile_grid(n), kThreads, bytes, current_stream()>>>(
+      q, k, v, key_mask, out, lse, H, Sq, Sk, D, causal, scale, q_tiles, n, drop);
+  MMG_CUDA_LAUNCH_CHECK();
+}
+
+template <class T, int Dp>
+static void flash_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out, T* lse, int64_t BH,
+                          int64_t H, int64_t Sq, int64_t Sk, int D, bool causal, T scale,
+                          const AttentionDropout& drop) {
+  if (drop.p > 0)
+    flash_forward_launch<T, Dp, true>(q, k, v, key_mask, out, lse, BH, H, Sq, Sk, D, causal, scale, drop);
+  else
+    flash_forward_launch<T, Dp, false>(q, k, v, key_mask, out, lse, BH, H, Sq, Sk, D, causal, scale, drop);
+}
+
+template <class T, int Dp, bool Drop>
+static void flash_backward_launch(const T* q, const T* k, const T* v, const uint8_t* key_mask, const T* dout,
+                                  const T* lse, const T* delta, T* dq, T* dk, T* dv, int64_t BH, int64_t H, int64_t Sq,
+                                  int64_t Sk, int D, bool causal, T scale, const AttentionDropout& drop) {
+  const int64_t k_tiles = tiles_of(Sk, kBc), nk = BH * k_tiles;
+  const size_t dkdv_bytes = dkdv_smem_bytes<T, Dp>();
+  allow_shared_bytes(attention_flash_dkdv_kernel<T, Dp, Drop>, dkdv_bytes);
+  attention_flash_dkdv_kernel<T, Dp, Drop><<<tile_grid(nk), kThreads, dkdv_bytes, current_stream()>>>(
+      q, k, v, key_mask, dout, lse, delta, dk, dv, H, Sq, Sk, D, causal, scale, k_tiles, nk, drop);
+  MMG_CUDA_LAUNCH_CHECK();
+
+  const int64_t q_tiles = tiles_of(Sq, kBr), nq = BH * q_tiles;
+  const size_t dq_bytes = dq_smem_bytes<T, Dp>();
+  allow_shared_bytes(attention_flash_dq_kernel<T, Dp, Drop>, dq_bytes);
+  attention_flash_dq_kernel<T, Dp, Drop><<<tile_grid(nq), kThreads, dq_bytes, current_stream()>>>(
+      q, k, v, key_mask, dout, lse, delta, dq, H, Sq, Sk, D, causal, scale, q_tiles, nq, drop);
   MMG_CUDA_LAUNCH_CHECK();
 }
 
 template <class T, int Dp>
 static void flash_backward(const T* q, const T* k, const T* v, const uint8_t* key_mask, const T* dout, const T* lse,
                            const T* delta, T* dq, T* dk, T* dv, int64_t BH, int64_t H, int64_t Sq, int64_t Sk, int D,
-                           bool causal, T scale) {
-  const int64_t k_tiles = tiles_of(Sk, kBc), nk = BH * k_tiles;
-  const size_t dkdv_bytes = dkdv_smem_bytes<T, Dp>();
-  allow_shared_bytes(attention_flash_dkdv_kernel<T, Dp>, dkdv_bytes);
-  attention_flash_dkdv_kernel<T, Dp><<<tile_grid(nk), kThreads, dkdv_bytes, current_stream()>>>(
-      q, k, v, key_mask, dout, lse, delta, dk, dv, H, Sq, Sk, D, causal, scale, k_tiles, nk);
-  MMG_CUDA_LAUNCH_CHECK();
-
-  const int64_t q_tiles = tiles_of(Sq, kBr), nq = BH * q_tiles;
-  const size_t dq_bytes = dq_smem_bytes<T, Dp>();
-  allow_shared_bytes(attention_flash_dq_kernel<T, Dp>, dq_bytes);
-  attention_flash_dq_kernel<T, Dp><<<tile_grid(nq), kThreads, dq_bytes, current_stream()>>>(
-      q, k, v, key_mask, dout, lse, delta, dq, H, Sq, Sk, D, causal, scale, q_tiles, nq);
-  MMG_CUDA_LAUNCH_CHECK();
+                           bool causal, T scale, const AttentionDropout& drop) {
+  if (drop.p > 0)
+    flash_backward_launch<T, Dp, true>(q, k, v, key_mask, dout, lse, delta, dq, dk, dv, BH, H, Sq, Sk, D, causal, scale,
+                                       drop);
+  else
+    flash_backward_launch<T, Dp, false>(q, k, v, key_mask, dout, lse, delta, dq, dk, dv, BH, H, Sq, Sk, D, causal,
+                                        scale, drop);
 }
 
 template <class T>
 void attention_flash_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out, T* lse, int64_t B,
-                             int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale) {
+                             int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale,
+                             const AttentionDropout& drop) {
   const int64_t BH = B * H;
   if (BH * Sq == 0) return;
   const int d = static_cast<int>(D);
   // The head dim picks the instance: 32, 64 or 128 columns, the extra ones zero-filled.
   if (D <= 32)
-    flash_forward<T, 32>(q, k, v, key_mask, out, lse, BH, H, Sq, Sk, d, causal, scale);
+    flash_forward<T, 32>(q, k, v, key_mask, out, lse, BH, H, Sq, Sk, d, causal, scale, drop);
   else if (D <= 64)
-    flash_forward<T, 64>(q, k, v, key_mask, out, lse, BH, H, Sq, Sk, d, causal, scale);
+    flash_forward<T, 64>(q, k, v, key_mask, out, lse, BH, H, Sq, Sk, d, causal, scale, drop);
   else
-    flash_forward<T, 128>(q, k, v, key_mask, out, lse, BH, H, Sq, Sk, d, causal, scale);
+    flash_forward<T, 128>(q, k, v, key_mask, out, lse, BH, H, Sq, Sk, d, causal, scale, drop);
 }
 
 template <class T>
 void attention_flash_backward(const T* q, const T* k, const T* v, const uint8_t* key_mask, const T* out,
                               const T* dout, const T* lse, T* delta, T* dq, T* dk, T* dv, int64_t B, int64_t H,
-                              int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale) {
+                              int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale,
+                              const AttentionDropout& drop) {
   const int64_t BH = B * H, rows = BH * Sq;
   if (BH == 0) return;
   const int d = static_cast<int>(D);
@@ -483,22 +540,26 @@ void attention_flash_backward(const T* q, const T* k, const T* v, const uint8_t*
     MMG_CUDA_LAUNCH_CHECK();
   }
   if (D <= 32)
-    flash_backward<T, 32>(q, k, v, key_mask, dout, lse, delta, dq, dk, dv, BH, H, Sq, Sk, d, causal, scale);
+    flash_backward<T, 32>(q, k, v, key_mask, dout, lse, delta, dq, dk, dv, BH, H, Sq, Sk, d, causal, scale, drop);
   else if (D <= 64)
-    flash_backward<T, 64>(q, k, v, key_mask, dout, lse, delta, dq, dk, dv, BH, H, Sq, Sk, d, causal, scale);
+    flash_backward<T, 64>(q, k, v, key_mask, dout, lse, delta, dq, dk, dv, BH, H, Sq, Sk, d, causal, scale, drop);
   else
-    flash_backward<T, 128>(q, k, v, key_mask, dout, lse, delta, dq, dk, dv, BH, H, Sq, Sk, d, causal, scale);
+    flash_backward<T, 128>(q, k, v, key_mask, dout, lse, delta, dq, dk, dv, BH, H, Sq, Sk, d, causal, scale, drop);
 }
 
 template void attention_flash_forward<float>(const float*, const float*, const float*, const uint8_t*, float*, float*,
-                                             int64_t, int64_t, int64_t, int64_t, int64_t, bool, float);
+                                             int64_t, int64_t, int64_t, int64_t, int64_t, bool, float,
+                                             const AttentionDropout&);
 template void attention_flash_forward<double>(const double*, const double*, const double*, const uint8_t*, double*,
-                                              double*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, double);
+                                              double*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, double,
+                                              const AttentionDropout&);
 template void attention_flash_backward<float>(const float*, const float*, const float*, const uint8_t*, const float*,
                                               const float*, const float*, float*, float*, float*, float*, int64_t,
-                                              int64_t, int64_t, int64_t, int64_t, bool, float);
+                                              int64_t, int64_t, int64_t, int64_t, bool, float,
+                                              const AttentionDropout&);
 template void attention_flash_backward<double>(const double*, const double*, const double*, const uint8_t*,
                                                const double*, const double*, const double*, double*, double*, double*,
-                                               double*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, double);
+                                               double*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, double,
+                                               const AttentionDropout&);
 
 }  // namespace mmg::cuda

@@ -597,6 +597,91 @@ TEST_CASE("configs: unknown keys, wrong types, bad values and unknown presets ar
   CHECK_THROWS_WITH_AS(build_model({{"dim", 3}}), doctest::Contains("needs a \"family\" key"), Error);
 }
 
+TEST_CASE("configs: attn_dropout is saved, defaults to 0 when left out, is checked, and reaches every attention") {
+  // Saved and read back by every config that has a transformer.
+  ViTConfig v = ViTConfig::preset("vit-micro");
+  v.attn_dropout = 0.1;
+  CHECK(v.to_json().at("attn_dropout") == 0.1);
+  CHECK(ViTConfig::from_json(v.to_json()) == v);
+  TextEncoderConfig t = TextEncoderConfig::preset("text-micro");
+  t.attn_dropout = 0.2;
+  CHECK(TextEncoderConfig::from_json(t.to_json()) == t);
+  SingleStreamConfig s = SingleStreamConfig::preset("vilt-micro");
+  s.attn_dropout = 0.3;
+  CHECK(SingleStreamConfig::from_json(s.to_json()) == s);
+  CrossAttentionFusionConfig f;
+  f.attn_dropout = 0.4;
+  CHECK(CrossAttentionFusionConfig::from_json(f.to_json()) == f);
+  CaptionDecoderConfig d = CaptionDecoderConfig::preset("decoder-micro");
+  d.attn_dropout = 0.5;
+  CHECK(CaptionDecoderConfig::from_json(d.to_json()).attn_dropout == 0.5);
+
+  // A config written before the key existed loads as before: no attention dropout.
+  json old = ViTConfig::preset("vit-micro").to_json();
+  old.erase("attn_dropout");
+  CHECK(ViTConfig::from_json(old) == ViTConfig::preset("vit-micro"));
+  CHECK(ViTConfig::from_json(old).attn_dropout == 0.0);
+  json old_decoder = CaptionDecoderConfig::preset("decoder-micro").to_json();
+  old_decoder.erase("attn_dropout");
+  CHECK(CaptionDecoderConfig::from_json(old_decoder).attn_dropout == 0.0);
+
+  // Unknown keys are still refused, and the list of valid keys names the new one.
+  CHECK_THROWS_WITH_AS(ViTConfig::from_json({{"attn_dropot", 0.1}}),
+                       doctest::Contains("ViTConfig: unknown key 'attn_dropot' (valid keys: family, image_size"),
+                       Error);
+  CHECK_THROWS_WITH_AS(ViTConfig::from_json({{"attn_dropot", 0.1}}), doctest::Contains("dropout, attn_dropout"),
+                       Error);
+  CHECK_THROWS_WITH_AS(ViTConfig::from_json({{"attn_dropout", 1.0}}),
+                       doctest::Contains("ViTConfig: attn_dropout must be in [0, 1), got 1"), Error);
+  CHECK_THROWS_WITH_AS(TextEncoderConfig::from_json({{"attn_dropout", -0.1}}),
+                       doctest::Contains("TextEncoderConfig: attn_dropout must be in [0, 1), got -0.1"), Error);
+  CHECK_THROWS_WITH_AS(FusionModelConfig::from_json({{"family", "single"}, {"attn_dropout", 2.0}}),
+                       doctest::Contains("SingleStreamConfig: attn_dropout must be in [0, 1), got 2"), Error);
+  CHECK_THROWS_WITH_AS(FusionModelConfig::from_json({{"family", "cross"}, {"fusion", {{"attn_dropout", 1.5}}}}),
+                       doctest::Contains("CrossAttentionFusionConfig: attn_dropout must be in [0, 1), got 1.5"), Error);
+  json bad_decoder = d.to_json();
+  bad_decoder["attn_dropout"] = 1.0;
+  CHECK_THROWS_WITH_AS(CaptionDecoderConfig::from_json(bad_decoder),
+                       doctest::Contains("CaptionDecoderConfig: attn_dropout must be in [0,1), got 1"), Error);
+
+  // The models hand it to every MultiHeadAttention they build.
+  ViT vit(v);
+  for (const auto& layer : *vit.encoder->layers) CHECK(layer->attn->attn_dropout == 0.1);
+  TextEncoder text(t);
+  for (const auto& layer : *text.encoder->layers) CHECK(layer->attn->attn_dropout == 0.2);
+  SingleStreamEncoder single(s);
+  for (const auto& layer : *single.encoder->layers) CHECK(layer->attn->attn_dropout == 0.3);
+  f.dim = f.image_dim = 16, f.heads = 2, f.depth = 1;
+  CrossAttentionFusion fusion(f);
+  for (const auto& layer : *fusion.layers) {
+    CHECK(layer->self_attn->attn_dropout == 0.4);
+    CHECK(layer->cross_attn->attn_dropout == 0.4);
+  }
+  CaptionDecoder decoder(d);
+  for (const auto& layer : *decoder.layers) {
+    CHECK(layer->self_attn->attn_dropout == 0.5);
+    CHECK(layer->cross_attn->attn_dropout == 0.5);
+  }
+}
+
+TEST_CASE("a ViT with attn_dropout: masks differ between training steps, eval is the model without it") {
+  ViTConfig c = ViTConfig::preset("vit-micro");
+  c.depth = 2;
+  manual_seed(31);
+  ViT plain(c);
+  c.attn_dropout = 0.3;
+  manual_seed(31);
+  ViT dropped(c);  // the same weights: attn_dropout draws nothing at initialisation
+  Tensor img = randn({2, 3, 8, 8});
+  Tensor a = dropped.forward(img).pooled, b = dropped.forward(img).pooled;
+  CHECK(!allclose(a, b, 1e-4, 1e-4));
+  project(a).backward();
+  check_every_parameter_has_a_gradient(dropped);
+  dropped.eval();
+  plain.eval();
+  CHECK(dropped.forward(img).pooled.to_vector<double>() == plain.forward(img).pooled.to_vector<double>());
+}
+
 TEST_CASE("build_model and mmg inspect: names, shapes and the count of a preset") {
   auto vit = build_model(preset_config("vit-micro"));
   CHECK(vit->type_name() == "ViT");

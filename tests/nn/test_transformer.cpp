@@ -165,6 +165,52 @@ TEST_CASE("MultiHeadAttention: dropout acts in training only, bad inputs are nam
   CHECK_THROWS_WITH_AS(m.forward(x, x, ones({2, 3})), doctest::Contains("key_mask must be bool"), Error);
 }
 
+TEST_CASE("MultiHeadAttention: attn_dropout drops attention weights in training only, from the global generator") {
+  manual_seed(21);
+  MultiHeadAttention m(8, 2, 0.0, 6, true, nullptr, 0.5);
+  CHECK(m.attn_dropout == 0.5);
+  CHECK(m.num_parameters() == MultiHeadAttention(8, 2, 0.0, 6).num_parameters());  // no parameter of its own
+  Tensor xq = randn({2, 5, 8}), xkv = randn({2, 7, 6});
+  Tensor mask = make_mask({{1, 1, 1, 1, 1, 1, 0}, {1, 1, 1, 0, 0, 0, 0}});
+  Tensor ref = reference_attention(m, xq, xkv, {{1, 1, 1, 1, 1, 1, 0}, {1, 1, 1, 0, 0, 0, 0}}, false);
+
+  // Training: the fused op with dropout_p = 0.5, its mask drawn from the default generator.
+  manual_seed(4);
+  Tensor out = m.forward(xq, xkv, mask);
+  CHECK(default_generator().offset() == 2 * 2 * 5 * 7);  // B·H·Sq·Sk counters
+  CHECK(!allclose(out, ref, 1e-3, 1e-3));
+  manual_seed(4);
+  auto split = [](const Tensor& t) { return t.view({2, t.size(1), 2, 4}).permute({0, 2, 1, 3}); };
+  Tensor o = scaled_dot_product_attention(split(m.q_proj->forward(xq)), split(m.k_proj->forward(xkv)),
+                                          split(m.v_proj->forward(xkv)), mask, false, std::nullopt, 0.5);
+  Tensor by_hand = m.out_proj->forward(reshape(o.permute({0, 2, 1, 3}), {2, 5, 8}));
+  CHECK(out.to_vector<double>() == by_hand.to_vector<double>());
+
+  // Eval: no dropout, nothing drawn.
+  m.eval();
+  const uint64_t before = default_generator().offset();
+  CHECK(allclose(m.forward(xq, xkv, mask), ref, 1e-5, 1e-5));
+  CHECK(default_generator().offset() == before);
+
+  CHECK_THROWS_WITH_AS(MultiHeadAttention(8, 2, 0.0, 0, true, nullptr, 1.0),
+                       doctest::Contains("MultiHeadAttention: attn_dropout must be in [0, 1), got 1"), Error);
+  CHECK_THROWS_WITH_AS(MultiHeadAttention(8, 2, 0.0, 0, true, nullptr, -0.5),
+                       doctest::Contains("MultiHeadAttention: attn_dropout must be in [0, 1), got -0.5"), Error);
+}
+
+TEST_CASE("TransformerOptions.attn_dropout reaches every attention of the layers") {
+  TransformerOptions o{.dim = 8, .heads = 2, .attn_dropout = 0.25, .memory_dim = 6};
+  TransformerEncoderLayer enc(o);
+  CrossAttentionLayer cross(o);
+  TransformerDecoderLayer dec(o);
+  CHECK(enc.attn->attn_dropout == 0.25);
+  CHECK(cross.self_attn->attn_dropout == 0.25);
+  CHECK(cross.cross_attn->attn_dropout == 0.25);
+  CHECK(dec.self_attn->attn_dropout == 0.25);
+  CHECK(dec.cross_attn->attn_dropout == 0.25);
+  CHECK(TransformerEncoderLayer({.dim = 8, .heads = 2}).attn->attn_dropout == 0.0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Layers
 
