@@ -248,7 +248,7 @@ TEST_CASE("linear errors name the shapes") {
                        doctest::Contains("linear: x [2,4] with weight [5,4]: bias [4] must be [5]"), Error);
 }
 
-TEST_CASE("linear: the kernel family 'linear' chooses a CUDA path only; on the CPU every version gives the same bits") {
+TEST_CASE("linear: the kernel family 'linear' chooses a CUDA path only, on the CPU every version gives the same bits") {
   Tensor x = rnd({7, 13}, 110, DType::f32, true), W = rnd({5, 13}, 111, DType::f32, true);
   Tensor b = rnd({5}, 112, DType::f32, true);
   Tensor r = rnd({7, 5}, 113, DType::f32);

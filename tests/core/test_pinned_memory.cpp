@@ -164,7 +164,7 @@ TEST_CASE("pinned pool: a block copied to two devices waits for both copies") {
   pool.deallocate(c);
 }
 
-TEST_CASE("pinned pool: allocated, reserved, cached and peaks follow the blocks; reset_peak") {
+TEST_CASE("pinned pool: allocated, reserved, cached and peaks follow the blocks, reset_peak") {
   FakeHost host(size_t{1} << 30);
   PinnedPool pool(host.backend());
   size_t c1 = 0, c2 = 0;
@@ -274,7 +274,7 @@ TEST_CASE("pinned pool: giving back or recording on a pointer that is not a live
 
 // ---- tensors: the same calls on every machine; pinned only where a GPU is usable ----
 
-TEST_CASE("pin_memory: values, shape and dtype kept; pinned where a GPU is usable, the tensor itself elsewhere") {
+TEST_CASE("pin_memory: values, shape and dtype kept, pinned where a GPU is usable, the tensor itself elsewhere") {
   Tensor x = arange(0, 24, 1, {.dtype = DType::f32}).reshape({2, 3, 4});
   Tensor p = x.pin_memory();
   CHECK(p.device().is_cpu());

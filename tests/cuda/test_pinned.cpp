@@ -112,7 +112,7 @@ TEST_CASE("cuda pinned copies: past the staging limit, pageable and pinned, roun
   check_parity(p.to(kGpu, true).to(Device::cpu()), x, 0, 0, "pinned non_blocking, over the staging limit");
 }
 
-TEST_CASE("cuda pinned memory: statistics follow the pinned tensors; empty_cache returns the idle blocks") {
+TEST_CASE("cuda pinned memory: statistics follow the pinned tensors, empty_cache returns the idle blocks") {
   require_gpu();
   cuda_synchronize(0);
   pinned_empty_cache();
