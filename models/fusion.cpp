@@ -262,11 +262,13 @@ void CrossAttentionFusionConfig::validate() const {
   MMG_CHECK(attn_dropout >= 0 && attn_dropout < 1, "CrossAttentionFusionConfig: attn_dropout must be in [0, 1), got {}",
             attn_dropout);
   MMG_CHECK(eps > 0, "CrossAttentionFusionConfig: eps must be positive, got {}", eps);
+  check_choice("CrossAttentionFusionConfig", "pool", pool, {"cls", "mean"});
 }
 
 json CrossAttentionFusionConfig::to_json() const {
   return {{"dim", dim},           {"image_dim", image_dim}, {"depth", depth}, {"heads", heads},
-          {"mlp_ratio", mlp_ratio}, {"dropout", dropout},   {"attn_dropout", attn_dropout}, {"eps", eps}};
+          {"mlp_ratio", mlp_ratio}, {"dropout", dropout},   {"attn_dropout", attn_dropout}, {"eps", eps},
+          {"pool", pool}};
 }
 
 // Keys are read into `c` over its current values (so a caller can preset dim / image_dim).
@@ -280,6 +282,7 @@ static void read_cross_fields(const json& j, CrossAttentionFusionConfig& c) {
   r.read("dropout", c.dropout);
   r.read("attn_dropout", c.attn_dropout);
   r.read("eps", c.eps);
+  r.read("pool", c.pool);
   r.finish();
 }
 
@@ -324,7 +327,13 @@ CrossFusionOutput CrossAttentionFusion::forward(const Tensor& text_tokens, const
     }
   }
   out.tokens = ln_f->forward(h);
-  out.pooled = select(out.tokens, 1, 0);
+  if (config.pool == "cls") {
+    out.pooled = select(out.tokens, 1, 0);
+  } else {  // Σ_s mask[b,s]·tokens[b,s,:] / Σ_s mask[b,s], as the text encoder's mean pool
+    MMG_CHECK(text_mask.defined(), "CrossAttentionFusion: pool 'mean' needs the text mask");
+    Tensor weights = unsqueeze(text_mask.to(out.tokens.dtype()), -1);
+    out.pooled = sum(mul(out.tokens, weights), {1}) / sum(weights, {1});
+  }
   return out;
 }
 

@@ -173,6 +173,11 @@ struct CrossAttentionFusionConfig {
   double dropout = 0.0;
   double attn_dropout = 0.0;  // on the attention probabilities (nn/attention.h), training only
   double eps = 1e-6;
+  // What the heads (matching, VQA) read: "cls", the fused [CLS] token, or "mean", the mean of
+  // the fused text tokens under the text mask. With "mean" a question word's own query ("red")
+  // reads the image and reaches the head in one hop; from [CLS] it first has to move into the
+  // [CLS] query by self-attention.
+  std::string pool = "cls";
 
   void validate() const;
   nlohmann::json to_json() const;  // no "family" key: it lives inside a FusionModel config

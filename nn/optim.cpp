@@ -34,6 +34,52 @@ std::vector<ParamGroup> param_groups_for(const Module& model, double lr, double 
   return groups;
 }
 
+std::vector<ParamGroup> with_lr_scales(std::vector<ParamGroup> groups, const std::map<std::string, double>& lr_scales) {
+  if (lr_scales.empty()) return groups;
+  std::map<std::string, int64_t> matched;  // key -> parameters it took
+  for (const auto& [key, scale] : lr_scales) {
+    MMG_CHECK(!key.empty(), "with_lr_scales: an empty name prefix would match every parameter; set the lr instead");
+    MMG_CHECK(std::isfinite(scale) && scale > 0.0, "with_lr_scales: the scale of '{}' must be finite and > 0, got {}",
+              key, scale);
+    matched[key] = 0;
+  }
+  auto longest_key = [&](const std::string& name) -> const std::string* {
+    const std::string* best = nullptr;
+    for (const auto& [key, scale] : lr_scales)
+      if (name.compare(0, key.size(), key) == 0 && (!best || key.size() > best->size())) best = &key;
+    return best;
+  };
+  const std::string example = groups.empty() || groups.front().params.empty() ? "" : groups.front().params.front().first;
+  std::vector<ParamGroup> base, scaled;
+  for (ParamGroup& g : groups) {
+    ParamGroup kept = g;
+    kept.params.clear();
+    std::map<std::string, ParamGroup> by_key;
+    for (auto& entry : g.params) {
+      const std::string* key = longest_key(entry.first);
+      if (!key) {
+        kept.params.push_back(std::move(entry));
+        continue;
+      }
+      matched[*key] += 1;
+      auto [it, fresh] = by_key.try_emplace(*key, g);
+      if (fresh) {
+        it->second.params.clear();
+        it->second.lr = g.lr * lr_scales.at(*key);
+        it->second.lr_scale = g.lr_scale * lr_scales.at(*key);
+      }
+      it->second.params.push_back(std::move(entry));
+    }
+    if (!kept.params.empty()) base.push_back(std::move(kept));
+    for (auto& [key, sg] : by_key) scaled.push_back(std::move(sg));
+  }
+  for (const auto& [key, count] : matched)
+    MMG_CHECK(count > 0, "with_lr_scales: no trainable parameter's name starts with '{}' (names look like '{}')", key,
+              example);
+  for (ParamGroup& g : scaled) base.push_back(std::move(g));
+  return base;
+}
+
 // ---- the base class ----
 
 static void check_rate(const std::string& type, const char* what, double value) {

@@ -75,6 +75,15 @@ std::vector<ParamGroup> param_groups_for(const Module& model, double lr, double 
                                          const std::vector<std::string>& no_decay_suffixes = {
                                              "bias", "_token", "position_embeddings", "pos_embed"});
 
+// The groups with some parameters' learning rates scaled by name: a parameter whose dotted name
+// starts with a key of `lr_scales` (the longest matching key wins) moves to a copy of its group
+// with lr_scale (and lr) multiplied by that key's value, e.g. {"model.fusion.": 0.3,
+// "vqa_head.": 0.3} trains the fusion layers and the VQA head at 0.3× the base rate. Groups keep
+// their weight decay; empty groups are dropped; the unscaled groups come first, so lr() stays the
+// base rate. A key that matches no parameter, or a scale that is not finite and > 0, is an Error
+// naming the key (a misspelt prefix would otherwise change nothing, silently).
+std::vector<ParamGroup> with_lr_scales(std::vector<ParamGroup> groups, const std::map<std::string, double>& lr_scales);
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;

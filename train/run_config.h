@@ -9,7 +9,7 @@
 //     "tokenizer": {"vocab_size": 300, "max_len": 32},
 //     "model": { VLMConfig's JSON (models/vlm.h): fusion family, sizes, "objectives" },
 //     "steps": 1500, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "warmup": 100,
-//     "min_lr": 1e-5, "clip": 1.0,
+//     "min_lr": 1e-5, "clip": 1.0, "lr_scales": {"model.fusion.": 0.3, "vqa_head.": 0.3},
 //     "phases": [{"until": 500, "objectives": {"itc": 1, "itm": 1, "mlm": 1}}],
 //     "eval_every": 500, "checkpoint_every": 500, "log_every": 20, "seed": 0,
 //     "device": "cpu", "precision": "f32"
@@ -29,6 +29,7 @@
 // (autocast to f16, with dynamic loss scaling: nn/grad_scaler.h). Evaluation runs in f32.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,9 @@ struct TrainConfig {
 
   int64_t steps = 1000, batch_size = 128;
   double lr = 1e-3, weight_decay = 0.05, min_lr = 1e-5, clip = 1.0;
+  // Per-parameter learning-rate multipliers by name prefix (nn::with_lr_scales), e.g.
+  // {"model.fusion.": 0.3, "vqa_head.": 0.3}: the schedule's rate times the scale.
+  std::map<std::string, double> lr_scales;
   int64_t warmup = 100;
   int64_t eval_every = 0, checkpoint_every = 0, log_every = 20;  // 0: only at the end
   int64_t eval_samples = 500;  // scenes evaluated during training (val split)

@@ -24,6 +24,7 @@ constexpr double kRadius[kSceneSizes] = {0.11, 0.17};  // fraction of the image 
 constexpr double kEdgeMargin = 0.02;   // objects stay this far inside the image
 constexpr double kGap = 0.03;          // empty space between two objects' discs, at least
 constexpr double kMinDx = 0.08;        // centres differ this much in x, so "left to right" is clear
+constexpr double kPlaceQuestionMargin = 0.04;  // a place question's object is this far from the cuts
 constexpr const char* kCountWords[] = {"zero", "one", "two", "three", "four", "five", "six"};
 constexpr int kMaxCount = 4;           // objects in a scene, at most
 
@@ -94,6 +95,11 @@ bool ObjectDesc::matches(const SceneObject& o) const {
 
 int place_row(const SceneObject& o) { return o.y < 0.4 ? 0 : o.y > 0.6 ? 2 : 1; }
 int place_col(const SceneObject& o) { return o.x < 0.4 ? 0 : o.x > 0.6 ? 2 : 1; }
+// Whether o's centre is at least `margin` from the grid's cuts at 0.4 and 0.6 on both axes.
+bool clear_of_cuts(const SceneObject& o, double margin) {
+  auto clear = [&](double v) { return std::abs(v - 0.4) >= margin && std::abs(v - 0.6) >= margin; };
+  return clear(o.x) && clear(o.y);
+}
 
 const char* edit_name(EditKind e) {
   switch (e) {
@@ -111,6 +117,7 @@ const char* question_type_name(QuestionType t) {
     case QuestionType::count: return "count";
     case QuestionType::exist: return "exist";
     case QuestionType::relation: return "relation";
+    case QuestionType::place: return "place";
   }
   return "?";
 }
@@ -124,6 +131,8 @@ std::vector<std::string> question_answers(QuestionType t) {
     case QuestionType::count: return {"1", "2", "3", "4"};
     case QuestionType::exist:
     case QuestionType::relation: return {"yes", "no"};
+    case QuestionType::place:
+      return {"top left", "top", "top right", "left", "centre", "right", "bottom left", "bottom", "bottom right"};
   }
   return {};
 }
@@ -666,6 +675,19 @@ bool make_question(QuestionType type, const std::string& answer, const std::vect
           q.text = fmt::format("is {} {} {}?", a, words, b);
           return true;
         }
+      return false;
+    }
+    case QuestionType::place: {  // "where is the red circle?" → "top left"
+      const std::vector<std::string> cells = question_answers(QuestionType::place);
+      for (size_t i : order) {
+        const SceneObject& o = objs[i];
+        // Only objects clearly inside their cell: a centre near a cut has no honest answer.
+        if (!clear_of_cuts(o, kPlaceQuestionMargin) || cells[3 * place_row(o) + place_col(o)] != answer) continue;
+        std::string name = unique_name(objs, i, {true, true});
+        if (name.empty()) continue;
+        q.text = d.coin() ? fmt::format("where is {}?", name) : fmt::format("where in the image is {}?", name);
+        return true;
+      }
       return false;
     }
   }

@@ -111,9 +111,13 @@ struct SceneCaption {
   std::vector<CaptionNegative> negatives;  // at most one per edit kind
 };
 
-enum class QuestionType { colour, shape, count, exist, relation };
-inline constexpr int kQuestionTypes = 5;
-const char* question_type_name(QuestionType t);  // "colour", "shape", "count", "exist", "relation"
+// place: "where is the red circle?" → one of the 9 cells of the captions' 3×3 place grid ("top
+// left", ..., "centre", ..., "bottom right"): where one named object is, a first-order target
+// that a relation question ("is A left of B?", which compares two such places) builds on.
+enum class QuestionType { colour, shape, count, exist, relation, place };
+inline constexpr int kQuestionTypes = 6;
+// "colour", "shape", "count", "exist", "relation", "place"
+const char* question_type_name(QuestionType t);
 // Every possible answer of a type, e.g. {"yes", "no"}; the answer of a question is one of these.
 std::vector<std::string> question_answers(QuestionType t);
 

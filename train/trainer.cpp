@@ -39,6 +39,12 @@ json read_json_file(const std::string& path) {
   }
 }
 
+// AdamW over the model's default groups (decay / no decay), with the config's per-prefix
+// learning-rate scales applied.
+std::unique_ptr<nn::AdamW> make_optimizer(const models::VLM& model, const TrainConfig& c) {
+  return std::make_unique<nn::AdamW>(nn::with_lr_scales(nn::param_groups_for(model, c.lr, c.weight_decay), c.lr_scales));
+}
+
 // "2m13s", "45s", "1h02m".
 std::string duration_str(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
@@ -99,7 +105,7 @@ void Trainer::prepare_new_run() {
   Generator init(static_cast<uint64_t>(config_.seed));
   model_ = std::make_unique<models::VLM>(config_.model, &init);
   model_->to(device_);
-  optimizer_ = std::make_unique<nn::AdamW>(*model_, config_.lr, config_.weight_decay);
+  optimizer_ = make_optimizer(*model_, config_);
   scaler_ = nn::GradScaler({.enabled = config_.precision == "f16"});
   generator_ = Generator(static_cast<uint64_t>(config_.seed) + 1);
   step_ = 0;
@@ -188,7 +194,7 @@ LoadedRun load_run(const std::string& dir_or_checkpoint, Device device) {
   }
   // The model moves first, so the AdamW moments are made, and loaded, on its device.
   run.model->to(device);
-  run.optimizer = std::make_unique<nn::AdamW>(*run.model, run.config.lr, run.config.weight_decay);
+  run.optimizer = make_optimizer(*run.model, run.config);
   nn::load_training_state((checkpoint / "state.safetensors").string(), *run.model, *run.optimizer);
   run.checkpoint = checkpoint.string();
   run.step = read_json_file((checkpoint / "trainer.json").string()).at("step").get<int64_t>();

@@ -748,6 +748,21 @@ TEST_CASE("gradcheck (f64) of the micro text encoder over its embeddings and a f
   CHECK(r.elements_checked == 50 * 16 + 8 * 16 + 2 * 16 + 16 + 256 + 64 * 16 + 16);
 }
 
+TEST_CASE("CrossAttentionFusion with pool mean: the masked mean of the fused text tokens") {
+  Generator gen(9);
+  CrossAttentionFusion f({.dim = 16, .image_dim = 12, .depth = 1, .heads = 2, .pool = "mean"}, &gen);
+  Tensor text = randn({2, 6, 16}, {}, &gen), image = randn({2, 5, 12}, {}, &gen);
+  Tensor mask = make_mask({{1, 1, 1, 0, 0, 0}, {1, 1, 1, 1, 1, 1}});
+  CrossFusionOutput out = f.forward(text, mask, image);
+  REQUIRE(out.pooled.shape() == Shape{2, 16});
+  // Row 0 averages its first three tokens only; row 1 all six.
+  CHECK(allclose(select(out.pooled, 0, 0), sum(select(out.tokens, 0, 0).slice(0, 0, 3), {0}) / 3.0, 1e-6, 1e-6));
+  CHECK(allclose(select(out.pooled, 0, 1), sum(select(out.tokens, 0, 1), {0}) / 6.0, 1e-6, 1e-6));
+  // The config round-trips through JSON; an unknown pool is an error naming the choices.
+  CHECK(CrossAttentionFusionConfig::from_json(f.config.to_json()).pool == "mean");
+  CHECK_THROWS_WITH_AS(CrossAttentionFusionConfig::from_json({{"pool", "max"}}), doctest::Contains("pool"), Error);
+}
+
 TEST_CASE("gradcheck (f64) of a micro cross-attention fusion over both token inputs and its parameters") {
   manual_seed(22);
   CrossAttentionFusion f({.dim = 8, .image_dim = 6, .depth = 2, .heads = 2, .mlp_ratio = 2.0});

@@ -336,6 +336,43 @@ TEST_CASE("optim: param_groups_for puts 1-D parameters, biases and tokens in a n
   }
 }
 
+TEST_CASE("optim: with_lr_scales moves parameters to scaled copies of their groups by the longest name prefix") {
+  Mixed model;
+  auto groups = nn::with_lr_scales(nn::param_groups_for(model, 1e-3, 0.05), {{"proj_", 0.5}, {"proj_bias", 0.1}});
+  REQUIRE(groups.size() == 4);
+  // The unscaled groups first, so the optimiser's lr() is still the base rate.
+  CHECK(names_of(groups[0]) == std::vector<std::string>{"table"});
+  CHECK(names_of(groups[1]) == std::vector<std::string>{"ln_weight", "cls_token", "position_embeddings", "logit_scale"});
+  CHECK(names_of(groups[2]) == std::vector<std::string>{"proj_weight"});
+  CHECK(groups[2].weight_decay == 0.05);  // a weight keeps its decay
+  CHECK(groups[2].lr == doctest::Approx(5e-4));
+  CHECK(groups[2].lr_scale == doctest::Approx(0.5));
+  CHECK(names_of(groups[3]) == std::vector<std::string>{"proj_bias"});  // "proj_bias" is longer than "proj_"
+  CHECK(groups[3].weight_decay == 0.0);
+  CHECK(groups[3].lr_scale == doctest::Approx(0.1));
+
+  nn::AdamW opt(std::move(groups));
+  CHECK(opt.lr() == doctest::Approx(1e-3));
+  opt.set_lr(2e-3);  // a schedule's rate reaches each group times its scale
+  CHECK(opt.param_groups()[0].lr == doctest::Approx(2e-3));
+  CHECK(opt.param_groups()[2].lr == doctest::Approx(1e-3));
+  CHECK(opt.param_groups()[3].lr == doctest::Approx(2e-4));
+
+  SUBCASE("no scales: the groups unchanged") {
+    auto same = nn::with_lr_scales(nn::param_groups_for(model, 1e-3, 0.05), {});
+    REQUIRE(same.size() == 2);
+    CHECK(names_of(same[0]) == std::vector<std::string>{"proj_weight", "table"});
+  }
+  SUBCASE("a prefix that matches nothing, or a bad scale, is an error naming it") {
+    CHECK_THROWS_WITH_AS(nn::with_lr_scales(nn::param_groups_for(model, 1e-3, 0.05), {{"fusion.", 0.3}}),
+                         doctest::Contains("'fusion.'"), Error);
+    CHECK_THROWS_WITH_AS(nn::with_lr_scales(nn::param_groups_for(model, 1e-3, 0.05), {{"table", 0.0}}),
+                         doctest::Contains("'table'"), Error);
+    CHECK_THROWS_WITH_AS(nn::with_lr_scales(nn::param_groups_for(model, 1e-3, 0.05), {{"", 0.5}}),
+                         doctest::Contains("empty"), Error);
+  }
+}
+
 TEST_CASE("optim: AdamW built from a model decays weights but not 1-D parameters") {
   Tiny m;
   // A zero gradient isolates the weight decay: m = v = 0, so the Adam step is 0 and only θ ← θ(1 − ηλ) acts.

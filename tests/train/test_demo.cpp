@@ -60,7 +60,7 @@ TEST_CASE("demo-quick: retrieval far above chance on held-out scenes, and the ru
   CHECK(m["vqa_accuracy"].get<double>() >= 0.0);
   CHECK(m["vqa_accuracy"].get<double>() <= 1.0);
   CHECK(m["vqa_blind_accuracy"].get<double>() < m["vqa_accuracy_chance"].get<double>() + 0.05);  // balanced answers
-  for (const char* type : {"colour", "shape", "count", "exist", "relation"}) {
+  for (const char* type : {"colour", "shape", "count", "exist", "relation", "place"}) {
     CAPTURE(type);
     CHECK(m.contains(std::string("vqa_accuracy_") + type));
     CHECK(m.contains(std::string("vqa_blind_accuracy_") + type));

@@ -214,6 +214,34 @@ TEST_CASE("BatchMaker: with negatives, each image's caption comes with one of th
   CHECK_FALSE(off.make(idx, 5).negative_ids.defined());
 }
 
+TEST_CASE("Trainer: lr_scales train parameters named by a prefix at a scaled rate, and survive a reload") {
+  json j = test::tiny_run_json(2, /*warmup=*/1);
+  j["lr_scales"] = {{"model.fusion.", 0.25}, {"vqa_head.", 0.5}};
+  const TrainConfig config = TrainConfig::from_json(j);
+  CHECK(TrainConfig::from_json(config.to_json()).lr_scales == config.lr_scales);
+  Dataset data = load_dataset(config.data);
+  const std::string dir = temp_dir("lr_scales");
+  Trainer trainer(config, data, {.out = dir, .verbose = false});
+  CHECK(trainer.train() == 2);
+
+  LoadedRun run = load_run(dir);
+  std::map<std::string, double> scale_of;  // parameter -> its group's lr_scale
+  for (const nn::ParamGroup& g : run.optimizer->param_groups())
+    for (const auto& [name, p] : g.params) scale_of[name] = g.lr_scale;
+  CHECK(scale_of.at("model.fusion.layers.0.cross_attn.q_proj.weight") == 0.25);
+  CHECK(scale_of.at("model.fusion.ln_f.bias") == 0.25);
+  CHECK(scale_of.at("vqa_head.fc1.weight") == 0.5);
+  CHECK(scale_of.at("model.text.word_embeddings.weight") == 1.0);
+  CHECK(scale_of.size() == run.model->named_parameters().size());  // every parameter trained once
+
+  j["lr_scales"] = {{"model.fusoin.", 0.25}};  // a misspelt prefix is an error, not a silent no-op
+  const TrainConfig misspelt = TrainConfig::from_json(j);
+  CHECK_THROWS_WITH_AS(Trainer(misspelt, data, {.out = temp_dir("lr_scales_bad"), .verbose = false}),
+                       doctest::Contains("'model.fusoin.'"), Error);
+  j["lr_scales"] = {{"model.fusion.", -1.0}};
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("lr_scales"), Error);
+}
+
 TEST_CASE("Trainer: a resumed run repeats the uninterrupted run's losses exactly") {
   const TrainConfig config = tiny_config(6);
   Dataset data = load_dataset(config.data);
