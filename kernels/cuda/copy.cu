@@ -12,7 +12,7 @@
 //   the destination's, so both sides are coalesced; converts as copy_cast_kernel does.
 //   Launch: blocks of 32×8 threads, min(tiles, 65536) blocks, each looping over tiles t,
 //   t + gridDim.x, ... (the tile order and the index arithmetic: kernels/cuda/copy_plan.h).
-//   Shared memory: 32 × 33 source elements (≤ 8.3 KiB for 8-byte types).
+//   Shared memory: 32 padded rows of 32 source elements (≤ 8.3 KiB, for 8-byte types).
 // fill_kernel: dst[i] = value, same launch shape as copy_cast_kernel.
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/convert.cuh"
@@ -45,8 +45,9 @@ void copy_cast(const Src* src, const int64_t* src_strides, Dst* dst, const int64
 template <class Dst, class Src>
 __global__ void __launch_bounds__(kTile* kTileRows) copy_tiled_kernel(const Src* src, Dst* dst, TransposeCopyPlan plan) {
   // Raw bytes, not Src[...]: a __shared__ array may not have a constructor to run (bf16 and
-  // f16 have one). Rows of kTile + 1: phase 2 reads a column, 32 rows apart, in 32 banks.
-  __shared__ __align__(8) unsigned char raw[kTile * (kTile + 1) * sizeof(Src)];
+  // f16 have one). Padded rows: phase 2 reads a column, 32 rows apart, in 32 banks.
+  constexpr int pitch = tile_pitch(sizeof(Src));
+  __shared__ __align__(8) unsigned char raw[kTile * pitch * sizeof(Src)];
   Src* tile = reinterpret_cast<Src*>(raw);
   const int x = threadIdx.x, y = threadIdx.y;
   // The loop's bounds are the same for every thread of the block, so every thread reaches
@@ -56,13 +57,13 @@ __global__ void __launch_bounds__(kTile* kTileRows) copy_tiled_kernel(const Src*
 #pragma unroll
     for (int k = 0; k < kTileSteps; ++k) {
       const TileStep s = tile_read(plan, o, x, y, k);
-      if (s.inside) tile[s.row * (kTile + 1) + s.col] = src[s.offset];
+      if (s.inside) tile[s.row * pitch + s.col] = src[s.offset];
     }
     __syncthreads();
 #pragma unroll
     for (int k = 0; k < kTileSteps; ++k) {
       const TileStep s = tile_write(plan, o, x, y, k);
-      if (s.inside) dst[s.offset] = convert<Dst>(tile[s.row * (kTile + 1) + s.col]);
+      if (s.inside) dst[s.offset] = convert<Dst>(tile[s.row * pitch + s.col]);
     }
     __syncthreads();  // the next tile overwrites what this one's phase 2 reads
   }

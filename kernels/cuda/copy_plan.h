@@ -16,8 +16,9 @@
 //            tile[y + 8k][x]: a warp (32 x's, one y) reads 32 consecutive source elements
 //   phase 2  thread (x, y), steps k = 0…3: tile[x][y + 8k] to destination element
 //            (i0 + y + 8k, j0 + x): a warp writes 32 consecutive destination elements
-// The tile's rows are 33 long, so the column a warp reads in phase 2 (rows x = 0…31 of one
-// column) falls in 32 different banks. Elements past the plane's edge (a ragged last tile)
+// The tile's rows are padded (tile_pitch: 33 elements of 4 or 8 bytes, 34 of 2, 36 of 1) so
+// that the column a warp reads in phase 2 (rows x = 0…31 of one column) falls in 32
+// different banks of 4 bytes. Elements past the plane's edge (a ragged last tile)
 // are neither read nor written. Blocks loop over the tiles (tile t, t + gridDim.x, …), so
 // any number of tiles fits one 1-D grid, with no limit on the batch.
 #pragma once
@@ -39,6 +40,11 @@ constexpr int kTileRows = 8;    // threads a block: kTile × kTileRows (256)
 constexpr int kTileSteps = kTile / kTileRows;  // elements a thread moves in each phase
 constexpr int64_t kMinTiledSide = 8;           // a thinner plane wastes most of each tile
 constexpr int64_t kMaxTileBlocks = int64_t(1) << 16;
+
+// Elements a tile row takes in shared memory, for elements of `bytes` bytes: one row is an
+// odd number of 4-byte words (33, 17, 9), so rows x = 0…31 of a column start in 32 different
+// banks; 8-byte elements are read by half-warps, whose 16 rows of 66 words apart do too.
+MMG_HOST_DEVICE constexpr int tile_pitch(int bytes) { return bytes == 1 ? 36 : bytes == 2 ? 34 : kTile + 1; }
 
 struct TransposeCopyPlan {
   bool tiled = false;

@@ -240,6 +240,9 @@ void gelu_backward(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx) 
 
 // ---- version 2: 16-byte packs ----
 
+// The tail (< V ≤ 16 elements) needs no more threads than one block has.
+static_assert(kBlock >= 16, "a block covers any tail");
+
 // The grid's thread index, counted over all blocks: the tail's threads.
 __device__ inline int64_t global_thread() { return blockIdx.x * int64_t(blockDim.x) + threadIdx.x; }
 

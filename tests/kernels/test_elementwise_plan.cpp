@@ -26,17 +26,6 @@ BinaryPackPlan plan_for(const Dims& shape, const Dims& sa, const Dims& sb, int w
   return plan_binary_packs(m, width, a_al, b_al, out_al);
 }
 
-// Row-major strides of a contiguous tensor of `shape`.
-Dims contiguous(const Dims& shape) {
-  Dims s(shape.size());
-  int64_t step = 1;
-  for (size_t d = shape.size(); d-- > 0;) {
-    s[d] = step;
-    step *= shape[d];
-  }
-  return s;
-}
-
 int64_t count(const Dims& shape) {
   int64_t n = 1;
   for (int64_t s : shape) n *= s;
