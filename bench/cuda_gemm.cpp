@@ -9,8 +9,19 @@
 //   bf16  bf16 data, f32 accumulation   the rate mixed precision trains at
 // Shapes: the linear layers of ViT-B/16 (64 images of 197 tokens) and BERT-base (32
 // sequences of 512), and a square.
+//
+// Then the op `linear` (y = x·Wᵀ + b) at the same layers, forward and backward, in every
+// version of its kernel family (v1: the bias copied into y and the GEMM accumulating onto
+// it, ∂L/∂b by a reduction; v2: cuBLASLt's BIAS and BGRADB epilogues), f32 and bf16, so
+// that a run on a GPU shows which version should be the default. TFLOP/s count the GEMMs
+// only (forward 2·M·N·K, backward 4·M·N·K for ∂L/∂x and ∂L/∂W); the note gives each
+// version's time as a multiple of version 1's.
 #ifdef MMG_WITH_CUDA
 #include <cublasLt.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
 
 #include "bench/cuda_bench.h"
 #include "kernels/cuda/gemm.h"
@@ -184,6 +195,87 @@ static std::vector<GemmCase> gemm_cases(bool quick) {
           {"square", 4096, 4096, 4096}};
 }
 
+// ---- linear: every version of its family ----
+
+struct LinearCase {
+  const char* what;
+  int64_t rows, in, out;  // x [rows, in], W [out, in], b [out]
+};
+
+static std::vector<LinearCase> linear_cases(bool quick) {
+  if (quick) return {{"vit-b qkv B8", 8 * 197, 768, 2304}, {"bert-base mlp up B4", 4 * 512, 768, 3072}};
+  return {{"vit-b qkv B64", 64 * 197, 768, 2304},         {"vit-b mlp up B64", 64 * 197, 768, 3072},
+          {"vit-b mlp down B64", 64 * 197, 3072, 768},    {"bert-base proj B32", 32 * 512, 768, 768},
+          {"bert-base mlp up B32", 32 * 512, 768, 3072}, {"bert-base mlp down B32", 32 * 512, 3072, 768}};
+}
+
+static Row linear_row(const LinearCase& c, int version, Direction d, const std::string& dtype) {
+  Row r("linear", c.what, fmt::format("[{},{}]x[{},{}]^T+[{}]", c.rows, c.in, c.out, c.in, c.out),
+        {{"rows", c.rows}, {"in", c.in}, {"out", c.out}});
+  r.version = version;
+  r.direction = d;
+  r.dtype = dtype;
+  return r;
+}
+
+// The CPU references are computed on a part of each result (the first 64 rows of y and
+// ∂L/∂x, the first 16 rows of ∂L/∂W, all of ∂L/∂b): a wrong layout or epilogue shows there.
+static void bench_linear_case(CudaBench& b, const LinearCase& c, const std::string& dtype) {
+  const Device dev = Device::cuda(b.device);
+  const DType dt = dtype == "bf16" ? DType::bf16 : DType::f32;
+  const double tol = dt == DType::bf16 ? 2e-2 : 1e-4;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(c.in));  // keeps y of order 1
+  Tensor x0 = randn({c.rows, c.in}, {.device = dev}).to(dt), g0 = randn({c.rows, c.out}, {.device = dev}).to(dt);
+  Tensor w = (randn({c.out, c.in}, {.device = dev}) * scale).to(dt), bias = randn({c.out}, {.device = dev}).to(dt);
+  const int64_t k = std::min<int64_t>(64, c.rows);
+  const Tensor x_cpu = on_cpu(x0), g_cpu = on_cpu(g0), w_cpu = on_cpu(w), b_cpu = on_cpu(bias);
+  const Tensor y_ref = linear(x_cpu.slice(0, 0, k), w_cpu, b_cpu);
+  const Tensor dx_ref = matmul(g_cpu.slice(0, 0, k), w_cpu);
+  const Tensor dw_ref = matmul(transpose(g_cpu.slice(1, 0, 16), 0, 1), x_cpu);
+  const Tensor db_ref = sum(g_cpu, {0});
+  const int n = b.sets_for(bytes_of({x0, g0}) * 2);
+  const auto sets = rotating_sets({x0, g0}, n);
+  const double flops = gemm_flops(c.rows, c.out, c.in);
+  const KernelFamily* family = family_of("linear", b.families);
+  const int versions = family ? static_cast<int>(family->versions.size()) : 1;
+  double v1_fwd = NAN, v1_bwd = NAN;
+  for (int v = 1; v <= versions; ++v) {
+    std::optional<KernelVersionGuard> guard;
+    if (family) guard.emplace("linear", v);
+    Row fwd = linear_row(c, v, Direction::fwd, dtype);
+    run_case(b, fwd, [&] {
+      fwd.check = check_all({{linear(sets[0][0], w, bias).slice(0, 0, k), y_ref}}, tol);
+      fwd.ms = time_on_device([&](int s) { linear(sets[s][0], w, bias); }, n, b.budget).ms;
+      if (v == 1) v1_fwd = fwd.ms;
+      else fwd.note = fmt::format("{:.2f}x version 1's time", fwd.ms / v1_fwd);
+      b.add_tflops(fwd, flops);
+    });
+    Row bwd = linear_row(c, v, Direction::bwd, dtype);
+    run_case(b, bwd, [&] {
+      Tensor wg = w.detach().requires_grad_(), bg = bias.detach().requires_grad_();
+      std::vector<Tensor> xs, outs;
+      for (const auto& set : sets) {
+        xs.push_back(set[0].detach().requires_grad_());
+        outs.push_back(linear(xs.back(), wg, bg));
+      }
+      auto backward = [&](int s) { return backward_through(outs[s], sets[s][1], {xs[s], wg, bg}, true); };
+      const Grads grads = backward(0);
+      bwd.check = check_all({{grads[0].slice(0, 0, k), dx_ref}, {grads[1].slice(0, 0, 16), dw_ref}, {grads[2], db_ref}},
+                            tol);
+      bwd.ms = time_on_device(backward, n, b.budget).ms;
+      if (v == 1) v1_bwd = bwd.ms;
+      else bwd.note = fmt::format("{:.2f}x version 1's time", bwd.ms / v1_bwd);
+      b.add_tflops(bwd, 2 * flops);
+    });
+    cuda_empty_cache(b.device);
+  }
+}
+
+static void bench_linear(CudaBench& b) {
+  for (const LinearCase& c : linear_cases(b.quick))
+    for (const std::string& dtype : b.plan.dtypes) bench_linear_case(b, c, dtype);
+}
+
 void bench_gemm(CudaBench& b) {
   for (const GemmCase& c : gemm_cases(b.quick)) {
     const double flops = gemm_flops(c.M, c.N, c.K);
@@ -221,6 +313,7 @@ void bench_gemm(CudaBench& b) {
     });
     cuda_empty_cache(b.device);
   }
+  bench_linear(b);
 }
 
 }  // namespace mmg::bench

@@ -10,6 +10,9 @@
 // read and write 2-byte elements (f32 math inside), so their bytes are counted at 2 per
 // element; layer_norm's 16-bit runs take f32 γ and β (PyTorch's usual mix), whose 4 bytes
 // per column are counted at 2 as well — N elements beside M·N, a rounding of the total.
+// elementwise runs every version of its family (v1 scalar, v2 16-byte packs), f32. The
+// transposing copies (under "copy") run every version of the family "copy" (v2 tiles
+// transposes through shared memory), f32 and bf16, as fractions of the copy bandwidth.
 #ifdef MMG_WITH_CUDA
 #include <cuda_runtime.h>
 
@@ -23,7 +26,17 @@ namespace mmg::bench {
 static constexpr const char* kForwardGoal = "≥ 90% copy";
 static constexpr const char* kBackwardGoal = "≥ 80% copy";
 
+// Sets the family's version for a scope when the kernel has a family (else it has one version).
+struct VersionScope {
+  std::optional<KernelVersionGuard> guard;
+  VersionScope(const CudaBench& b, const std::string& kernel, int version) {
+    if (b.has_family(kernel)) guard.emplace(kernel, version);
+  }
+};
+
 // ---- copy: the ceiling every GB/s is measured against ----
+
+static void bench_transposing_copies(CudaBench& b);
 
 void measure_copy_bandwidth(CudaBench& b) {
   const Device dev = Device::cuda(b.device);
@@ -60,6 +73,50 @@ void measure_copy_bandwidth(CudaBench& b) {
     kernel_row.ms = time_on_device(run, 1, b.budget).ms;
     b.add_gbps(kernel_row, copy_bytes(static_cast<double>(bytes)));
   });
+  bench_transposing_copies(b);
+}
+
+// contiguous() of a permuted view: the copies attention's layouts make. ViT-B/16 with 64
+// images: q, k, v [B,S,H,D] <-> [B,H,S,D] (rows of D stay contiguous on both sides: a copy of
+// 256-byte runs, no transpose for version 2 to tile), kᵀ [B·H,S,D] → [B·H,D,S] (a batched
+// transpose, tiled by version 2), and a [B·S,768] activation transposed (a weight
+// gradient's operand). Bytes: each element read once and written once.
+struct PermuteCase {
+  const char* what;
+  Shape shape;                 // the source, contiguous
+  std::vector<int64_t> order;  // its permutation
+};
+
+static void bench_transposing_copies(CudaBench& b) {
+  const Device dev = Device::cuda(b.device);
+  const int64_t B = b.quick ? 8 : 64, S = 197, H = 12, D = 64;
+  const std::vector<PermuteCase> cases = {
+      {"vit-b/16 heads [B,S,H,D] -> [B,H,S,D]", {B, S, H, D}, {0, 2, 1, 3}},
+      {"vit-b/16 heads [B,H,S,D] -> [B,S,H,D]", {B, H, S, D}, {0, 2, 1, 3}},
+      {"vit-b/16 k^T [B*H,S,D] -> [B*H,D,S]", {B * H, S, D}, {0, 2, 1}},
+      {"vit-b/16 activations^T [B*S,768] -> [768,B*S]", {B * S, 768}, {1, 0}},
+  };
+  for (const std::string dtype : {"f32", "bf16"}) {
+    const DType dt = dtype == "bf16" ? DType::bf16 : DType::f32;
+    for (const PermuteCase& c : cases) {
+      Tensor x0 = randn(c.shape, {.device = dev}).to(dt);
+      const Tensor want = on_cpu(x0).permute(c.order).contiguous();
+      const int n = b.sets_for(2 * bytes_of({x0}));
+      const auto sets = rotating_sets({x0}, n);
+      for (int v : b.versions("copy")) {
+        VersionScope scope(b, "copy", v);
+        Row r("copy", c.what, dims(c.shape) + " permute " + dims(c.order), {{"n", x0.numel()}});
+        r.version = v;
+        r.dtype = dtype;
+        run_case(b, r, [&] {
+          r.check = check_all({{sets[0][0].permute(c.order).contiguous(), want}}, 0);
+          r.ms = time_on_device([&](int s) { sets[s][0].permute(c.order).contiguous(); }, n, b.budget).ms;
+          b.add_gbps(r, copy_bytes(bytes_of({x0})));
+        });
+      }
+      cuda_empty_cache(b.device);
+    }
+  }
 }
 
 // ---- the row shapes of ViT-B/16 and BERT-base ----
@@ -96,14 +153,6 @@ static DType row_dtype(const std::string& name) {
 static double row_tolerance(DType dt, double f32_tol) {
   return dt == DType::bf16 ? 1e-2 : dt == DType::f16 ? 2e-3 : f32_tol;
 }
-
-// Sets the family's version for a scope when the kernel has a family (else it has one version).
-struct VersionScope {
-  std::optional<KernelVersionGuard> guard;
-  VersionScope(const CudaBench& b, const std::string& kernel, int version) {
-    if (b.has_family(kernel)) guard.emplace(kernel, version);
-  }
-};
 
 // ---- softmax ----
 
@@ -210,47 +259,51 @@ void bench_elementwise(CudaBench& b) {
   const int n = b.sets_for(bytes_of({a0, g0}));
   const auto sets = rotating_sets({a0, g0}, n);
   const Tensor a_ref = on_cpu(a0), g_ref = on_cpu(g0), bias_ref = on_cpu(bias);
-  auto row = [&](const std::string& what, const std::string& shape, Direction d) {
-    Row r("elementwise", what, shape, {{"rows", M}, {"cols", N}});
-    r.direction = d;
-    return r;
-  };
+  for (int v : b.versions("elementwise")) {
+    VersionScope scope(b, "elementwise", v);
+    auto row = [&](const std::string& what, const std::string& shape, Direction d) {
+      Row r("elementwise", what, shape, {{"rows", M}, {"cols", N}});
+      r.version = v;
+      r.direction = d;
+      return r;
+    };
 
-  // a [M,N] + bias [N]: the bias broadcast over the rows (a linear layer's bias).
-  Row add_b = row("add, bias broadcast", dims({M, N}) + "+" + dims({N}), Direction::fwd);
-  run_case(b, add_b, [&] {
-    add_b.check = check_all({{add(sets[0][0], bias), add(a_ref, bias_ref)}}, 0);
-    add_b.ms = time_on_device([&](int s) { add(sets[s][0], bias); }, n, b.budget).ms;
-    b.add_gbps(add_b, add_broadcast_bytes(M, N, 4));
-  });
-  // a + g, both [M,N] (a residual connection).
-  Row add_s = row("add, same shape", dims({M, N}) + "+" + dims({M, N}), Direction::fwd);
-  run_case(b, add_s, [&] {
-    add_s.check = check_all({{add(sets[0][0], sets[0][1]), add(a_ref, g_ref)}}, 0);
-    add_s.ms = time_on_device([&](int s) { add(sets[s][0], sets[s][1]); }, n, b.budget).ms;
-    b.add_gbps(add_s, add_bytes(M * N, 4));
-  });
-  // GELU (exact, erf), forward and backward.
-  Row gf = row("gelu", dims({M, N}), Direction::fwd);
-  run_case(b, gf, [&] {
-    gf.check = check_all({{gelu(sets[0][0]), gelu(a_ref)}}, 1e-5);
-    gf.ms = time_on_device([&](int s) { gelu(sets[s][0]); }, n, b.budget).ms;
-    b.add_gbps(gf, gelu_bytes(M * N, 4, Direction::fwd));
-  });
-  Row gb = row("gelu", dims({M, N}), Direction::bwd);
-  run_case(b, gb, [&] {
-    std::vector<Tensor> xs, outs;
-    for (const auto& set : sets) {
-      xs.push_back(set[0].detach().requires_grad_());
-      outs.push_back(gelu(xs.back()));
-    }
-    auto backward = [&](int s) { return backward_through(outs[s], sets[s][1], {xs[s]}, true); };
-    Tensor x_ref = a_ref.detach().requires_grad_();
-    gelu(x_ref).backward(g_ref);
-    gb.check = check_all({{backward(0)[0], x_ref.grad()}}, 1e-5);
-    gb.ms = time_on_device(backward, n, b.budget).ms;
-    b.add_gbps(gb, gelu_bytes(M * N, 4, Direction::bwd));
-  });
+    // a [M,N] + bias [N]: the bias broadcast over the rows (a linear layer's bias).
+    Row add_b = row("add, bias broadcast", dims({M, N}) + "+" + dims({N}), Direction::fwd);
+    run_case(b, add_b, [&] {
+      add_b.check = check_all({{add(sets[0][0], bias), add(a_ref, bias_ref)}}, 0);
+      add_b.ms = time_on_device([&](int s) { add(sets[s][0], bias); }, n, b.budget).ms;
+      b.add_gbps(add_b, add_broadcast_bytes(M, N, 4));
+    });
+    // a + g, both [M,N] (a residual connection).
+    Row add_s = row("add, same shape", dims({M, N}) + "+" + dims({M, N}), Direction::fwd);
+    run_case(b, add_s, [&] {
+      add_s.check = check_all({{add(sets[0][0], sets[0][1]), add(a_ref, g_ref)}}, 0);
+      add_s.ms = time_on_device([&](int s) { add(sets[s][0], sets[s][1]); }, n, b.budget).ms;
+      b.add_gbps(add_s, add_bytes(M * N, 4));
+    });
+    // GELU (exact, erf), forward and backward.
+    Row gf = row("gelu", dims({M, N}), Direction::fwd);
+    run_case(b, gf, [&] {
+      gf.check = check_all({{gelu(sets[0][0]), gelu(a_ref)}}, 1e-5);
+      gf.ms = time_on_device([&](int s) { gelu(sets[s][0]); }, n, b.budget).ms;
+      b.add_gbps(gf, gelu_bytes(M * N, 4, Direction::fwd));
+    });
+    Row gb = row("gelu", dims({M, N}), Direction::bwd);
+    run_case(b, gb, [&] {
+      std::vector<Tensor> xs, outs;
+      for (const auto& set : sets) {
+        xs.push_back(set[0].detach().requires_grad_());
+        outs.push_back(gelu(xs.back()));
+      }
+      auto backward = [&](int s) { return backward_through(outs[s], sets[s][1], {xs[s]}, true); };
+      Tensor x_ref = a_ref.detach().requires_grad_();
+      gelu(x_ref).backward(g_ref);
+      gb.check = check_all({{backward(0)[0], x_ref.grad()}}, 1e-5);
+      gb.ms = time_on_device(backward, n, b.budget).ms;
+      b.add_gbps(gb, gelu_bytes(M * N, 4, Direction::bwd));
+    });
+  }
 }
 
 }  // namespace mmg::bench

@@ -18,6 +18,14 @@ const std::vector<KernelFamily>& kernel_families() {
        {"composed: N×N logits through matmul and two cross-entropies (O(N²) memory)",
         "fused: row and column log-sum-exp by tiles, O(N·d) memory"},
        2},
+      {"copy",
+       {"one thread an element; a transposing copy reads with a stride",
+        "a transposing copy through 32x32 shared-memory tiles, coalesced reads and writes; other copies as version 1"},
+       1},  // v2 stays opt-in until it has run on a GPU
+      {"elementwise",
+       {"unary, binary, gelu: one element a thread, scalar loads",
+        "16-byte packs where the layout and alignment allow (contiguous, scalar or row-bias operands); else version 1"},
+       1},  // v2 stays opt-in until it has run on a GPU
       {"hinge_ranking_loss",
        {"composed: N×N scores through matmul, relu and masked_fill (O(N²) memory)",
         "fused: both hinges of each score by tiles, O(N·d) memory"},

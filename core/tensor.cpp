@@ -5,6 +5,7 @@
 #include "core/autograd.h"
 #include "core/cuda_memory.h"
 #include "core/dispatch.h"
+#include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/device_checks.h"
 #include "kernels/cpu/copy.h"
@@ -92,7 +93,8 @@ Tensor Tensor::detach() const {
 // ---- copies and conversion ----
 
 // dst[i] = D(src[i]) for two tensors of one shape on one device, each with its strides:
-// the copy kernel of that device (kernels/cpu/copy.h, kernels/cuda/copy.h).
+// the copy kernel of that device (kernels/cpu/copy.h, kernels/cuda/copy.h; on CUDA the
+// version kernel_version("copy") names).
 static void copy_values(const Tensor& src, const Tensor& dst, const char* op) {
   const int ndim = static_cast<int>(dst.dim());
   MMG_CHECK(ndim <= kMaxDims, "{}: tensors have at most {} dims, got {}", op, kMaxDims, shape_str(dst.shape()));
@@ -105,7 +107,8 @@ static void copy_values(const Tensor& src, const Tensor& dst, const char* op) {
       if (cuda) {
         if constexpr (kWithCuda) {
           cuda::DeviceGuard guard(dst.device().index);
-          cuda::copy_cast<D, S>(s, src.strides().data(), d, dst.strides().data(), ndim, dst.shape().data(), dst.numel());
+          auto* kernel = kernel_version("copy") == 2 ? cuda::copy_cast_v2<D, S> : cuda::copy_cast<D, S>;
+          kernel(s, src.strides().data(), d, dst.strides().data(), ndim, dst.shape().data(), dst.numel());
         }
         return;
       }

@@ -2,12 +2,14 @@
 // two tensors, run a scalar lambda over them in the compute dtype, return the result dtype.
 //
 // On CUDA the lambda cannot run (it is host code): each op also names itself with an op code
-// (kernels/cuda/elementwise.h) whose device math is written to match the lambda.
+// (kernels/cuda/elementwise.h) whose device math is written to match the lambda, and the
+// kernel is the version kernel_version("elementwise") names (v2: 16-byte packs).
 #pragma once
 #include <functional>
 #include <type_traits>
 
 #include "core/dispatch.h"
+#include "core/kernel_versions.h"
 #include "core/ops/device_checks.h"
 #include "core/tensor.h"
 #include "kernels/cpu/elementwise.h"
@@ -37,9 +39,10 @@ Tensor binary_forward(const char* op, cuda::BinaryOp code, const Tensor& a, cons
         if (on_cuda(op, out)) {
           if constexpr (kWithCuda && !std::is_same_v<T, bool>) {
             cuda::DeviceGuard guard(out.device().index);
-            cuda::binary<T, R>(code, static_cast<const T*>(ac.data_ptr()), ac.strides().data(),
-                               static_cast<const T*>(bc.data_ptr()), bc.strides().data(), static_cast<R*>(out.data_ptr()),
-                               static_cast<int>(out.dim()), out.shape().data(), out.numel());
+            auto* kernel = kernel_version("elementwise") == 2 ? cuda::binary_v2<T, R> : cuda::binary<T, R>;
+            kernel(code, static_cast<const T*>(ac.data_ptr()), ac.strides().data(), static_cast<const T*>(bc.data_ptr()),
+                   bc.strides().data(), static_cast<R*>(out.data_ptr()), static_cast<int>(out.dim()),
+                   out.shape().data(), out.numel());
           } else {
             MMG_FAIL("{}: internal error: bool operands are compared as u8 on CUDA", op);
           }
@@ -71,7 +74,8 @@ Tensor unary_float_forward(const char* op, cuda::UnaryOp code, const Tensor& x, 
     if (on_cuda(op, xc)) {
       if constexpr (kWithCuda) {
         cuda::DeviceGuard guard(xc.device().index);
-        cuda::unary<T>(code, xc.data<T>(), out.data<T>(), out.numel(), p0, p1);
+        auto* kernel = kernel_version("elementwise") == 2 ? cuda::unary_v2<T> : cuda::unary<T>;
+        kernel(code, xc.data<T>(), out.data<T>(), out.numel(), p0, p1);
       }
       return;
     }
@@ -94,7 +98,8 @@ Tensor unary_numeric_forward(const char* op, cuda::UnaryOp code, const Tensor& x
     if (on_cuda(op, xc)) {
       if constexpr (kWithCuda) {
         cuda::DeviceGuard guard(xc.device().index);
-        cuda::unary<T>(code, xc.data<T>(), out.data<T>(), out.numel(), p0, p1);
+        auto* kernel = kernel_version("elementwise") == 2 ? cuda::unary_v2<T> : cuda::unary<T>;
+        kernel(code, xc.data<T>(), out.data<T>(), out.numel(), p0, p1);
       }
       return;
     }

@@ -11,6 +11,7 @@
 
 #include "core/autograd.h"
 #include "core/dispatch.h"
+#include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
 #include "kernels/gelu.h"
@@ -124,7 +125,8 @@ Tensor gelu(const Tensor& x, GeluApprox approx) {
     if (on_cuda("gelu", xc)) {
       if constexpr (kWithCuda) {
         cuda::DeviceGuard guard(xc.device().index);
-        cuda::gelu_forward<T>(xc.data<T>(), y.data<T>(), y.numel(), tanh_approx);
+        auto* kernel = kernel_version("elementwise") == 2 ? cuda::gelu_forward_v2<T> : cuda::gelu_forward<T>;
+        kernel(xc.data<T>(), y.data<T>(), y.numel(), tanh_approx);
       }
       return;
     }
@@ -138,7 +140,8 @@ Tensor gelu(const Tensor& x, GeluApprox approx) {
       if (on_cuda("gelu", xc)) {
         if constexpr (kWithCuda) {
           cuda::DeviceGuard guard(xc.device().index);
-          cuda::gelu_backward<T>(xc.data<T>(), gc.data<T>(), dx.data<T>(), dx.numel(), tanh_approx);
+          auto* kernel = kernel_version("elementwise") == 2 ? cuda::gelu_backward_v2<T> : cuda::gelu_backward<T>;
+          kernel(xc.data<T>(), gc.data<T>(), dx.data<T>(), dx.numel(), tanh_approx);
         }
         return;
       }

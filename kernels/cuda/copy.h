@@ -12,9 +12,16 @@
 namespace mmg::cuda {
 
 // dst[i] = Dst(src[i]) over `shape` (ndim dims, n elements), each side with its strides.
+// Two versions (the kernel family "copy", core/kernel_versions.h), same contract, same bits:
+//   copy_cast     one thread an element; a transposing copy reads with a stride
+//   copy_cast_v2  a transposing copy (kernels/cuda/copy_plan.h) through 32×32 tiles of
+//                 shared memory, coalesced on both sides; any other copy as copy_cast
 template <class Dst, class Src>
 void copy_cast(const Src* src, const int64_t* src_strides, Dst* dst, const int64_t* dst_strides, int ndim,
                const int64_t* shape, int64_t n);
+template <class Dst, class Src>
+void copy_cast_v2(const Src* src, const int64_t* src_strides, Dst* dst, const int64_t* dst_strides, int ndim,
+                  const int64_t* shape, int64_t n);
 
 // dst[i] = value for i < n (dst contiguous). T as copy_cast.
 template <class T>

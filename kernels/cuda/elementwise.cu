@@ -12,6 +12,14 @@
 //                 index arithmetic.
 // where_kernel:   out[i] = c[off_c(i)] ? a[off_a(i)] : b[off_b(i)]
 // gelu_*_kernel:  the formulas in kernels/cuda/elementwise.h, one pass over x (and dy).
+//
+// Version 2 (the *_packed_kernel's, at the end): the same math on 16-byte packs of V
+// elements (V = 16 / sizeof(T)), so that a warp moves 512 contiguous bytes per operand and
+// access instead of 128, with V independent elements in flight per thread. Same launch
+// shape with packs in place of elements: grid_for(n / V) blocks of 256, a grid-stride loop
+// over the packs; the tail (fewer than V elements after the last whole pack) is done one
+// element a thread by the grid's first threads. Where packs do not fit (the layout or the
+// pointers' alignment, kernels/cuda/elementwise_plan.h), the v1 kernel runs instead.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -19,6 +27,8 @@
 
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/elementwise_plan.h"
+#include "kernels/cuda/pack.cuh"
 #include "kernels/cuda/strided.cuh"
 
 namespace mmg::cuda {
@@ -76,8 +86,9 @@ __global__ void unary_kernel(UnaryOp op, const T* x, T* out, int64_t n, double p
   MMG_GRID_STRIDE(i, n) out[i] = apply_unary<T>(op, x[i], p0, p1);
 }
 
+// Refuses the ops integers do not take; brings clamp's bounds into an integer T's range.
 template <class T>
-void unary(UnaryOp op, const T* x, T* out, int64_t n, double p0, double p1) {
+void check_unary(UnaryOp op, double& p0, double& p1) {
   if constexpr (!std::is_floating_point_v<T>) {
     if (op != UnaryOp::abs && op != UnaryOp::relu && op != UnaryOp::clamp)
       throw_error(__FILE__, __LINE__, "cuda::unary: this op takes floating dtypes only");
@@ -86,6 +97,11 @@ void unary(UnaryOp op, const T* x, T* out, int64_t n, double p0, double p1) {
     p0 = std::clamp(p0, lowest, highest);
     p1 = std::clamp(p1, lowest, highest);
   }
+}
+
+template <class T>
+void unary(UnaryOp op, const T* x, T* out, int64_t n, double p0, double p1) {
+  check_unary<T>(op, p0, p1);
   if (n == 0) return;
   unary_kernel<T><<<grid_for(n, kBlock), kBlock, 0, current_stream()>>>(op, x, out, n, p0, p1);
   MMG_CUDA_LAUNCH_CHECK();
@@ -136,13 +152,18 @@ __global__ void binary_kernel(BinaryOp op, const T* a, const T* b, R* out, int64
 }
 
 template <class T, class R>
-void binary(BinaryOp op, const T* a, const int64_t* a_strides, const T* b, const int64_t* b_strides, R* out, int ndim,
-            const int64_t* shape, int64_t n) {
+void check_binary(BinaryOp op) {
   const bool want_bool = std::is_same_v<R, bool>;
   if (is_comparison(op) != want_bool)
     throw_error(__FILE__, __LINE__, "cuda::binary: comparisons write bool, arithmetic writes the operand type");
   if (op == BinaryOp::pow && !std::is_floating_point_v<T>)
     throw_error(__FILE__, __LINE__, "cuda::binary: pow takes floating dtypes only");
+}
+
+template <class T, class R>
+void binary(BinaryOp op, const T* a, const int64_t* a_strides, const T* b, const int64_t* b_strides, R* out, int ndim,
+            const int64_t* shape, int64_t n) {
+  check_binary<T, R>(op);
   if (n == 0) return;
   const StridedLayout<2> layout(MergedDims<2>(ndim, shape, {a_strides, b_strides}));
   binary_kernel<T, R><<<grid_for(n, kBlock), kBlock, 0, current_stream()>>>(op, a, b, out, n, layout);
@@ -176,29 +197,31 @@ constexpr double kInvSqrt2 = 0.7071067811865476;     // 1/√2
 constexpr double kInvSqrt2Pi = 0.3989422804014327;   // 1/√(2π)
 constexpr double kTanhCubic = 0.044715;
 
+// y(v) and dy/dv(v), the formulas of kernels/cuda/elementwise.h.
+template <class T>
+__device__ inline T gelu_value(T v, bool tanh_approx) {
+  const T k = T(kSqrt2OverPi), c = T(kTanhCubic);
+  return tanh_approx ? T(0.5) * v * (T(1) + tanh(k * (v + c * v * v * v))) : T(0.5) * v * (T(1) + erf(v * T(kInvSqrt2)));
+}
+
+template <class T>
+__device__ inline T gelu_slope(T v, bool tanh_approx) {
+  const T k = T(kSqrt2OverPi), c = T(kTanhCubic);
+  if (tanh_approx) {
+    const T t = tanh(k * (v + c * v * v * v));
+    return T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * k * (T(1) + T(3) * c * v * v);
+  }
+  return T(0.5) * (T(1) + erf(v * T(kInvSqrt2))) + v * exp(T(-0.5) * v * v) * T(kInvSqrt2Pi);
+}
+
 template <class T>
 __global__ void gelu_forward_kernel(const T* x, T* y, int64_t n, bool tanh_approx) {
-  const T k = T(kSqrt2OverPi), c = T(kTanhCubic);
-  MMG_GRID_STRIDE(i, n) {
-    const T v = x[i];
-    y[i] = tanh_approx ? T(0.5) * v * (T(1) + tanh(k * (v + c * v * v * v))) : T(0.5) * v * (T(1) + erf(v * T(kInvSqrt2)));
-  }
+  MMG_GRID_STRIDE(i, n) y[i] = gelu_value(x[i], tanh_approx);
 }
 
 template <class T>
 __global__ void gelu_backward_kernel(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx) {
-  const T k = T(kSqrt2OverPi), c = T(kTanhCubic);
-  MMG_GRID_STRIDE(i, n) {
-    const T v = x[i];
-    T d;
-    if (tanh_approx) {
-      const T t = tanh(k * (v + c * v * v * v));
-      d = T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * k * (T(1) + T(3) * c * v * v);
-    } else {
-      d = T(0.5) * (T(1) + erf(v * T(kInvSqrt2))) + v * exp(T(-0.5) * v * v) * T(kInvSqrt2Pi);
-    }
-    dx[i] = dy[i] * d;
-  }
+  MMG_GRID_STRIDE(i, n) dx[i] = dy[i] * gelu_slope(x[i], tanh_approx);
 }
 
 template <class T>
@@ -215,13 +238,174 @@ void gelu_backward(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx) 
   MMG_CUDA_LAUNCH_CHECK();
 }
 
+// ---- version 2: 16-byte packs ----
+
+// The tail (< V ≤ 16 elements) needs no more threads than one block has.
+static_assert(kBlock >= 16, "a block covers any tail");
+
+// The grid's thread index, counted over all blocks: the tail's threads.
+__device__ inline int64_t global_thread() { return blockIdx.x * int64_t(blockDim.x) + threadIdx.x; }
+
+template <class T>
+__global__ void unary_packed_kernel(UnaryOp op, const T* x, T* out, int64_t n, double p0, double p1) {
+  constexpr int V = vector_width<T>;
+  const int64_t packs = whole_packs(n, V);
+  MMG_GRID_STRIDE(p, packs) {
+    T v[V];
+    load_vec<V>(x + p * V, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] = apply_unary<T>(op, v[k], p0, p1);
+    store_vec<V>(out + p * V, v);
+  }
+  const int64_t i = packs * V + global_thread();  // the tail, fewer than V elements
+  if (i < n) out[i] = apply_unary<T>(op, x[i], p0, p1);
+}
+
+template <class T>
+void unary_v2(UnaryOp op, const T* x, T* out, int64_t n, double p0, double p1) {
+  if (!aligned_16({x, out})) return unary<T>(op, x, out, n, p0, p1);
+  check_unary<T>(op, p0, p1);
+  if (n == 0) return;
+  const int64_t packs = whole_packs(n, vector_width<T>);
+  unary_packed_kernel<T><<<grid_for(packs, kBlock), kBlock, 0, current_stream()>>>(op, x, out, n, p0, p1);
+  MMG_CUDA_LAUNCH_CHECK();
+}
+
+// v[k] = p[k] for k < V in one access when the operand is walked (stride 1), else V copies
+// of p[0] (an operand of one element, repeated).
+template <int V, class T>
+__device__ inline void load_or_repeat(const T* p, bool walked, T (&v)[V]) {
+  if (walked) {
+    load_vec<V>(p, v);
+  } else {
+    const T one = *p;
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] = one;
+  }
+}
+
+// The flat path: out[i] = a[i·sa] ∘ b[i·sb] over n elements, sa and sb 0 or 1.
+template <class T, class R>
+__global__ void binary_flat_packed_kernel(BinaryOp op, const T* a, const T* b, R* out, int64_t n, bool a_walked,
+                                          bool b_walked) {
+  constexpr int V = vector_width<T>;
+  const int64_t packs = whole_packs(n, V);
+  MMG_GRID_STRIDE(p, packs) {
+    T x[V], y[V];
+    R r[V];
+    load_or_repeat<V>(a + (a_walked ? p * V : 0), a_walked, x);
+    load_or_repeat<V>(b + (b_walked ? p * V : 0), b_walked, y);
+#pragma unroll
+    for (int k = 0; k < V; ++k) r[k] = apply_binary<T, R>(op, x[k], y[k]);
+    store_vec<V>(out + p * V, r);
+  }
+  const int64_t i = packs * V + global_thread();
+  if (i < n) out[i] = apply_binary<T, R>(op, a[a_walked ? i : 0], b[b_walked ? i : 0]);
+}
+
+// The rows path: out[r, c] = a[r·sa + c] ∘ b[r·sb + c] over M rows of N, sa and sb 0 or N,
+// N a multiple of V (no tail).
+template <class T, class R>
+__global__ void binary_rows_packed_kernel(BinaryOp op, const T* a, const T* b, R* out, BinaryPackPlan plan) {
+  constexpr int V = vector_width<T>;
+  const int64_t packs = whole_packs(plan.rows * plan.cols, V);
+  MMG_GRID_STRIDE(p, packs) {
+    int64_t oa, ob;
+    rows_pack_offsets(plan, p, V, oa, ob);
+    T x[V], y[V];
+    R r[V];
+    load_vec<V>(a + oa, x);
+    load_vec<V>(b + ob, y);
+#pragma unroll
+    for (int k = 0; k < V; ++k) r[k] = apply_binary<T, R>(op, x[k], y[k]);
+    store_vec<V>(out + p * V, r);
+  }
+}
+
+template <class T, class R>
+void binary_v2(BinaryOp op, const T* a, const int64_t* a_strides, const T* b, const int64_t* b_strides, R* out,
+               int ndim, const int64_t* shape, int64_t n) {
+  check_binary<T, R>(op);
+  if (n == 0) return;
+  constexpr int V = vector_width<T>;
+  const MergedDims<2> merged(ndim, shape, {a_strides, b_strides});
+  const BinaryPackPlan plan = plan_binary_packs(merged, V, aligned_16({a}), aligned_16({b}), aligned_16({out}));
+  const unsigned blocks = grid_for(whole_packs(n, V), kBlock);
+  switch (plan.path) {
+    case PackPath::flat:
+      binary_flat_packed_kernel<T, R><<<blocks, kBlock, 0, current_stream()>>>(op, a, b, out, n, plan.a_stride == 1,
+                                                                               plan.b_stride == 1);
+      break;
+    case PackPath::rows:
+      binary_rows_packed_kernel<T, R><<<blocks, kBlock, 0, current_stream()>>>(op, a, b, out, plan);
+      break;
+    case PackPath::scalar:
+      return binary<T, R>(op, a, a_strides, b, b_strides, out, ndim, shape, n);
+  }
+  MMG_CUDA_LAUNCH_CHECK();
+}
+
+template <class T>
+__global__ void gelu_forward_packed_kernel(const T* x, T* y, int64_t n, bool tanh_approx) {
+  constexpr int V = vector_width<T>;
+  const int64_t packs = whole_packs(n, V);
+  MMG_GRID_STRIDE(p, packs) {
+    T v[V];
+    load_vec<V>(x + p * V, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] = gelu_value(v[k], tanh_approx);
+    store_vec<V>(y + p * V, v);
+  }
+  const int64_t i = packs * V + global_thread();
+  if (i < n) y[i] = gelu_value(x[i], tanh_approx);
+}
+
+template <class T>
+__global__ void gelu_backward_packed_kernel(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx) {
+  constexpr int V = vector_width<T>;
+  const int64_t packs = whole_packs(n, V);
+  MMG_GRID_STRIDE(p, packs) {
+    T v[V], g[V];
+    load_vec<V>(x + p * V, v);
+    load_vec<V>(dy + p * V, g);
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] = g[k] * gelu_slope(v[k], tanh_approx);
+    store_vec<V>(dx + p * V, v);
+  }
+  const int64_t i = packs * V + global_thread();
+  if (i < n) dx[i] = dy[i] * gelu_slope(x[i], tanh_approx);
+}
+
+template <class T>
+void gelu_forward_v2(const T* x, T* y, int64_t n, bool tanh_approx) {
+  if (!aligned_16({x, y})) return gelu_forward<T>(x, y, n, tanh_approx);
+  if (n == 0) return;
+  const unsigned blocks = grid_for(whole_packs(n, vector_width<T>), kBlock);
+  gelu_forward_packed_kernel<T><<<blocks, kBlock, 0, current_stream()>>>(x, y, n, tanh_approx);
+  MMG_CUDA_LAUNCH_CHECK();
+}
+
+template <class T>
+void gelu_backward_v2(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx) {
+  if (!aligned_16({x, dy, dx})) return gelu_backward<T>(x, dy, dx, n, tanh_approx);
+  if (n == 0) return;
+  const unsigned blocks = grid_for(whole_packs(n, vector_width<T>), kBlock);
+  gelu_backward_packed_kernel<T><<<blocks, kBlock, 0, current_stream()>>>(x, dy, dx, n, tanh_approx);
+  MMG_CUDA_LAUNCH_CHECK();
+}
+
 // ---- instantiations ----
 #define MMG_ARITH(T)                                                                                       \
   template void unary<T>(UnaryOp, const T*, T*, int64_t, double, double);                                  \
   template void binary<T, T>(BinaryOp, const T*, const int64_t*, const T*, const int64_t*, T*, int,        \
                              const int64_t*, int64_t);                                                     \
   template void binary<T, bool>(BinaryOp, const T*, const int64_t*, const T*, const int64_t*, bool*, int,  \
-                                const int64_t*, int64_t);
+                                const int64_t*, int64_t);                                                  \
+  template void unary_v2<T>(UnaryOp, const T*, T*, int64_t, double, double);                               \
+  template void binary_v2<T, T>(BinaryOp, const T*, const int64_t*, const T*, const int64_t*, T*, int,     \
+                                const int64_t*, int64_t);                                                  \
+  template void binary_v2<T, bool>(BinaryOp, const T*, const int64_t*, const T*, const int64_t*, bool*,    \
+                                   int, const int64_t*, int64_t);
 MMG_ARITH(float)
 MMG_ARITH(double)
 MMG_ARITH(int32_t)
@@ -246,5 +430,9 @@ template void gelu_forward<float>(const float*, float*, int64_t, bool);
 template void gelu_forward<double>(const double*, double*, int64_t, bool);
 template void gelu_backward<float>(const float*, const float*, float*, int64_t, bool);
 template void gelu_backward<double>(const double*, const double*, double*, int64_t, bool);
+template void gelu_forward_v2<float>(const float*, float*, int64_t, bool);
+template void gelu_forward_v2<double>(const double*, double*, int64_t, bool);
+template void gelu_backward_v2<float>(const float*, const float*, float*, int64_t, bool);
+template void gelu_backward_v2<double>(const double*, const double*, double*, int64_t, bool);
 
 }  // namespace mmg::cuda

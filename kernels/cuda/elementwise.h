@@ -7,6 +7,13 @@
 // NaN rules, same kink values, same integer handling.
 //
 // All pointers are device memory on the current device; work goes to its compute stream.
+//
+// Two versions (the kernel family "elementwise", core/kernel_versions.h; the ops pick one):
+//   v1  unary, binary, gelu_forward, gelu_backward: one element a thread and loop step
+//   v2  unary_v2, binary_v2, gelu_forward_v2, gelu_backward_v2: the same math in 16-byte
+//       packs (4 f32 or i32, 2 f64 or i64, 16 u8) where the layout and the pointers'
+//       alignment allow (kernels/cuda/elementwise_plan.h), else version 1
+// Both have the contracts below, and the same results bit for bit.
 #pragma once
 #include <cstdint>
 
@@ -50,5 +57,16 @@ template <class T>
 void gelu_forward(const T* x, T* y, int64_t n, bool tanh_approx);
 template <class T>
 void gelu_backward(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx);
+
+// Version 2 of unary, binary and GELU: same arguments, same contracts.
+template <class T>
+void unary_v2(UnaryOp op, const T* x, T* out, int64_t n, double p0 = 0.0, double p1 = 0.0);
+template <class T, class R>
+void binary_v2(BinaryOp op, const T* a, const int64_t* a_strides, const T* b, const int64_t* b_strides, R* out,
+               int ndim, const int64_t* shape, int64_t n);
+template <class T>
+void gelu_forward_v2(const T* x, T* y, int64_t n, bool tanh_approx);
+template <class T>
+void gelu_backward_v2(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx);
 
 }  // namespace mmg::cuda

@@ -98,4 +98,43 @@ __device__ inline void store_pack(S* p, const A (&v)[V]) {
   }
 }
 
+// RawBytes<B>::type: an unsigned type of B bytes, aligned to B, that one load or store moves whole.
+template <int B>
+struct RawBytes;
+template <>
+struct RawBytes<2> {
+  using type = uint16_t;
+};
+template <>
+struct RawBytes<4> {
+  using type = uint32_t;
+};
+template <>
+struct RawBytes<8> {
+  using type = uint2;
+};
+template <>
+struct RawBytes<16> {
+  using type = uint4;
+};
+
+// v[i] = p[i] for i < V, in one access of V·sizeof(T) bytes (2, 4, 8 or 16; p aligned to
+// that many bytes). No conversion: the elementwise kernels' packs of their own type, and
+// the V bools of a comparison's output pack.
+template <int V, class T>
+__device__ inline void load_vec(const T* p, T (&v)[V]) {
+  using Raw = typename RawBytes<static_cast<int>(V * sizeof(T))>::type;
+  const Raw raw = *reinterpret_cast<const Raw*>(p);
+  memcpy(v, &raw, sizeof raw);
+}
+
+// p[i] = v[i] for i < V, in one access as load_vec.
+template <int V, class T>
+__device__ inline void store_vec(T* p, const T (&v)[V]) {
+  using Raw = typename RawBytes<static_cast<int>(V * sizeof(T))>::type;
+  Raw raw;
+  memcpy(&raw, v, sizeof raw);
+  *reinterpret_cast<Raw*>(p) = raw;
+}
+
 }  // namespace mmg::cuda

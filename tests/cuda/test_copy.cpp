@@ -1,7 +1,12 @@
 // Copies on CUDA: host↔device round trips of every dtype, dtype conversion on the device
 // (bit-identical to the CPU's: the same conversion code), contiguous() of strided views,
-// copy_ with broadcasting into a strided destination, fills, item and to_vector.
+// copy_ with broadcasting into a strided destination, fills, item and to_vector; both
+// versions of the copy kernel on transposes (v2 tiles them through shared memory).
 #include <doctest/doctest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "tests/cuda/cuda_test_util.h"
 
@@ -129,4 +134,81 @@ TEST_CASE("cuda copies: item, to_vector, and the gradient of to(device) goes bac
   REQUIRE(leaf.grad().defined());
   CHECK(leaf.grad().device().is_cpu());
   check_parity(leaf.grad(), full({4, 5}, 3.0), 0, 0, "gradient through to(cuda)");
+}
+
+// ---- both versions of the "copy" family (v2: transposes through shared-memory tiles) ----
+
+namespace {
+
+template <class F>
+void for_each_copy_version(F body) {
+  const KernelFamily* fam = nullptr;
+  for (const KernelFamily& f : kernel_families())
+    if (f.name == "copy") fam = &f;
+  REQUIRE_MESSAGE(fam != nullptr, "no kernel family copy");
+  for (int v = 1; v <= static_cast<int>(fam->versions.size()); ++v) {
+    KernelVersionGuard guard("copy", v);
+    INFO("copy version " << v);
+    body();
+  }
+}
+
+// view(x) on each device, copied to a contiguous tensor of dtype `to` (one converting copy
+// from the strided view), output poisoned first: equal to the CPU's bit for bit.
+void check_view_copy(const Tensor& x, DType to, const std::function<Tensor(const Tensor&)>& view,
+                     const std::string& what) {
+  Tensor want = view(x).to(to).contiguous();
+  Tensor g = x.to(kGpu);
+  poison_like(want.shape(), to);
+  Tensor got = view(g).to(to).contiguous();
+  CHECK(got.is_contiguous());
+  CHECK(got.device() == kGpu);
+  check_parity(got, want, 0, 0, what + " " + dtype_name(x.dtype()) + " -> " + dtype_name(to));
+}
+
+}  // namespace
+
+TEST_CASE("cuda copies v1 and v2: transposes of odd and ragged shapes, batched, converting, poisoned") {
+  require_gpu();
+  const std::vector<std::pair<DType, DType>> pairs = {
+      {DType::f32, DType::f32},  {DType::f64, DType::f64}, {DType::bf16, DType::bf16}, {DType::f16, DType::f16},
+      {DType::i64, DType::i64},  {DType::u8, DType::u8},   {DType::boolean, DType::boolean},
+      {DType::f32, DType::bf16}, {DType::bf16, DType::f32}, {DType::f64, DType::f16},  {DType::i32, DType::f64},
+      {DType::f32, DType::u8}};
+  for_each_copy_version([&] {
+    for (const auto& [from, to] : pairs) {
+      // 2-D transposes: sides of 1 (no plane), 7 (too thin for tiles), 8, 33, 65, 197 (ragged tiles).
+      for (const Shape& s : {Shape{1, 1}, Shape{7, 33}, Shape{33, 7}, Shape{8, 8}, Shape{33, 33}, Shape{197, 65},
+                             Shape{65, 197}, Shape{9, 1029}, Shape{1, 300}}) {
+        check_view_copy(sample(s, from), to, [](const Tensor& t) { return t.transpose(0, 1); },
+                        "transpose " + shape_str(s));
+      }
+      // Batched: kᵀ of attention [B·H, S, D] → [B·H, D, S]; two batch dims; a head permute
+      // (rows of D stay contiguous: no transpose); a transpose of a sliced view.
+      check_view_copy(sample({6, 197, 64}, from), to, [](const Tensor& t) { return t.transpose(1, 2); },
+                      "batched transpose [6,197,64]");
+      check_view_copy(sample({2, 3, 33, 40}, from), to, [](const Tensor& t) { return t.transpose(2, 3); },
+                      "batched transpose [2,3,33,40]");
+      check_view_copy(sample({2, 9, 3, 10}, from), to, [](const Tensor& t) { return t.permute({2, 0, 3, 1}); },
+                      "permute (2,0,3,1) of [2,9,3,10]");
+      check_view_copy(sample({2, 5, 33, 16}, from), to, [](const Tensor& t) { return t.permute({0, 2, 1, 3}); },
+                      "head permute [2,5,33,16]");
+      check_view_copy(sample({40, 70}, from), to, [](const Tensor& t) { return t.slice(1, 3, 60).transpose(0, 1); },
+                      "transpose of a column slice");
+      check_view_copy(sample({40, 70}, from), to, [](const Tensor& t) { return t.slice(1, 0, 70, 2).transpose(0, 1); },
+                      "transpose of a slice with a step");
+    }
+    // More tiles than blocks (65536): the blocks loop over the tiles.
+    check_view_copy(sample({70000, 8, 8}, DType::f32), DType::f32, [](const Tensor& t) { return t.transpose(1, 2); },
+                    "70000 transposed 8x8 tiles");
+    // Copying into a transposed (strided) destination, converting on the way.
+    for (const Shape& s : {Shape{33, 65}, Shape{197, 64}, Shape{8, 1}}) {
+      Tensor src = sample(s, DType::f64);
+      Tensor dst_cpu = sample({s[1], s[0]}, DType::f32), dst_gpu = dst_cpu.to(kGpu);
+      NoGradGuard no_grad;
+      dst_cpu.transpose(0, 1).copy_(src);
+      dst_gpu.transpose(0, 1).copy_(src.to(kGpu));
+      check_parity(dst_gpu, dst_cpu, 0, 0, "copy_ into a transposed destination " + shape_str(s));
+    }
+  });
 }

@@ -1,7 +1,9 @@
 // Elementwise ops on CUDA against the CPU: binary ops with broadcasting (arithmetic,
 // pow, maximum/minimum with NaN, comparisons), where, the unary ops, clamp, pow by a
 // constant and GELU — forward on poisoned outputs and backward through autograd, on fresh
-// random inputs of odd sizes and non-contiguous layouts.
+// random inputs of odd sizes and non-contiguous layouts. Both versions of the kernel family
+// "elementwise" (v2: 16-byte packs) on views at aligned and misaligned addresses, every tail
+// length, every dtype, same-shape, scalar and bias-row operands; and v2 against v1 bit for bit.
 #include <doctest/doctest.h>
 
 #include <functional>
@@ -235,5 +237,172 @@ TEST_CASE("cuda unary ops: integer abs, relu, clamp keep their dtype, bf16 compu
            {"sigmoid", [](const auto& v) { return sigmoid(v[0]); }}}) {
     check_op(name + " bf16", {uniform({3, 257}, DType::bf16, -3, 3)}, f, 1e-2, 1e-2);
     check_op(name + " f16", {uniform({3, 257}, DType::f16, -3, 3)}, f, 2e-3, 2e-3);
+  }
+}
+
+// ---- both versions of the "elementwise" family (v2: 16-byte packs) ----
+
+namespace {
+
+// The body once for each version of the family, that version set.
+template <class F>
+void for_each_elementwise_version(F body) {
+  const KernelFamily* fam = nullptr;
+  for (const KernelFamily& f : kernel_families())
+    if (f.name == "elementwise") fam = &f;
+  REQUIRE_MESSAGE(fam != nullptr, "no kernel family elementwise");
+  for (int v = 1; v <= static_cast<int>(fam->versions.size()); ++v) {
+    KernelVersionGuard guard("elementwise", v);
+    INFO("elementwise version " << v);
+    body();
+  }
+}
+
+// Sizes around a pack of every width (2, 4, 16) and a long odd one: every tail length.
+const int64_t kPackSizes[] = {1, 3, 4, 15, 16, 17, 33, 4097};
+
+// The views an input of n + 1 elements is taken as on each device: aligned (its first n
+// elements, at the storage's start) or misaligned (its last n, one element in, so the
+// pointer is no multiple of 16 bytes and v2 must fall back to the scalar kernel).
+Tensor aligned_view(const Tensor& t) { return t.slice(0, 0, t.size(0) - 1); }
+Tensor shifted_view(const Tensor& t) { return t.slice(0, 1, t.size(0)); }
+
+}  // namespace
+
+TEST_CASE("cuda elementwise v1 and v2: unary ops and GELU on aligned and misaligned views, every tail") {
+  require_gpu();
+  struct Op {
+    const char* name;
+    std::function<Tensor(const Tensor&)> f;
+    double lo, hi;
+  };
+  const std::vector<Op> ops = {
+      {"exp", [](const Tensor& x) { return exp(x); }, -4, 4},
+      {"sqrt", [](const Tensor& x) { return sqrt(x); }, 0.01, 9},
+      {"relu", [](const Tensor& x) { return relu(x); }, -2, 2},
+      {"clamp", [](const Tensor& x) { return clamp(x, -0.5, 0.75); }, -2, 2},
+      {"pow 3", [](const Tensor& x) { return pow(x, 3.0); }, -2, 2},
+      {"gelu", [](const Tensor& x) { return gelu(x); }, -5, 5},
+      {"gelu tanh", [](const Tensor& x) { return gelu(x, GeluApprox::tanh); }, -5, 5},
+  };
+  for_each_elementwise_version([&] {
+    for (DType dt : {DType::f32, DType::f64, DType::bf16, DType::f16}) {
+      const bool half = dt == DType::bf16 || dt == DType::f16;
+      const double rtol = half ? 1e-2 : rtol_for(dt) * 4, atol = half ? 1e-2 : atol_for(dt) * 4;
+      for (const Op& op : ops) {
+        for (int64_t n : kPackSizes) {
+          Tensor x = uniform({n + 1}, dt, op.lo, op.hi);
+          const auto f = op.f;
+          check_op(std::string(op.name) + " aligned " + dtype_name(dt), {x},
+                   [f](const auto& v) { return f(aligned_view(v[0])); }, rtol, atol);
+          check_op(std::string(op.name) + " misaligned " + dtype_name(dt), {x},
+                   [f](const auto& v) { return f(shifted_view(v[0])); }, rtol, atol);
+        }
+      }
+    }
+    // Integer unary ops (abs, relu, clamp) in their own dtypes: 16 u8 a pack.
+    for (DType dt : {DType::i32, DType::i64, DType::u8}) {
+      for (int64_t n : kPackSizes) {
+        Tensor x = dt == DType::u8 ? integers({n + 1}, dt, 0, 255) : integers({n + 1}, dt, -50, 50);
+        for (auto* view : {&aligned_view, &shifted_view}) {
+          const std::string where = view == &aligned_view ? " aligned " : " misaligned ";
+          check_op("abs" + where + dtype_name(dt), {x}, [view](const auto& v) { return abs(view(v[0])); }, 0, 0);
+          check_op("relu" + where + dtype_name(dt), {x}, [view](const auto& v) { return relu(view(v[0])); }, 0, 0);
+          check_op("clamp" + where + dtype_name(dt), {x},
+                   [view](const auto& v) { return clamp(view(v[0]), 7.0, 40.0); }, 0, 0);
+        }
+      }
+    }
+  });
+}
+
+TEST_CASE("cuda elementwise v1 and v2: same-shape, scalar and row-bias binary ops, aligned and misaligned") {
+  require_gpu();
+  for_each_elementwise_version([] {
+    for (DType dt : {DType::f32, DType::f64, DType::bf16, DType::f16, DType::i32, DType::i64, DType::u8}) {
+      const bool integral = is_integral(dt), half = dt == DType::bf16 || dt == DType::f16;
+      const double rtol = half ? 1e-2 : (integral ? 0 : rtol_for(dt)), atol = half ? 1e-2 : (integral ? 0 : atol_for(dt));
+      auto sample = [&](const Shape& s) { return integral ? integers(s, dt, 1, 12) : uniform(s, dt, 0.5, 3); };
+      const std::string name = " " + dtype_name(dt);
+      // Same shape (the flat path) and a scalar (a repeated operand), every tail length.
+      for (int64_t n : kPackSizes) {
+        std::vector<Tensor> xs = {sample({n + 1}), sample({n + 1})};
+        for (auto* va : {&aligned_view, &shifted_view}) {
+          for (auto* vb : {&aligned_view, &shifted_view}) {
+            const std::string how = std::string(va == &aligned_view ? " a aligned" : " a misaligned") +
+                                    (vb == &aligned_view ? ", b aligned" : ", b misaligned");
+            check_op("add" + how + name, xs, [va, vb](const auto& v) { return va(v[0]) + vb(v[1]); }, rtol, atol);
+            check_op("mul" + how + name, xs, [va, vb](const auto& v) { return va(v[0]) * vb(v[1]); }, rtol, atol);
+            check_op("maximum" + how + name, xs, [va, vb](const auto& v) { return maximum(va(v[0]), vb(v[1])); }, rtol,
+                     atol);
+            check_op("lt" + how + name, xs, [va, vb](const auto& v) { return lt(va(v[0]), vb(v[1])); }, 0, 0);
+          }
+          if (!integral) {
+            check_op("div, scalar on the left" + name, xs, [va](const auto& v) { return 2.5 / va(v[0]); }, rtol, atol);
+            check_op("sub, scalar on the right" + name, xs, [va](const auto& v) { return va(v[0]) - 0.75; }, rtol, atol);
+          }
+          check_op("eq with a one-element tensor" + name, xs,
+                   [va](const auto& v) { return eq(va(v[0]), v[1].slice(0, 0, 1)); }, 0, 0);
+        }
+      }
+      // A bias row [N] over [M,N] (the rows path when N is a multiple of 16 bytes' worth),
+      // on either side, and [B,S,N] + [N]; N = 7 and 33 fall back to the scalar kernel.
+      for (int64_t N : {int64_t{7}, int64_t{16}, int64_t{33}, int64_t{48}, int64_t{768}}) {
+        for (int64_t M : {int64_t{1}, int64_t{5}, int64_t{197}}) {
+          std::vector<Tensor> xs = {sample({M, N}), sample({N + 1})};
+          check_op("add bias [" + std::to_string(N) + "] to [" + std::to_string(M) + "," + std::to_string(N) + "]" + name,
+                   xs, [](const auto& v) { return v[0] + aligned_view(v[1]); }, rtol, atol);
+          check_op("bias minus rows" + name, xs, [](const auto& v) { return aligned_view(v[1]) - v[0]; }, rtol, atol);
+          check_op("add a misaligned bias" + name, xs, [](const auto& v) { return v[0] + shifted_view(v[1]); }, rtol,
+                   atol);
+          check_op("ge against a bias row" + name, xs, [](const auto& v) { return ge(v[0], aligned_view(v[1])); }, 0, 0);
+        }
+        std::vector<Tensor> xs3 = {sample({3, 7, N}), sample({N + 1})};
+        check_op("mul [3,7,N] by a bias" + name, xs3, [](const auto& v) { return v[0] * aligned_view(v[1]); }, rtol,
+                 atol);
+        // Rows that start one element into their storage: a misaligned [M,N] operand.
+        std::vector<Tensor> flat = {sample({5 * N + 1}), sample({N})};
+        check_op("add a bias to misaligned rows" + name, flat,
+                 [N](const auto& v) { return shifted_view(v[0]).view({5, N}) + v[1]; }, rtol, atol);
+      }
+    }
+  });
+}
+
+TEST_CASE("cuda elementwise: version 2 gives version 1's bits") {
+  require_gpu();
+  auto both = [](const std::string& what, const std::function<Tensor()>& f) {
+    Tensor v1, v2;
+    {
+      KernelVersionGuard g("elementwise", 1);
+      v1 = f();
+    }
+    {
+      KernelVersionGuard g("elementwise", 2);
+      poison_like(v1.shape(), v1.dtype());
+      v2 = f();
+    }
+    check_parity(v2.to(Device::cpu()), v1.to(Device::cpu()), 0, 0, what + ": v2 against v1, both on the GPU");
+  };
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor x = uniform({197, 768}, dt, -4, 4).to(kGpu), y = uniform({197, 768}, dt, -4, 4).to(kGpu);
+    Tensor bias = uniform({768}, dt, -1, 1).to(kGpu), g = uniform({197, 768}, dt, -1, 1).to(kGpu);
+    const std::string name = " " + dtype_name(dt);
+    both("exp" + name, [&] { return exp(x); });
+    both("sigmoid" + name, [&] { return sigmoid(x); });
+    both("tanh" + name, [&] { return tanh(x); });
+    both("gelu" + name, [&] { return gelu(x); });
+    both("gelu tanh" + name, [&] { return gelu(x, GeluApprox::tanh); });
+    both("add" + name, [&] { return x + y; });
+    both("div" + name, [&] { return x / y; });
+    both("add bias" + name, [&] { return x + bias; });
+    both("gt" + name, [&] { return gt(x, y); });
+    for (GeluApprox approx : {GeluApprox::none, GeluApprox::tanh}) {
+      both("gelu backward" + name, [&] {
+        Tensor xl = x.detach().requires_grad_(true);
+        gelu(xl, approx).backward(g);
+        return xl.grad();
+      });
+    }
   }
 }
