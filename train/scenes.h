@@ -10,8 +10,8 @@
 //   negatives  for each caption: minimal edits that make it false — colours swapped,
 //              left/right (or above/below) flipped, the count changed by one — so a model
 //              that only counts words cannot tell them apart;
-//   questions  with answers, of five types: colour, shape, count, existence (yes/no) and
-//              relation (yes/no). Answers are balanced within each type by rejection, so a
+//   questions  with answers, of six types: colour, shape, count, existence (yes/no),
+//              relation (yes/no) and place (one of 9 grid cells). Answers are balanced within each type by rejection, so a
 //              model that ignores the image scores chance.
 // Compositional generalisation: a few colour+shape combinations never appear in the train
 // split (not in images, not in any text); scenes of the other splits that contain one are
