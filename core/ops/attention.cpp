@@ -235,17 +235,20 @@ static Tensor attention_cuda_v3(const Tensor& q, const Tensor& k, const Tensor& 
 // v3 for bf16/f16 only (an error otherwise: it has no f32 arithmetic to fall back on, and a
 // silent switch would time or test another kernel than the one asked for). v2 and v3 go to v1
 // where their tiles do not (D > 128, or D = 0).
+static void check_cuda_version(const Tensor& q, const Tensor& k, const Tensor& v, DType result) {
+  if (kernel_version("attention") != 3) return;
+  MMG_CHECK(result == DType::bf16 || result == DType::f16,
+            "{}: attention version 3 (tensor cores) takes bf16 or f16 inputs, got q {} {}, k {} {}, v {} {} "
+            "(computed as {}); versions 1 and 2 take f32 and f64",
+            kOp, dtype_name(q.dtype()), shape_str(q.shape()), dtype_name(k.dtype()), shape_str(k.shape()),
+            dtype_name(v.dtype()), shape_str(v.shape()), dtype_name(result));
+}
+
 static Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask, bool causal,
                              double s, const AttentionDropout& drop, DType result) {
   const int version = kernel_version("attention");
-  if (version == 3) {
-    MMG_CHECK(result == DType::bf16 || result == DType::f16,
-              "{}: attention version 3 (tensor cores) takes bf16 or f16 inputs, got q {} {}, k {} {}, v {} {} "
-              "(computed as {}); versions 1 and 2 take f32 and f64",
-              kOp, dtype_name(q.dtype()), shape_str(q.shape()), dtype_name(k.dtype()), shape_str(k.shape()),
-              dtype_name(v.dtype()), shape_str(v.shape()), dtype_name(result));
-    if (cuda::attention_flash_supports(q.size(3))) return attention_cuda_v3(q, k, v, key_mask, causal, s, drop, result);
-  }
+  if (version == 3 && cuda::attention_flash_supports(q.size(3)))
+    return attention_cuda_v3(q, k, v, key_mask, causal, s, drop, result);
   if (version == 2 && cuda::attention_flash_supports(q.size(3)))
     return attention_cuda_v2(q, k, v, key_mask, causal, s, drop, result);
   return attention_cuda_v1(q, k, v, key_mask, causal, s, drop, result);
@@ -302,6 +305,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 
   const DType result = promote_types(promote_types(q.dtype(), k.dtype()), v.dtype());
   const bool cuda = on_cuda(kOp, q);  // before the draw: a refused call reserves nothing
+  if (cuda) check_cuda_version(q, k, v, result);
   const AttentionDropout drop = draw_dropout(dropout_p, gen, B * H * Sq * Sk);
   if (cuda) return attention_cuda(q, k, v, key_mask, causal, s, drop, result);
   const DType compute = compute_dtype(result);
