@@ -1,5 +1,6 @@
 // Attention on CUDA: every version of the "attention" family (core/kernel_versions.h),
-// through the op scaled_dot_product_attention on device tensors.
+// through the op scaled_dot_product_attention on device tensors, in f32, bf16 and f16 inputs
+// (--dtype); v3 (tensor cores) takes bf16 and f16 only and gets a row saying so for f32.
 //
 // Three rows per case and version: the forward; forward + backward; the backward alone
 // (the op's recorded backward on the saved tensors of a forward made beforehand). TFLOP/s
@@ -73,7 +74,7 @@ static Tensor head0(const Tensor& t) {
 // One case, one dtype: every version.
 static void bench_case(CudaBench& b, const AttCase& c, const std::string& dtype_name) {
   const Device dev = Device::cuda(b.device);
-  const DType dt = dtype_name == "bf16" ? DType::bf16 : DType::f32;
+  const DType dt = dtype_name == "bf16" ? DType::bf16 : (dtype_name == "f16" ? DType::f16 : DType::f32);
   Tensor q = randn({c.B, c.H, c.Sq, c.D}, {.device = dev}).to(dt),
          k = randn({c.B, c.H, c.Sk, c.D}, {.device = dev}).to(dt),
          v = randn({c.B, c.H, c.Sk, c.D}, {.device = dev}).to(dt),
@@ -93,7 +94,7 @@ static void bench_case(CudaBench& b, const AttCase& c, const std::string& dtype_
   Tensor out0 = scaled_dot_product_attention(q0, k0, v0, mask.defined() ? head0(mask) : Tensor(), c.causal,
                                              std::nullopt, c.dropout, &gen0);
   out0.backward(head0(g));
-  const double tol = dt == DType::f32 ? 2e-3 : 3e-2;  // f32 allows a TF32 version; bf16 its rounding
+  const double tol = dt == DType::f32 ? 2e-3 : 3e-2;  // f32 allows a TF32 version; bf16/f16 their rounding
 
   const std::string shape = fmt::format("B{} H{} Sq{} Sk{} D{}{}{}", c.B, c.H, c.Sq, c.Sk, c.D,
                                         c.causal ? " causal" : "",
@@ -102,6 +103,13 @@ static void bench_case(CudaBench& b, const AttCase& c, const std::string& dtype_
                                  {"Sk", c.Sk},         {"D", c.D},           {"causal", c.causal},
                                  {"padded", c.padded}, {"dropout", c.dropout}};
   for (int version : b.versions("attention")) {
+    if (version == 3 && dt != DType::bf16 && dt != DType::f16) {  // tensor cores: 16-bit inputs only
+      Row r("attention", c.what, shape, params);
+      r.version = version;
+      r.dtype = dtype_name;
+      b.add(skipped_row(r, "v3 takes bf16 or f16 inputs"));
+      continue;
+    }
     std::optional<KernelVersionGuard> guard;
     if (b.has_family("attention")) guard.emplace("attention", version);
     auto row = [&](Direction d) {
@@ -171,7 +179,7 @@ static void bench_case(CudaBench& b, const AttCase& c, const std::string& dtype_
 
 void bench_attention(CudaBench& b) {
   for (const AttCase& c : attention_cases(b.quick))
-    for (const std::string& dt : b.plan.dtypes) {
+    for (const std::string& dt : b.plan.attention_dtypes) {
       Row like("attention", c.what, "");
       like.dtype = dt;
       run_case(b, like, [&] { bench_case(b, c, dt); });  // inputs that do not fit: one row says so

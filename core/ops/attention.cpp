@@ -21,8 +21,10 @@
 // On CUDA the op runs the version of kernels/cuda/attention.h that kernel_version("attention")
 // names: v2 (the default), flash attention: K/V tiles streamed through shared memory with an
 // online softmax, saving out and lse like the CPU op (O(S) memory); or v1, the scores by
-// gemm_batched, a masked softmax kernel, gemm again, saving P (B·H·Sq·Sk values). Head dims
-// over 128 run v1 whichever is chosen (the flash kernels' tiles are sized for D ≤ 128).
+// gemm_batched, a masked softmax kernel, gemm again, saving P (B·H·Sq·Sk values); or v3, the
+// flash algorithm on tensor cores (mma.sync) for bf16/f16 inputs, which keeps them, out and the
+// gradients in 16 bits (lse in f32) instead of computing in f32 copies. Head dims over 128 run
+// v1 whichever is chosen (the flash kernels' tiles are sized for D ≤ 128).
 #include <cmath>
 
 #include "core/autocast.h"
@@ -175,10 +177,79 @@ static Tensor attention_cuda_v2(const Tensor& q, const Tensor& k, const Tensor& 
   });
 }
 
-// v2 unless v1 is asked for; v1 also where v2 does not go (D > 128, or D = 0).
+// ---- CUDA, v3 (flash on tensor cores) ----
+// The kernels of kernels/cuda/attention_mma.cu on 16-bit inputs as they are: q, k, v, out and the
+// gradients stay in the result dtype (bf16 or f16), lse and Δ are f32. Saved: out and lse.
+
+static Tensor attention_cuda_v3(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
+                                bool causal, double s, const AttentionDropout& drop, DType result) {
+  const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3), Sk = k.size(2);
+  auto prepare = [result](const Tensor& t) { return t.detach().to(result).contiguous(); };
+  Tensor qc = prepare(q), kc = prepare(k), vc = prepare(v);
+  Tensor mc = key_mask.defined() ? key_mask.to(DType::u8).contiguous() : Tensor();
+  const Device dev = q.device();
+  const bool work = Sk > 0 && B * H * Sq > 0;
+  auto buffer = [work, result, dev](const Shape& shape) {  // by value: the backward keeps a copy
+    return work ? empty(shape, {.dtype = result, .device = dev}) : zeros(shape, {.dtype = result, .device = dev});
+  };
+  Tensor out = buffer(q.shape());
+  Tensor lse = work ? empty({B, H, Sq}, {.dtype = DType::f32, .device = dev}) : Tensor();
+  const float scale = static_cast<float>(s);
+  // The kernels of one 16-bit type, called with `call(T{})`.
+  auto visit_half = [result](auto call) {
+    if constexpr (kWithCuda) {
+      if (result == DType::bf16)
+        call(bf16{});
+      else
+        call(f16{});
+    }
+  };
+  if (work) {
+    visit_half([&]<class T>(T) {
+      cuda::DeviceGuard guard(dev.index);
+      cuda::attention_mma_forward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), mc.defined() ? mc.data<uint8_t>() : nullptr,
+                                     out.data<T>(), lse.data<float>(), B, H, Sq, Sk, D, causal, scale, drop);
+    });
+  }
+  Tensor saved_out = out.detach();
+  const DType q_dtype = q.dtype(), k_dtype = k.dtype(), v_dtype = v.dtype();
+  return record_op(kOp, out, {q, k, v}, [=](const Tensor& g) -> Grads {
+    Tensor gc = g.to(result).contiguous();
+    check_same_device(kOp, qc, gc);
+    Tensor dq = buffer(qc.shape()), dk = buffer(kc.shape()), dv = buffer(vc.shape());
+    if (work) {
+      const uint8_t* mask = mc.defined() ? mc.data<uint8_t>() : nullptr;
+      Tensor delta = empty({B, H, Sq}, {.dtype = DType::f32, .device = dev});
+      visit_half([&]<class T>(T) {
+        cuda::DeviceGuard guard(dev.index);
+        cuda::attention_mma_backward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), mask, saved_out.data<T>(),
+                                        gc.data<T>(), lse.data<float>(), delta.data<float>(), dq.data<T>(),
+                                        dk.data<T>(), dv.data<T>(), B, H, Sq, Sk, D, causal, scale, drop);
+      });
+    }
+    return {dq.to(q_dtype), dk.to(k_dtype), dv.to(v_dtype)};
+  });
+}
+
+// The version kernel_version("attention") names: v2 (the default) or v1 for any floating dtype,
+// v3 for bf16/f16 only (an error otherwise: it has no f32 arithmetic to fall back on, and a
+// silent switch would time or test another kernel than the one asked for). v2 and v3 go to v1
+// where their tiles do not (D > 128, or D = 0).
+static void check_cuda_version(const Tensor& q, const Tensor& k, const Tensor& v, DType result) {
+  if (kernel_version("attention") != 3) return;
+  MMG_CHECK(result == DType::bf16 || result == DType::f16,
+            "{}: attention version 3 (tensor cores) takes bf16 or f16 inputs, got q {} {}, k {} {}, v {} {} "
+            "(computed as {}); versions 1 and 2 take f32 and f64",
+            kOp, dtype_name(q.dtype()), shape_str(q.shape()), dtype_name(k.dtype()), shape_str(k.shape()),
+            dtype_name(v.dtype()), shape_str(v.shape()), dtype_name(result));
+}
+
 static Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask, bool causal,
                              double s, const AttentionDropout& drop, DType result) {
-  if (kernel_version("attention") == 2 && cuda::attention_flash_supports(q.size(3)))
+  const int version = kernel_version("attention");
+  if (version == 3 && cuda::attention_flash_supports(q.size(3)))
+    return attention_cuda_v3(q, k, v, key_mask, causal, s, drop, result);
+  if (version == 2 && cuda::attention_flash_supports(q.size(3)))
     return attention_cuda_v2(q, k, v, key_mask, causal, s, drop, result);
   return attention_cuda_v1(q, k, v, key_mask, causal, s, drop, result);
 }
@@ -234,6 +305,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 
   const DType result = promote_types(promote_types(q.dtype(), k.dtype()), v.dtype());
   const bool cuda = on_cuda(kOp, q);  // before the draw: a refused call reserves nothing
+  if (cuda) check_cuda_version(q, k, v, result);
   const AttentionDropout drop = draw_dropout(dropout_p, gen, B * H * Sq * Sk);
   if (cuda) return attention_cuda(q, k, v, key_mask, causal, s, drop, result);
   const DType compute = compute_dtype(result);

@@ -1,5 +1,5 @@
-// Scaled dot-product attention on a CUDA device, in two versions side by side (the semantics
-// of both are those of kernels/attention.h: layouts [B,H,S,D], key_mask [B,Sk] u8 or null,
+// Scaled dot-product attention on a CUDA device, in three versions side by side (the semantics
+// of all are those of kernels/attention.h: layouts [B,H,S,D], key_mask [B,Sk] u8 or null,
 // causal top-left aligned, a query with no visible key gives zero output, lse = −∞ and zero
 // gradients). core/ops/attention.cpp picks one with kernel_version("attention").
 //
@@ -68,6 +68,7 @@
 #include <cstdint>
 
 #include "kernels/attention.h"
+#include "kernels/half.h"
 
 namespace mmg::cuda {
 
@@ -113,5 +114,28 @@ void attention_flash_backward(const T* q, const T* k, const T* v, const uint8_t*
                               const T* dout, const T* lse, T* delta, T* dq, T* dk, T* dv, int64_t B, int64_t H,
                               int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale,
                               const AttentionDropout& drop = {});
+
+// ---- v3 (kernels/cuda/attention_mma.cu): flash attention on tensor cores ----
+// The algorithm of v2 — online softmax forward saving lse, Δ / dK-dV / dQ backward, no atomics,
+// dropout redrawn from the flat index — with bf16 or f16 Q, K, V, O and gradients, both
+// products of each step on mma.sync.m16n8k16 with f32 accumulation, the softmax in f32
+// registers and lse and Δ in f32. The file's header has the fragment layouts, tiles and shared
+// memory; kernels/cuda/mma_fragment.h the index functions it shares with the host tests.
+// Needs a device of compute capability 8.0 or newer (mmg::Error otherwise), Sk ≥ 1 and
+// attention_flash_supports(D). T: bf16, f16.
+
+// Writes out [B,H,Sq,D] (T) and lse [B,H,Sq] (f32, of the undropped weights).
+template <class T>
+void attention_mma_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out, float* lse,
+                           int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal, float scale,
+                           const AttentionDropout& drop = {});
+
+// Given dout and the forward's out and lse, writes dq, dk, dv (T, every element). delta is an f32
+// workspace of B·H·Sq elements. Deterministic. `drop` must be the forward's.
+template <class T>
+void attention_mma_backward(const T* q, const T* k, const T* v, const uint8_t* key_mask, const T* out,
+                            const T* dout, const float* lse, float* delta, T* dq, T* dk, T* dv, int64_t B, int64_t H,
+                            int64_t Sq, int64_t Sk, int64_t D, bool causal, float scale,
+                            const AttentionDropout& drop = {});
 
 }  // namespace mmg::cuda

@@ -1,6 +1,7 @@
 // Dropout on the attention weights (scaled_dot_product_attention's dropout_p) on CUDA, in
-// every version of the attention family (v1 through the scores, v2 flash), against the CPU
-// op with the same generator state:
+// every version of the attention family that computes f32 and f64 (v1 through the scores, v2
+// flash; v3, 16-bit only, in test_attention_mma.cpp), against the CPU op with the same
+// generator state:
 //   - the mask itself: with q = 0 and v the identity (D = Sk) the output is the dropped
 //     weight matrix, so its zeros are the dropped weights — they must be the CPU's, exactly;
 //   - forward and backward on random inputs with outputs and gradients poisoned first, over
@@ -13,18 +14,12 @@
 #include <string>
 #include <vector>
 
-#include "tests/cuda/cuda_test_util.h"
+#include "tests/cuda/attention_test_util.h"
 
 using namespace mmg;
 using namespace mmg::testing;
 
 namespace {
-
-int version_count() {
-  for (const KernelFamily& f : kernel_families())
-    if (f.name == "attention") return static_cast<int>(f.versions.size());
-  return 0;
-}
 
 struct Case {
   int64_t B, H, Sq, Sk, D;
@@ -38,19 +33,6 @@ std::string name_of(const Case& c, DType dt, int version) {
          std::to_string(c.D) + (c.causal ? " causal" : "") + (c.mask ? " masked" : "") + " p " + std::to_string(c.p);
 }
 
-// A key mask [B, Sk] with random holes; batch row 0 masks every key when B > 1.
-Tensor key_mask_for(int64_t B, int64_t Sk) {
-  Tensor m = gt(uniform({B, Sk}, DType::f32, 0, 1), scalar_tensor(0.3));
-  if (B > 1) m = cat({zeros({1, Sk}, {.dtype = DType::boolean}), narrow(m, 0, 1, B - 1)}, 0);
-  return m;
-}
-
-Tensor leaf(const Tensor& t, Device device) {
-  Tensor l = t.to(device).detach().clone();
-  l.requires_grad_(true);
-  return l;
-}
-
 // A fresh random (seed, offset) for one comparison: the CPU and the GPU get equal copies.
 Generator random_generator() {
   Generator g(static_cast<uint64_t>(integers({1}, DType::i64, 0, int64_t(1) << 40).item()));
@@ -59,42 +41,28 @@ Generator random_generator() {
 }
 
 void check_case(const Case& c, DType dt, int version, double rtol, double atol) {
-  const std::string name = name_of(c, dt, version);
   Tensor q = uniform({c.B, c.H, c.Sq, c.D}, dt, -1, 1);
   Tensor k = uniform({c.B, c.H, c.Sk, c.D}, dt, -1, 1);
   Tensor v = uniform({c.B, c.H, c.Sk, c.D}, dt, -1, 1);
   Tensor mask = c.mask ? key_mask_for(c.B, c.Sk) : Tensor();
   Tensor r = uniform({c.B, c.H, c.Sq, c.D}, dt, -1, 1);
   Generator gc = random_generator(), gg = gc;
-
-  Tensor qc = leaf(q, Device::cpu()), kc = leaf(k, Device::cpu()), vc = leaf(v, Device::cpu());
-  Tensor want = scaled_dot_product_attention(qc, kc, vc, mask, c.causal, std::nullopt, c.p, &gc);
-  sum(mul(want, r)).backward();
-
-  Tensor qg = leaf(q, kGpu), kg = leaf(k, kGpu), vg = leaf(v, kGpu);
-  Tensor mg = c.mask ? mask.to(kGpu) : Tensor();
-  poison_outputs(static_cast<size_t>(want.numel()) * dtype_size(dt), 8);
-  Tensor got = scaled_dot_product_attention(qg, kg, vg, mg, c.causal, std::nullopt, c.p, &gg);
-  REQUIRE(got.device() == kGpu);
+  const bool causal = c.causal;
+  const double p = c.p;
+  check_attention_parity(
+      name_of(c, dt, version), q, k, v, mask, r, dt,
+      [&gc, &gg, causal, p](const Tensor& a, const Tensor& b, const Tensor& w, const Tensor& m, bool gpu) {
+        return scaled_dot_product_attention(a, b, w, m, causal, std::nullopt, p, gpu ? &gg : &gc);
+      },
+      {.rtol = rtol, .abs = atol});
   CHECK(gg.offset() == gc.offset());
-  check_parity(got, want, rtol, atol, name + " out");
-
-  poison_outputs(static_cast<size_t>(q.numel()) * dtype_size(dt), 8);
-  poison_outputs(static_cast<size_t>(k.numel()) * dtype_size(dt), 8);
-  sum(mul(got, r.to(kGpu))).backward();
-  REQUIRE(qg.grad().defined());
-  REQUIRE(kg.grad().defined());
-  REQUIRE(vg.grad().defined());
-  check_parity(qg.grad(), qc.grad(), rtol, atol, name + " dq");
-  check_parity(kg.grad(), kc.grad(), rtol, atol, name + " dk");
-  check_parity(vg.grad(), vc.grad(), rtol, atol, name + " dv");
 }
 
 }  // namespace
 
 TEST_CASE("cuda attention dropout, every version: the dropped weights are the CPU's, exactly") {
   require_gpu();
-  REQUIRE(version_count() >= 2);
+  REQUIRE(attention_version_count() >= 2);
   // q = 0 and v = I (D = Sk): out[b,h,i,:] is row i of Z ⊙ P, and each kept visible weight
   // is (1/visible keys)·1/(1−p) ≠ 0, so the zeros of out are exactly the dropped or hidden
   // weights.
@@ -105,9 +73,9 @@ TEST_CASE("cuda attention dropout, every version: the dropped weights are the CP
   const std::vector<Shape4> shapes = {{2, 3, 7, 7, false, true},   {1, 2, 197, 64, true, false},
                                       {3, 2, 1, 32, false, true},  {2, 2, 33, 128, true, true},
                                       {2, 1, 257, 100, false, false}};
-  for (int version = 1; version <= version_count(); ++version) {
-    KernelVersionGuard guard("attention", version);
-    for (DType dt : {DType::f32, DType::f64})
+  for (DType dt : {DType::f32, DType::f64})
+    for (int version : attention_versions_for(dt)) {
+      KernelVersionGuard guard("attention", version);
       for (const Shape4& s : shapes) {
         const std::string name = "mask v" + std::to_string(version) + " " + dtype_name(dt) + " Sq " +
                                  std::to_string(s.Sq) + " Sk " + std::to_string(s.Sk);
@@ -133,7 +101,7 @@ TEST_CASE("cuda attention dropout, every version: the dropped weights are the CP
         CHECK(zeros_seen > 0);
         check_parity(got, want, dt == DType::f64 ? 1e-12 : 1e-6, 0, name + " values");
       }
-  }
+    }
 }
 
 TEST_CASE("cuda attention dropout, every version: forward and backward against the CPU op") {
@@ -154,13 +122,12 @@ TEST_CASE("cuda attention dropout, every version: forward and backward against t
       {2, 2, 9, 11, 200, false, true, 0.3},     // D 200: v1's path under either version
       {500, 70, 1, 5, 32, false, true, 0.5},    // B·H 35000 tiles
   };
-  const int versions = version_count();
-  REQUIRE(versions >= 2);
-  for (int version = 1; version <= versions; ++version) {
-    KernelVersionGuard guard("attention", version);
-    for (DType dt : {DType::f32, DType::f64}) {
-      const double rtol = dt == DType::f64 ? 1e-10 : 1e-5;
-      const double atol = dt == DType::f64 ? 1e-10 : 5e-5;  // kept weights are up to 10x larger at p 0.9
+  REQUIRE(attention_version_count() >= 2);
+  for (DType dt : {DType::f32, DType::f64}) {
+    const double rtol = dt == DType::f64 ? 1e-10 : 1e-5;
+    const double atol = dt == DType::f64 ? 1e-10 : 5e-5;  // kept weights are up to 10x larger at p 0.9
+    for (int version : attention_versions_for(dt)) {
+      KernelVersionGuard guard("attention", version);
       for (const Case& c : cases) check_case(c, dt, version, rtol, atol);
     }
   }
@@ -168,10 +135,10 @@ TEST_CASE("cuda attention dropout, every version: forward and backward against t
 
 TEST_CASE("cuda attention dropout, every version: gradcheck in f64 on the device with a fixed seed") {
   require_gpu();
-  REQUIRE(version_count() >= 2);
+  REQUIRE(attention_version_count() >= 2);
   const std::vector<Case> cases = {{2, 1, 5, 7, 3, false, true, 0.3}, {1, 2, 6, 4, 5, true, false, 0.5},
                                    {2, 1, 4, 6, 3, true, true, 0.4},  {2, 2, 3, 3, 8, true, true, 0.2}};
-  for (int version = 1; version <= version_count(); ++version) {
+  for (int version : attention_versions_for(DType::f64)) {
     KernelVersionGuard guard("attention", version);
     for (const Case& c : cases) {
       Tensor q = uniform({c.B, c.H, c.Sq, c.D}, DType::f64, -1, 1).to(kGpu);
@@ -196,13 +163,13 @@ TEST_CASE("cuda attention dropout, every version: gradcheck in f64 on the device
 
 TEST_CASE("cuda attention dropout: reruns give the same bits, another seed another mask, p = 0 no dropout") {
   require_gpu();
-  REQUIRE(version_count() >= 2);
+  REQUIRE(attention_version_count() >= 2);
   Tensor q = uniform({2, 3, 197, 64}, DType::f32, -1, 1).to(kGpu);
   Tensor k = uniform({2, 3, 197, 64}, DType::f32, -1, 1).to(kGpu);
   Tensor v = uniform({2, 3, 197, 64}, DType::f32, -1, 1).to(kGpu);
   Tensor r = uniform({2, 3, 197, 64}, DType::f32, -1, 1);
   Tensor mask = key_mask_for(2, 197).to(kGpu);
-  for (int version = 1; version <= version_count(); ++version) {
+  for (int version : attention_versions_for(DType::f32)) {
     KernelVersionGuard guard("attention", version);
     auto run = [&](uint64_t seed, double p) {
       Tensor qg = leaf(q, kGpu), kg = leaf(k, kGpu), vg = leaf(v, kGpu);

@@ -1,5 +1,6 @@
-// Every version of the CUDA attention family (kernel_families() entry "attention": v1
-// through the scores, v2 flash) against the CPU op, forward and backward (dq, dk, dv), on
+// Every version of the CUDA attention family that computes f32 and f64 (kernel_families()
+// entry "attention": v1 through the scores, v2 flash; v3, 16-bit only, has
+// test_attention_mma.cpp) against the CPU op, forward and backward (dq, dk, dv), on
 // fresh random inputs with the outputs and gradients poisoned first. The cases are the
 // shapes that break tiled kernels: lengths 1, 7, 197, 257 (not multiples of the 32-row
 // tiles), Sq = Sk, Sq < Sk and Sq > Sk with causal, cross-attention 64 over 197, key-padding
@@ -12,20 +13,12 @@
 #include <string>
 #include <vector>
 
-#include "tests/cuda/cuda_test_util.h"
+#include "tests/cuda/attention_test_util.h"
 
 using namespace mmg;
 using namespace mmg::testing;
 
 namespace {
-
-// How many versions the attention family has (0 if it is missing: the tests then fail on
-// their REQUIRE rather than pass with nothing checked).
-int version_count() {
-  for (const KernelFamily& f : kernel_families())
-    if (f.name == "attention") return static_cast<int>(f.versions.size());
-  return 0;
-}
 
 struct Case {
   int64_t B, H, Sq, Sk, D;
@@ -38,52 +31,21 @@ std::string name_of(const Case& c, DType dt, int version) {
          std::to_string(c.D) + (c.causal ? " causal" : "") + (c.mask ? " masked" : "");
 }
 
-// A key mask [B, Sk] with random holes; batch row 0 masks every key when B > 1, so its
-// queries see nothing: zero output, zero gradients.
-Tensor key_mask_for(int64_t B, int64_t Sk) {
-  Tensor m = gt(uniform({B, Sk}, DType::f32, 0, 1), scalar_tensor(0.3));
-  if (B > 1) m = cat({zeros({1, Sk}, {.dtype = DType::boolean}), narrow(m, 0, 1, B - 1)}, 0);
-  return m;
-}
-
-// A leaf copy of t on `device` that requires grad.
-Tensor leaf(const Tensor& t, Device device) {
-  Tensor l = t.to(device).detach().clone();
-  l.requires_grad_(true);
-  return l;
-}
-
 // Forward and backward of case c on the CPU and on the GPU (the version chosen by the
 // caller's guard): the output, then the gradients of Σ out ⊙ r for a random r.
 void check_case(const Case& c, DType dt, int version, double rtol, double atol) {
-  const std::string name = name_of(c, dt, version);
   Tensor q = uniform({c.B, c.H, c.Sq, c.D}, dt, -1, 1);
   Tensor k = uniform({c.B, c.H, c.Sk, c.D}, dt, -1, 1);
   Tensor v = uniform({c.B, c.H, c.Sk, c.D}, dt, -1, 1);
   Tensor mask = c.mask ? key_mask_for(c.B, c.Sk) : Tensor();
   Tensor r = uniform({c.B, c.H, c.Sq, c.D}, dt, -1, 1);
-
-  Tensor qc = leaf(q, Device::cpu()), kc = leaf(k, Device::cpu()), vc = leaf(v, Device::cpu());
-  Tensor want = scaled_dot_product_attention(qc, kc, vc, mask, c.causal);
-  sum(mul(want, r)).backward();
-
-  Tensor qg = leaf(q, kGpu), kg = leaf(k, kGpu), vg = leaf(v, kGpu);
-  Tensor mg = c.mask ? mask.to(kGpu) : Tensor();
-  poison_outputs(static_cast<size_t>(want.numel()) * dtype_size(dt), 8);
-  Tensor got = scaled_dot_product_attention(qg, kg, vg, mg, c.causal);
-  REQUIRE(got.device() == kGpu);
-  check_parity(got, want, rtol, atol, name + " out");
-
-  // The gradient buffers come from poisoned blocks too: a row a kernel forgets is NaN.
-  poison_outputs(static_cast<size_t>(q.numel()) * dtype_size(dt), 8);
-  poison_outputs(static_cast<size_t>(k.numel()) * dtype_size(dt), 8);
-  sum(mul(got, r.to(kGpu))).backward();
-  REQUIRE(qg.grad().defined());
-  REQUIRE(kg.grad().defined());
-  REQUIRE(vg.grad().defined());
-  check_parity(qg.grad(), qc.grad(), rtol, atol, name + " dq");
-  check_parity(kg.grad(), kc.grad(), rtol, atol, name + " dk");
-  check_parity(vg.grad(), vc.grad(), rtol, atol, name + " dv");
+  const bool causal = c.causal;
+  check_attention_parity(
+      name_of(c, dt, version), q, k, v, mask, r, dt,
+      [causal](const Tensor& a, const Tensor& b, const Tensor& w, const Tensor& m, bool) {
+        return scaled_dot_product_attention(a, b, w, m, causal);
+      },
+      {.rtol = rtol, .abs = atol});
 }
 
 }  // namespace
@@ -107,28 +69,27 @@ TEST_CASE("cuda attention, every version: forward and backward against the CPU o
       {2, 2, 9, 11, 200, false, true},     // D 200: v2 takes v1's path
       {1000, 70, 1, 5, 32, false, true},   // B·H 70000: more tiles than blocks
   };
-  const int versions = version_count();
-  REQUIRE(versions >= 2);
-  for (int version = 1; version <= versions; ++version) {
-    KernelVersionGuard guard("attention", version);
-    for (DType dt : {DType::f32, DType::f64}) {
-      // f32: the same sums in another order, a few ulp per term; sums over up to 257 terms
-      // of size ~1 want an absolute floor above the relative tolerance.
-      const double rtol = dt == DType::f64 ? 1e-10 : 1e-5;
-      const double atol = dt == DType::f64 ? 1e-10 : 3e-5;
+  REQUIRE(attention_version_count() >= 2);
+  for (DType dt : {DType::f32, DType::f64}) {
+    // f32: the same sums in another order, a few ulp per term; sums over up to 257 terms
+    // of size ~1 want an absolute floor above the relative tolerance.
+    const double rtol = dt == DType::f64 ? 1e-10 : 1e-5;
+    const double atol = dt == DType::f64 ? 1e-10 : 3e-5;
+    for (int version : attention_versions_for(dt)) {
+      KernelVersionGuard guard("attention", version);
       for (const Case& c : cases) check_case(c, dt, version, rtol, atol);
     }
   }
 }
 
-TEST_CASE("cuda attention, every version: bf16 inputs compute in f32") {
+TEST_CASE("cuda attention, v1 and v2: bf16 inputs compute in f32") {
   require_gpu();
-  REQUIRE(version_count() >= 2);
+  REQUIRE(attention_version_count() >= 2);
   Tensor q = uniform({2, 2, 40, 64}, DType::bf16, -1, 1), k = uniform({2, 2, 50, 64}, DType::bf16, -1, 1);
   Tensor v = uniform({2, 2, 50, 64}, DType::bf16, -1, 1);
   Tensor mask = key_mask_for(2, 50);
   Tensor want = scaled_dot_product_attention(q, k, v, mask, true);
-  for (int version = 1; version <= version_count(); ++version) {
+  for (int version : attention_versions_for(DType::f32)) {  // v3's own tests: test_attention_mma.cpp
     KernelVersionGuard guard("attention", version);
     Tensor got = scaled_dot_product_attention(q.to(kGpu), k.to(kGpu), v.to(kGpu), mask.to(kGpu), true);
     check_parity(got, want, 1e-2, 1e-2, "attention bf16 v" + std::to_string(version));
@@ -143,8 +104,8 @@ TEST_CASE("cuda attention, every version: gradcheck in f64 on the device, with m
   };
   const std::vector<Small> cases = {
       {2, 1, 5, 7, 3, false, true}, {1, 2, 6, 4, 5, true, false}, {2, 1, 4, 6, 3, true, true}, {2, 2, 3, 3, 8, true, true}};
-  REQUIRE(version_count() >= 2);
-  for (int version = 1; version <= version_count(); ++version) {
+  REQUIRE(attention_version_count() >= 2);
+  for (int version : attention_versions_for(DType::f64)) {
     KernelVersionGuard guard("attention", version);
     for (const Small& c : cases) {
       Tensor q = uniform({c.B, c.H, c.Sq, c.D}, DType::f64, -1, 1).to(kGpu);
