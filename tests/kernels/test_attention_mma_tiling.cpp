@@ -460,7 +460,7 @@ void check_close(const std::vector<float>& got, const std::vector<double>& want,
 
 }  // namespace
 
-TEST_CASE("mma.m16n8k16 fragments: each map is a bijection onto its tile; paired loads are neighbours") {
+TEST_CASE("mma.m16n8k16 fragments: each map is a bijection onto its tile, paired loads are neighbours") {
   int a_hits[16][16] = {}, b_hits[16][8] = {}, c_hits[16][8] = {};
   for (int lane = 0; lane < 32; ++lane) {
     for (int reg = 0; reg < 4; ++reg)
