@@ -53,6 +53,10 @@
 // Global to shared: 16-byte copies when d % 8 == 0 and the pointers are 16-byte aligned, else
 // element by element. The copies are synchronous: cp.async double buffering is the next step.
 //
+// Registers (ptxas -v, nvcc 13.0, bf16 and f16 alike; no spills, no stack): lse kernel 90 (sm_80)
+// / 88 (sm_90) — 5 blocks of 128 per SM; grad kernel 154 / 161 — 3 blocks; total kernel ≤ 32.
+// Shared: 18,432 bytes per block for both tile kernels, 2,048 for the total.
+//
 // Work: forward 2 passes × 2·N²·d; backward 2 passes × 4·N²·d (scores recomputed, then G·B).
 // Deterministic: every output element has one writer and every sum a fixed order.
 #include <cuda_runtime.h>
@@ -208,8 +212,10 @@ __device__ __forceinline__ void a_from_c(uint32_t (&a)[4], const float (&c0)[4],
 
 // dA = s·G·B with G_ab = g/(2N)·(exp(L_ab − lseA_a) + exp(L_ab − lseB_b) − 2δ_ab), L = s·A·Bᵀ,
 // g = grad_loss[0]; partial: [N, d] f32 scratch; dt_rows[a] = Σ_b G_ab·L_ab when not null.
+// __launch_bounds__(…, 1): without the 1, ptxas held this kernel to 128 registers and spilled
+// 56 bytes (nvcc 13.0); with it, 154 (sm_80) / 161 (sm_90) and no spills — 3 blocks per SM.
 template <class T>
-__global__ void __launch_bounds__(kClipMmaThreads)
+__global__ void __launch_bounds__(kClipMmaThreads, 1)
     clip_mma_grad_kernel(const uint16_t* A, const uint16_t* B, int64_t N, int64_t d, const float* log_scale,
                          const float* lseA, const float* lseB, const float* grad_loss, uint16_t* dA, float* partial,
                          double* dt_rows, bool vec) {
