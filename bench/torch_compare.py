@@ -10,8 +10,9 @@ refuses a shape or dtype is skipped with its reason), and the open_clip-style co
 
 forward and forward + backward at N = 1k … 32k pairs of d = 512, with its peak memory. Then it
 runs our `mmg_bench --json` on the same shapes and prints, per shape: PyTorch's best time and
-backend, ours (the best of our versions), and the ratio (PyTorch / ours: above 1, ours is
-faster).
+backend, ours (the best of our versions: in bf16 that includes the tensor-core versions,
+attention v3 and clip_loss v3, which mmg_bench skips in f32), and the ratio (PyTorch / ours:
+above 1, ours is faster).
 
 Timing as in mmg_bench (bench/cuda_timer.h): CUDA events on the current stream, warm-up, the
 median of samples of several runs each, inputs rotated over sets whose total exceeds twice the

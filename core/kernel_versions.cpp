@@ -17,8 +17,9 @@ const std::vector<KernelFamily>& kernel_families() {
        2},  // v3 opt-in until it has run on a GPU
       {"clip_loss",
        {"composed: N×N logits through matmul and two cross-entropies (O(N²) memory)",
-        "fused: row and column log-sum-exp by tiles, O(N·d) memory"},
-       2},
+        "fused: row and column log-sum-exp by tiles, O(N·d) memory",
+        "fused on tensor cores: mma.sync m16n8k16 with f32 accumulation, bf16/f16 inputs only"},
+       2},  // v3 opt-in until it has run on a GPU
       {"copy",
        {"one thread an element; a transposing copy reads with a stride",
         "a transposing copy through 32x32 shared-memory tiles, coalesced reads and writes; other copies as version 1"},

@@ -7,7 +7,8 @@
 // composed of CUDA ops (matmul, cross_entropy, relu, ...; see below), the same math with the
 // N×N scores stored; v2, the default, runs the fused tiled kernels of
 // kernels/cuda/contrastive.h, O(N·d) memory. bf16/f16 inputs are computed in f32; the loss
-// and the gradients come back in the inputs' dtypes.
+// and the gradients come back in the inputs' dtypes. clip_loss has a version 3 (opt-in): the
+// same tiles on tensor cores for bf16/f16 embeddings (kernels/cuda/contrastive_mma.cu).
 #include "core/autocast.h"
 #include "core/autograd.h"
 #include "core/dispatch.h"
@@ -242,6 +243,62 @@ static Tensor hinge_ranking_loss_fused_cuda(const Tensor& image_emb, const Tenso
                    });
 }
 
+// ---- on CUDA, version 3: clip_loss on tensor cores (kernels/cuda/contrastive_mma.cu) ----
+// The embeddings stay in their 16-bit dtype (bf16 or f16) and the products run on mma.sync with
+// f32 accumulation; the log scale, the incoming gradient, the lse, the loss and d t are f32.
+// Saved: the inputs as they are, r and c (O(N)), t. Version 3 takes bf16/f16 only: it has no
+// f32 arithmetic to fall back on, and a silent switch would time or test another kernel.
+
+static Tensor clip_loss_mma_cuda(const Tensor& image_emb, const Tensor& text_emb, const Tensor& logit_scale) {
+  const DType emb_dtype = image_emb.dtype();
+  MMG_CHECK(emb_dtype == DType::bf16 || emb_dtype == DType::f16,
+            "clip_loss: version 3 (tensor cores) takes bf16 or f16 embeddings, got image {} {} and text {} {}; "
+            "versions 1 and 2 take f32 and f64",
+            dtype_name(image_emb.dtype()), shape_str(image_emb.shape()), dtype_name(text_emb.dtype()),
+            shape_str(text_emb.shape()));
+  Tensor u = image_emb.detach().contiguous(), v = text_emb.detach().contiguous();
+  Tensor t = logit_scale.detach().to(DType::f32).contiguous();
+  const int64_t N = u.size(0), d = u.size(1);
+  const TensorOptions f32_on_device{.dtype = DType::f32, .device = u.device()};
+  Tensor loss = empty({}, f32_on_device);
+  Tensor row_lse = empty({N}, f32_on_device), col_lse = empty({N}, f32_on_device), diag = empty({N}, f32_on_device);
+  // The kernels of one 16-bit type, called with `call(T{})`.
+  auto visit_half = [emb_dtype](auto call) {
+    if constexpr (kWithCuda) {
+      if (emb_dtype == DType::bf16)
+        call(bf16{});
+      else
+        call(f16{});
+    }
+  };
+  visit_half([&]<class T>(T) {
+    cuda::DeviceGuard guard(u.device().index);
+    cuda::clip_loss_mma_forward<T>(u.data<T>(), v.data<T>(), N, d, t.data<float>(), loss.data<float>(),
+                                   row_lse.data<float>(), col_lse.data<float>(), diag.data<float>());
+  });
+  const DType scale_dtype = logit_scale.dtype();
+  const Shape scale_shape = logit_scale.shape();
+  return record_op(
+      "clip_loss", loss.to(emb_dtype), {image_emb, text_emb, logit_scale},
+      [u, v, t, row_lse, col_lse, emb_dtype, scale_dtype, scale_shape, visit_half](const Tensor& g) -> Grads {
+        const int64_t N = u.size(0), d = u.size(1);
+        Tensor gc = g.to(DType::f32).contiguous();
+        check_same_device("clip_loss", u, gc);
+        const TensorOptions f32_on_device{.dtype = DType::f32, .device = u.device()};
+        Tensor du = empty(u.shape(), {.dtype = emb_dtype, .device = u.device()});
+        Tensor dv = empty(v.shape(), {.dtype = emb_dtype, .device = u.device()});
+        Tensor dt = empty({1}, f32_on_device), partial = empty({N, d}, f32_on_device);
+        Tensor dt_rows = empty({N}, {.dtype = DType::f64, .device = u.device()});
+        visit_half([&]<class T>(T) {
+          cuda::DeviceGuard guard(u.device().index);
+          cuda::clip_loss_mma_backward<T>(u.data<T>(), v.data<T>(), N, d, t.data<float>(), row_lse.data<float>(),
+                                          col_lse.data<float>(), gc.data<float>(), du.data<T>(), dv.data<T>(),
+                                          dt.data<float>(), partial.data<float>(), dt_rows.data<double>());
+        });
+        return {du, dv, reshape(dt, scale_shape).to(scale_dtype)};
+      });
+}
+
 // ---- clip_loss ----
 // loss = ½ CE(L, arange) + ½ CE(Lᵀ, arange), L = exp(t)·img·txtᵀ; the N×N logits are never
 // stored, only the row and column log-sum-exps (O(N) saved for backward).
@@ -254,9 +311,12 @@ Tensor clip_loss(const Tensor& image_emb, const Tensor& text_emb, const Tensor& 
   MMG_CHECK(is_floating(logit_scale.dtype()) && logit_scale.numel() == 1 && logit_scale.dim() <= 1,
             "clip_loss: logit_scale must be one floating number (0-d or [1]), got {} {}",
             dtype_name(logit_scale.dtype()), shape_str(logit_scale.shape()));
-  if (on_cuda("clip_loss", image_emb))
-    return kernel_version("clip_loss") == 1 ? clip_loss_composed(image_emb, text_emb, logit_scale)
-                                            : clip_loss_fused_cuda(image_emb, text_emb, logit_scale);
+  if (on_cuda("clip_loss", image_emb)) {
+    const int version = kernel_version("clip_loss");
+    if (version == 3) return clip_loss_mma_cuda(image_emb, text_emb, logit_scale);
+    return version == 1 ? clip_loss_composed(image_emb, text_emb, logit_scale)
+                        : clip_loss_fused_cuda(image_emb, text_emb, logit_scale);
+  }
   Tensor u = kernel_input(image_emb), v = kernel_input(text_emb);
   const int64_t N = u.size(0), d = u.size(1);
   const double t = logit_scale.item();

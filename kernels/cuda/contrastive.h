@@ -10,6 +10,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/half.h"
+
 namespace mmg::cuda {
 
 // The tiling (the host emulation in tests/kernels/test_contrastive_tiling.cpp follows it):
@@ -49,5 +51,22 @@ void hinge_ranking_loss_forward(const T* img, const T* txt, int64_t N, int64_t d
 template <class T>
 void hinge_ranking_loss_backward(const T* img, const T* txt, int64_t N, int64_t d, T margin, const T* grad_loss,
                                  T* d_img, T* d_txt, T* diag, double* count_work);
+
+// ---- version 3: tensor cores (kernels/cuda/contrastive_mma.cu) ----
+// clip_loss for T = bf16, f16 embeddings on mma.sync (compute capability 8.0 or newer): the
+// same outputs as above with u·vᵀ and G·v on the tensor cores, f32 accumulation; the log scale,
+// the incoming gradient, lse, the loss and d t are f32; d img and d txt come back in T. The tile
+// geometry is in kernels/cuda/clip_mma_tiling.h.
+// forward work: diag, N floats (the matching scores L_ii).
+template <class T>
+void clip_loss_mma_forward(const T* img, const T* txt, int64_t N, int64_t d, const float* log_scale, float* loss_out,
+                           float* row_lse, float* col_lse, float* diag);
+
+// backward work: partial, N·d floats (the running sums of G·v, then of Gᵀ·u); dt_rows, N
+// doubles (each row's share of d t).
+template <class T>
+void clip_loss_mma_backward(const T* img, const T* txt, int64_t N, int64_t d, const float* log_scale,
+                            const float* row_lse, const float* col_lse, const float* grad_loss, T* d_img, T* d_txt,
+                            float* d_log_scale, float* partial, double* dt_rows);
 
 }  // namespace mmg::cuda
