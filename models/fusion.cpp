@@ -268,7 +268,7 @@ void CrossAttentionFusionConfig::validate() const {
 json CrossAttentionFusionConfig::to_json() const {
   return {{"dim", dim},           {"image_dim", image_dim}, {"depth", depth}, {"heads", heads},
           {"mlp_ratio", mlp_ratio}, {"dropout", dropout},   {"attn_dropout", attn_dropout}, {"eps", eps},
-          {"pool", pool}};
+          {"pool", pool},           {"image_pos", image_pos}};
 }
 
 // Keys are read into `c` over its current values (so a caller can preset dim / image_dim).
@@ -283,6 +283,7 @@ static void read_cross_fields(const json& j, CrossAttentionFusionConfig& c) {
   r.read("attn_dropout", c.attn_dropout);
   r.read("eps", c.eps);
   r.read("pool", c.pool);
+  r.read("image_pos", c.image_pos);
   r.finish();
 }
 
@@ -306,24 +307,30 @@ CrossAttentionFusion::CrossAttentionFusion(const CrossAttentionFusionConfig& cfg
 
 CrossFusionOutput CrossAttentionFusion::forward(const Tensor& text_tokens, const Tensor& text_mask,
                                                 const Tensor& image_tokens, const Tensor& image_mask,
-                                                bool with_attention) const {
+                                                bool with_attention, const Tensor& image_pos) const {
   MMG_CHECK(text_tokens.defined() && text_tokens.dim() == 3 && text_tokens.size(2) == config.dim,
             "CrossAttentionFusion: text_tokens {} must be [B,S,{}]",
             text_tokens.defined() ? shape_str(text_tokens.shape()) : "undefined", config.dim);
   MMG_CHECK(image_tokens.defined() && image_tokens.dim() == 3 && image_tokens.size(2) == config.image_dim,
             "CrossAttentionFusion: image_tokens {} must be [B,N,{}]",
             image_tokens.defined() ? shape_str(image_tokens.shape()) : "undefined", config.image_dim);
+  MMG_CHECK(!image_pos.defined() || (image_pos.dim() == 3 && image_pos.size(0) == 1 &&
+                                      image_pos.size(1) == image_tokens.size(1) && image_pos.size(2) == config.image_dim),
+            "CrossAttentionFusion: image_pos {} must be [1,{},{}] for image_tokens {}",
+            image_pos.defined() ? shape_str(image_pos.shape()) : "", image_tokens.size(1), config.image_dim,
+            shape_str(image_tokens.shape()));
+  const Tensor memory = image_pos.defined() ? image_tokens + image_pos : image_tokens;
   CrossFusionOutput out;
   Tensor h = text_tokens;
   const size_t n = layers->size();
   for (size_t i = 0; i < n; ++i) {
     const nn::CrossAttentionLayer& layer = (*layers)[i];
     if (with_attention && i + 1 == n) {
-      nn::LayerOutput o = layer.forward_with_weights(h, image_tokens, text_mask, image_mask);
+      nn::LayerOutput o = layer.forward_with_weights(h, memory, text_mask, image_mask);
       h = o.out;
       out.cross_attention = o.weights;
     } else {
-      h = layer.forward(h, image_tokens, text_mask, image_mask);
+      h = layer.forward(h, memory, text_mask, image_mask);
     }
   }
   out.tokens = ln_f->forward(h);
@@ -523,7 +530,8 @@ FusionModel::FusionModel(const FusionModelConfig& cfg, Generator* gen) : config(
 CrossFusionOutput FusionModel::fuse(const Tensor& text_tokens, const Tensor& text_mask, const Tensor& image_tokens,
                                     bool with_attention) const {
   MMG_CHECK(fusion != nullptr, "FusionModel: fuse() needs the family 'cross', this model is '{}'", config.family);
-  return fusion->forward(text_tokens, text_mask, image_tokens, Tensor(), with_attention);
+  const Tensor image_pos = fusion->config.image_pos ? dual->vision->pos_embed : Tensor();
+  return fusion->forward(text_tokens, text_mask, image_tokens, Tensor(), with_attention, image_pos);
 }
 
 const ViT& FusionModel::image_encoder() const {
@@ -570,7 +578,7 @@ FusionOutput FusionModel::forward_encoded(const ViTOutput& image, const Tensor& 
   out.text_emb = dual->embed_text(text);
   out.logit_scale = dual->clamped_logit_scale();
   if (fusion && fuse) {
-    CrossFusionOutput f = fusion->forward(text.tokens, out.text_mask, image.tokens, Tensor(), with_attention);
+    CrossFusionOutput f = this->fuse(text.tokens, out.text_mask, image.tokens, with_attention);
     out.fused_tokens = f.tokens;
     out.fused_pooled = f.pooled;
     out.cross_attention = f.cross_attention;

@@ -178,6 +178,10 @@ struct CrossAttentionFusionConfig {
   // reads the image and reaches the head in one hop; from [CLS] it first has to move into the
   // [CLS] query by self-attention.
   std::string pool = "cls";
+  // With image_pos, every fusion layer reads the image tokens plus the ViT's position embeddings
+  // (as DETR adds positions at each attention over the image): after the ViT's layers the
+  // tokens' own trace of where they came from is faint, and a question about a place needs it.
+  bool image_pos = false;
 
   void validate() const;
   nlohmann::json to_json() const;  // no "family" key: it lives inside a FusionModel config
@@ -198,9 +202,11 @@ class CrossAttentionFusion : public nn::Module {
  public:
   explicit CrossAttentionFusion(const CrossAttentionFusionConfig& config, Generator* gen = nullptr);
   // text_tokens [B,S,dim] with text_mask [B,S] bool (true = real token); image_tokens
-  // [B,N,image_dim] with image_mask [B,N] bool or undefined (all attended).
+  // [B,N,image_dim] with image_mask [B,N] bool or undefined (all attended); image_pos
+  // [1,N,image_dim] or undefined, added to the image tokens the layers read.
   CrossFusionOutput forward(const Tensor& text_tokens, const Tensor& text_mask, const Tensor& image_tokens,
-                            const Tensor& image_mask = Tensor(), bool with_attention = false) const;
+                            const Tensor& image_mask = Tensor(), bool with_attention = false,
+                            const Tensor& image_pos = Tensor()) const;
   std::string type_name() const override { return "CrossAttentionFusion"; }
 
   CrossAttentionFusionConfig config;

@@ -24,12 +24,15 @@ void ViTConfig::validate() const {
   check_choice("ViTConfig", "pool", pool, {"cls", "mean"});
   check_choice("ViTConfig", "pos", pos, {"learned", "sincos"});
   MMG_CHECK(pos != "sincos" || dim % 2 == 0, "ViTConfig: pos 'sincos' needs an even dim, got {}", dim);
+  check_choice("ViTConfig", "stem", stem, {"patch", "conv"});
+  MMG_CHECK(stem != "conv" || (patch_size >= 2 && (patch_size & (patch_size - 1)) == 0),
+            "ViTConfig: stem 'conv' needs a patch_size that is a power of 2, at least 2, got {}", patch_size);
 }
 
 nlohmann::json ViTConfig::to_json() const {
   return {{"family", "vit"}, {"image_size", image_size}, {"patch_size", patch_size}, {"channels", channels},
           {"dim", dim},      {"depth", depth},           {"heads", heads},           {"mlp_ratio", mlp_ratio},
-          {"dropout", dropout}, {"attn_dropout", attn_dropout}, {"pool", pool}, {"pos", pos}, {"eps", eps}};
+          {"dropout", dropout}, {"attn_dropout", attn_dropout}, {"pool", pool}, {"pos", pos}, {"stem", stem}, {"eps", eps}};
 }
 
 ViTConfig ViTConfig::from_json(const nlohmann::json& j) {
@@ -46,6 +49,7 @@ ViTConfig ViTConfig::from_json(const nlohmann::json& j) {
   r.read("attn_dropout", c.attn_dropout);
   r.read("pool", c.pool);
   r.read("pos", c.pos);
+  r.read("stem", c.stem);
   r.read("eps", c.eps);
   r.finish();
   c.validate();
@@ -76,8 +80,12 @@ ViTConfig ViTConfig::preset(const std::string& name) {
 ViT::ViT(const ViTConfig& cfg, Generator* gen) : config(cfg) {
   config.validate();
   const int64_t D = config.dim, N = config.num_patches();
-  patch_embed = register_module(
-      "patch_embed", std::make_shared<nn::PatchEmbedding>(config.image_size, config.patch_size, config.channels, D, gen));
+  if (config.stem == "patch")
+    patch_embed = register_module("patch_embed", std::make_shared<nn::PatchEmbedding>(
+                                                     config.image_size, config.patch_size, config.channels, D, gen));
+  else
+    stem = register_module(
+        "stem", std::make_shared<nn::ConvStem>(config.image_size, config.patch_size, config.channels, D, gen));
   cls_token = register_parameter("cls_token", zeros({1, 1, D}));
   if (config.pos == "learned") {
     pos_embed = register_parameter("pos_embed", zeros({1, 1 + N, D}));
@@ -101,7 +109,7 @@ Tensor ViT::embed(const Tensor& images) const {
   MMG_CHECK(images.defined() && images.dim() == 4 && images.size(1) == C && images.size(2) == S && images.size(3) == S,
             "ViT: images {} must be [B,{},{},{}]", images.defined() ? shape_str(images.shape()) : "undefined", C, S,
             S);
-  Tensor patches = patch_embed->forward(images);  // [B,N,D]
+  Tensor patches = patch_embed ? patch_embed->forward(images) : stem->forward(images);  // [B,N,D]
   const int64_t B = patches.size(0), D = config.dim;
   Tensor x = cat({cls_token.expand({B, 1, D}), patches}, 1) + pos_embed;
   return pos_drop->forward(x);

@@ -7,7 +7,9 @@
 //   pooled = tokens[:,0]             (pool "cls")  or  mean of tokens[:,1:]  (pool "mean")
 //
 // Positions are either learned (the parameter pos_embed, as ViT) or the fixed 2-D sinusoidal
-// table of MAE (the buffer pos_embed, with a zero row for the CLS token, as MAE).
+// table of MAE (the buffer pos_embed, with a zero row for the CLS token, as MAE). With stem
+// "conv" the patches come from early convolutions (nn::ConvStem, parameters stem.*) instead of
+// patch_embed: overlapping, non-linear, and better at shapes a few pixels wide.
 //
 // Parameter names (timm's for the embeddings; the encoder's are nn/transformer.h's):
 //   patch_embed.proj.weight [D,C,P,P], patch_embed.proj.bias [D]
@@ -40,6 +42,7 @@ struct ViTConfig {
   double attn_dropout = 0.0;  // on the attention probabilities (nn/attention.h), training only
   std::string pool = "cls";    // "cls" | "mean"
   std::string pos = "learned";  // "learned" | "sincos"
+  std::string stem = "patch";   // "patch": one linear map per patch (ViT) | "conv": nn::ConvStem
   double eps = 1e-6;            // LayerNorm epsilon (timm's ViT)
 
   int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
@@ -67,7 +70,8 @@ class ViT : public nn::Module {
   std::string type_name() const override { return "ViT"; }
 
   ViTConfig config;
-  std::shared_ptr<nn::PatchEmbedding> patch_embed;
+  std::shared_ptr<nn::PatchEmbedding> patch_embed;  // stem "patch" (else null)
+  std::shared_ptr<nn::ConvStem> stem;               // stem "conv" (else null)
   Tensor cls_token;  // [1,1,D]
   Tensor pos_embed;  // [1,1+N,D]: a parameter (learned) or a buffer (sincos)
   std::shared_ptr<nn::Dropout> pos_drop;

@@ -1,5 +1,6 @@
 #include "nn/embeddings.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -43,6 +44,77 @@ Tensor PatchEmbedding::forward(const Tensor& images) const {
   Tensor patches = reshape(images, {B, C, gh, P, gw, P}).permute({0, 2, 4, 1, 3, 5});  // [B,gh,gw,C,P,P]
   patches = reshape(patches, {B, gh * gw, C * P * P});
   return linear(patches, proj->weight.view({dim, C * P * P}), proj->bias);
+}
+
+ConvWeight::ConvWeight(int64_t c_in, int64_t c_out, int64_t k, Generator* gen) {
+  MMG_CHECK(c_in > 0 && c_out > 0 && k > 0, "ConvWeight: in_channels {}, out_channels {} and kernel {} must be positive",
+            c_in, c_out, k);
+  const double bound = 1.0 / std::sqrt(static_cast<double>(c_in * k * k));
+  weight = register_parameter("weight", empty({c_out, c_in, k, k}));
+  init::uniform_(weight, -bound, bound, gen);
+}
+
+std::vector<int64_t> ConvStem::conv3x3_stride2_taps(int64_t h, int64_t w) {
+  const int64_t oh = (h + 1) / 2, ow = (w + 1) / 2, outside = h * w;
+  std::vector<int64_t> taps;
+  taps.reserve(static_cast<size_t>(oh * ow * 9));
+  for (int64_t oy = 0; oy < oh; ++oy)
+    for (int64_t ox = 0; ox < ow; ++ox)
+      for (int64_t ky = 0; ky < 3; ++ky)
+        for (int64_t kx = 0; kx < 3; ++kx) {
+          const int64_t y = 2 * oy + ky - 1, x = 2 * ox + kx - 1;
+          taps.push_back(y >= 0 && y < h && x >= 0 && x < w ? y * w + x : outside);
+        }
+  return taps;
+}
+
+ConvStem::ConvStem(int64_t image_size, int64_t patch_size, int64_t in_channels, int64_t dim, Generator* gen)
+    : image_size(image_size), patch_size(patch_size), in_channels(in_channels), dim(dim) {
+  MMG_CHECK(patch_size >= 2 && (patch_size & (patch_size - 1)) == 0,
+            "ConvStem: patch_size {} must be a power of 2, at least 2 (one stride-2 convolution per halving)",
+            patch_size);
+  MMG_CHECK(image_size > 0 && image_size % patch_size == 0, "ConvStem: image_size {} is not divisible by patch_size {}",
+            image_size, patch_size);
+  MMG_CHECK(in_channels > 0 && dim > 0, "ConvStem: in_channels {} and dim {} must be positive", in_channels, dim);
+  grid_size = image_size / patch_size;
+  num_patches = grid_size * grid_size;
+  int64_t k = 0;
+  while ((int64_t{1} << k) < patch_size) ++k;
+  for (int64_t i = 0; i < k; ++i) channels.push_back(std::max<int64_t>(16, (dim / 2) >> (k - 1 - i)));
+  convs = register_module("convs", std::make_shared<ModuleList<ConvWeight>>());
+  norms = register_module("norms", std::make_shared<ModuleList<LayerNorm>>());
+  int64_t c = in_channels, side = image_size;
+  for (int64_t out : channels) {
+    convs->push_back(std::make_shared<ConvWeight>(c, out, 3, gen));
+    norms->push_back(std::make_shared<LayerNorm>(out, 1e-6));
+    taps_.push_back(conv3x3_stride2_taps(side, side));
+    c = out, side /= 2;
+  }
+  proj = register_module("proj", std::make_shared<PatchProjection>(c, 1, dim, gen));
+  taps_on_device_.resize(taps_.size());
+}
+
+Tensor ConvStem::forward(const Tensor& images) const {
+  MMG_CHECK(images.defined() && images.dim() == 4 && images.size(1) == in_channels && images.size(2) == image_size &&
+                images.size(3) == image_size,
+            "ConvStem: images {} must be [B,{},{},{}]", images.defined() ? shape_str(images.shape()) : "undefined",
+            in_channels, image_size, image_size);
+  const int64_t B = images.size(0);
+  int64_t side = image_size;
+  Tensor x = reshape(images, {B, in_channels, side * side}).permute({0, 2, 1});  // channels last: [B,H·W,C]
+  for (size_t i = 0; i < taps_.size(); ++i) {
+    Tensor& taps = taps_on_device_[i];
+    if (!taps.defined() || !(taps.device() == x.device()))
+      taps = from_vector(taps_[i], {static_cast<int64_t>(taps_[i].size())}).to(x.device());
+    const int64_t c = x.size(2), out_side = (side + 1) / 2, n_out = out_side * out_side;
+    Tensor padded = cat({x, zeros({B, 1, c}, {.dtype = x.dtype(), .device = x.device()})}, 1);  // row H·W is zero
+    Tensor cols = reshape(index_select(padded, 1, taps), {B, n_out, 9, c}).permute({0, 1, 3, 2});  // [B,n,c,9]
+    const ConvWeight& conv = (*convs)[i];
+    x = linear(reshape(cols, {B, n_out, c * 9}), conv.weight.view({conv.weight.size(0), c * 9}));
+    x = gelu((*norms)[i].forward(x));
+    side = out_side;
+  }
+  return linear(x, proj->weight.view({dim, x.size(2)}), proj->bias);
 }
 
 // ---- positions ----

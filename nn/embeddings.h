@@ -3,8 +3,10 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "nn/layers.h"
+#include "nn/module_list.h"
 
 namespace mmg::nn {
 
@@ -34,6 +36,49 @@ class PatchEmbedding : public Module {
   int64_t grid_size;    // image_size / patch_size
   int64_t num_patches;  // grid_size²
   std::shared_ptr<PatchProjection> proj;
+};
+
+// A convolution's weight without a bias, in PyTorch's Conv2d layout [c_out,c_in,k,k], drawn as
+// PyTorch draws it: U(±1/√fan_in), fan_in = c_in·k·k.
+class ConvWeight : public Module {
+ public:
+  ConvWeight(int64_t in_channels, int64_t out_channels, int64_t kernel, Generator* gen = nullptr);
+  std::string type_name() const override { return "ConvWeight"; }
+  Tensor weight;
+};
+
+// Early convolutions (Xiao et al. 2021, "Early Convolutions Help Transformers See Better"): in
+// place of one linear map per P×P patch, log2(P) convolutions of kernel 3, stride 2, padding 1,
+// each followed by LayerNorm over the channels and GELU, then a 1×1 convolution to `dim`:
+//   images [B,C,H,W] -> [B,H/2·W/2,c_1] -> ... -> [B,(H/P)·(W/P),c_k] -> [B,N,dim]
+// Neighbouring patches overlap and the map is no longer linear, so a shape a few pixels wide
+// that straddles a patch border is still seen whole. Channels double up to c_k = dim/2 (at
+// least 16). A convolution is a gather and a matrix product (no conv op needed): each output
+// position gathers its 3×3 input taps (channels last; taps in the padding read an appended
+// zero row), ordered channel, row, column as PyTorch's Conv2d weight [c_out,c_in,3,3].
+// Parameters: convs.{i}.weight [c_i,c_{i-1},3,3] (no bias: a LayerNorm follows),
+// norms.{i}.{weight,bias}, proj.{weight [dim,c_k,1,1], bias}. P must be a power of 2, ≥ 2.
+class ConvStem : public Module {
+ public:
+  ConvStem(int64_t image_size, int64_t patch_size, int64_t in_channels, int64_t dim, Generator* gen = nullptr);
+  Tensor forward(const Tensor& images) const;  // [B,C,image_size,image_size] -> [B,N,dim]
+  std::string type_name() const override { return "ConvStem"; }
+
+  // The gather index of one 3×3, stride-2, padding-1 convolution over an h×w grid: for output
+  // (oy,ox) and tap (ky,kx) the input position (2·oy+ky−1)·w + (2·ox+kx−1), or h·w where that
+  // falls outside. i64 [ceil(h/2)·ceil(w/2)·9], output positions row-major, taps row-major.
+  static std::vector<int64_t> conv3x3_stride2_taps(int64_t h, int64_t w);
+
+  int64_t image_size, patch_size, in_channels, dim;
+  int64_t grid_size, num_patches;
+  std::vector<int64_t> channels;  // c_1 .. c_k
+  std::shared_ptr<ModuleList<ConvWeight>> convs;
+  std::shared_ptr<ModuleList<LayerNorm>> norms;
+  std::shared_ptr<PatchProjection> proj;  // the 1×1 convolution
+
+ private:
+  std::vector<std::vector<int64_t>> taps_;  // per convolution
+  mutable std::vector<Tensor> taps_on_device_;
 };
 
 // A trainable table `weight` [max_len, dim], init trunc_normal(std 0.02) as ViT/BERT.

@@ -727,6 +727,98 @@ TEST_CASE("gradcheck (f64) of the micro ViT over its images and a few parameters
   }
 }
 
+// A 3×3, stride-2, padding-1 convolution by its definition, on [B,C,H,W] values (no bias).
+static std::vector<double> naive_conv3x3_stride2(const std::vector<double>& x, const std::vector<double>& w, int64_t B,
+                                                 int64_t C, int64_t H, int64_t K) {
+  const int64_t OH = (H + 1) / 2;
+  std::vector<double> out(static_cast<size_t>(B * K * OH * OH), 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t oy = 0; oy < OH; ++oy)
+        for (int64_t ox = 0; ox < OH; ++ox) {
+          double acc = 0;
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t ky = 0; ky < 3; ++ky)
+              for (int64_t kx = 0; kx < 3; ++kx) {
+                const int64_t y = 2 * oy + ky - 1, xx = 2 * ox + kx - 1;
+                if (y < 0 || y >= H || xx < 0 || xx >= H) continue;
+                acc += w[((k * C + c) * 3 + ky) * 3 + kx] * x[((b * C + c) * H + y) * H + xx];
+              }
+          out[((b * K + k) * OH + oy) * OH + ox] = acc;
+        }
+  return out;
+}
+
+TEST_CASE("ConvStem: the gather index, the channels, and convolutions by their definition") {
+  // 4×4 grid -> 2×2: output (0,0) reads padding at tap (0,0) and input 0 at the centre tap;
+  // output (1,1) reads inputs 5 and 15 at its first and last taps.
+  std::vector<int64_t> taps = nn::ConvStem::conv3x3_stride2_taps(4, 4);
+  REQUIRE(taps.size() == 4 * 9);
+  CHECK(taps[0] == 16);
+  CHECK(taps[4] == 0);
+  CHECK(taps[3 * 9 + 0] == 5);
+  CHECK(taps[3 * 9 + 8] == 15);
+  CHECK(nn::ConvStem::conv3x3_stride2_taps(7, 7).size() == 16 * 9);  // odd sides round up: 7 -> 4
+
+  Generator gen(12);
+  nn::ConvStem stem(8, 4, 3, 32, &gen);  // two convolutions: 8 -> 4 -> 2, channels 16 and 16
+  CHECK(stem.channels == std::vector<int64_t>{16, 16});
+  CHECK(stem.num_patches == 4);
+  std::vector<std::string> names;
+  for (const auto& [name, p] : stem.named_parameters()) names.push_back(name);
+  CHECK(names == std::vector<std::string>{"convs.0.weight", "convs.1.weight", "norms.0.weight", "norms.0.bias",
+                                          "norms.1.weight", "norms.1.bias", "proj.weight", "proj.bias"});
+  CHECK(stem.convs->operator[](1).weight.shape() == Shape{16, 16, 3, 3});
+  CHECK(nn::ConvStem(32, 8, 3, 64, &gen).channels == std::vector<int64_t>{16, 16, 32});
+
+  // The whole stem by loops: conv, then LayerNorm over channels and GELU, twice, then 1×1.
+  stem.to(DType::f64);
+  Tensor img = randn({2, 3, 8, 8}, {.dtype = DType::f64}, &gen);
+  Tensor x = img;
+  int64_t side = 8, c = 3;
+  for (size_t i = 0; i < 2; ++i) {
+    const Tensor& w = stem.convs->operator[](i).weight;
+    const int64_t k = w.size(0);
+    std::vector<double> y = naive_conv3x3_stride2(x.to_vector<double>(), w.to_vector<double>(), 2, c, side, k);
+    side = (side + 1) / 2, c = k;
+    Tensor t = from_vector(y, {2, c, side * side}).permute({0, 2, 1});  // channels last for the norm
+    t = gelu(stem.norms->operator[](i).forward(t));
+    x = t.permute({0, 2, 1}).contiguous().reshape({2, c, side, side});
+  }
+  Tensor tokens = linear(x.reshape({2, c, side * side}).permute({0, 2, 1}), stem.proj->weight.view({32, c}),
+                         stem.proj->bias);
+  CHECK(allclose(stem.forward(img), tokens, 1e-12, 1e-12));
+  CHECK_THROWS_WITH_AS(stem.forward(randn({2, 3, 16, 16})), doctest::Contains("ConvStem: images [2,3,16,16]"), Error);
+  CHECK_THROWS_WITH_AS(nn::ConvStem(24, 6, 3, 32), doctest::Contains("power of 2"), Error);
+}
+
+TEST_CASE("ViT with stem conv: names, JSON, gradcheck (f64) over the images and the stem") {
+  manual_seed(21);
+  ViTConfig c = ViTConfig::preset("vit-micro");
+  c.stem = "conv";
+  CHECK(ViTConfig::from_json(c.to_json()).stem == "conv");
+  ViTConfig bad = c;
+  bad.patch_size = 6, bad.image_size = 12;
+  CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("stem 'conv' needs a patch_size that is a power of 2"),
+                       Error);
+  ViT vit(c);
+  CHECK(vit.patch_embed == nullptr);
+  const nn::NamedTensors params = vit.named_parameters();
+  CHECK(std::any_of(params.begin(), params.end(), [](const auto& p) { return p.first == "stem.convs.0.weight"; }));
+  GradcheckOptions opts;
+  opts.check = check_flags(vit, 1, {"stem.convs.1.weight", "stem.norms.0.bias", "stem.proj.weight"});
+  std::vector<Tensor> inputs = f64_inputs_and_parameters({randn({2, 3, 8, 8})}, vit);
+  auto fn = [&](const std::vector<Tensor>& a) {
+    bind_parameters(vit, a, 1);
+    ViTOutput o = vit.forward(a[0]);
+    return cat({o.tokens.reshape({2, -1}), o.pooled}, 1);
+  };
+  GradcheckResult r = gradcheck(fn, inputs, opts);
+  INFO(r.message);
+  CHECK(r.ok);
+  CHECK(r.elements_checked == 384 + 16 * 16 * 9 + 16 + 16 * 16);
+}
+
 TEST_CASE("gradcheck (f64) of the micro text encoder over its embeddings and a few parameters") {
   manual_seed(21);
   TextEncoder enc(TextEncoderConfig::preset("text-micro"));
@@ -761,6 +853,33 @@ TEST_CASE("CrossAttentionFusion with pool mean: the masked mean of the fused tex
   // The config round-trips through JSON; an unknown pool is an error naming the choices.
   CHECK(CrossAttentionFusionConfig::from_json(f.config.to_json()).pool == "mean");
   CHECK_THROWS_WITH_AS(CrossAttentionFusionConfig::from_json({{"pool", "max"}}), doctest::Contains("pool"), Error);
+}
+
+TEST_CASE("CrossAttentionFusion with image_pos: the layers read image tokens plus the ViT's positions") {
+  Generator gen(10);
+  CrossAttentionFusion f({.dim = 16, .image_dim = 12, .depth = 2, .heads = 2}, &gen);
+  Tensor text = randn({2, 6, 16}, {}, &gen), image = randn({2, 5, 12}, {}, &gen), pos = randn({1, 5, 12}, {}, &gen);
+  Tensor mask = make_mask({{1, 1, 1, 0, 0, 0}, {1, 1, 1, 1, 1, 1}});
+  // Adding the positions is the same as handing the layers image + pos, and it changes the output.
+  CHECK(same_values(f.forward(text, mask, image, Tensor(), false, pos).tokens, f.forward(text, mask, image + pos).tokens));
+  CHECK(!allclose(f.forward(text, mask, image, Tensor(), false, pos).tokens, f.forward(text, mask, image).tokens, 1e-3,
+                  1e-3));
+  CHECK_THROWS_WITH_AS(f.forward(text, mask, image, Tensor(), false, randn({1, 4, 12})),
+                       doctest::Contains("image_pos [1,4,12] must be [1,5,12]"), Error);
+
+  // In a FusionModel the flag adds the ViT's pos_embed, in forward() and in fuse() alike.
+  FusionModelConfig c = FusionModelConfig::preset("albef-micro");
+  c.fusion.image_pos = true;
+  CHECK(FusionModelConfig::from_json(c.to_json()).fusion.image_pos);
+  Generator gen2(11);
+  FusionModel m(c, &gen2);
+  Tensor img = randn({2, 3, 8, 8}, {}, &gen);
+  Tensor tmask = make_mask({{1, 1, 1, 1, 0, 0, 0, 0}, {1, 1, 1, 1, 1, 1, 1, 1}});
+  Tensor ids = random_ids(tmask, 50);
+  FusionOutput out = m.forward(img, ids, tmask);
+  const Tensor& vit_pos = m.dual->vision->pos_embed;
+  CHECK(same_values(out.fused_tokens, m.fusion->forward(out.text_tokens, tmask, out.image_tokens + vit_pos).tokens));
+  CHECK(same_values(m.fuse(out.text_tokens, tmask, out.image_tokens).tokens, out.fused_tokens));
 }
 
 TEST_CASE("gradcheck (f64) of a micro cross-attention fusion over both token inputs and its parameters") {
