@@ -30,6 +30,10 @@
 //   ViT (Sk 197 → 208) at Dp 64: 60,112 B;  text Sk 77 → 80 at Dp 64: 23,120 B;
 //   text Sk 32 at Dp 64 with 2 heads a CTA: 18,496 B;  the largest, Sk 256 at Dp 128: 139,520 B.
 // Past 48 KB the kernel opts in (cudaFuncSetAttribute).
+// Registers (ptxas -v, nvcc 13.0): 128–168 at Dp 32 and 64 without dropout, 164–213 with it,
+// 245–251 at Dp 128; no spills but sm_90's Dp 32 instance without dropout (40 bytes, as v3's
+// forward there). At Dp 64 that is 3 CTAs (12 warps) an SM by registers; ViT's 60 KB of K/V
+// allow 3 CTAs on sm_90 (227 KB) and 2 on sm_80 (163 KB).
 //
 // ---- why it wins for short sequences ----
 // v3 tiles the queries by 64 and streams keys by 64. For 197 tokens it pads both sides to 256:
