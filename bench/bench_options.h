@@ -74,7 +74,7 @@ inline void add_bench_options(CLI::App& app, BenchOptions& o, const std::vector<
                  "Only this version of --kernel's family (CUDA; default: every version). Families: " + versions);
   app.add_option("--dtype", o.dtype,
                  "Inputs on CUDA: f32, bf16, f16 or all. softmax, layer_norm and attention time f32, bf16 and f16 "
-                 "(attention v3: bf16 and f16 only); clip_loss f32 and bf16 by default, f16 when asked (v3: bf16 and "
+                 "(attention v3 and v4: bf16 and f16 only); clip_loss f32 and bf16 by default, f16 when asked (v3: bf16 and "
                  "f16 only)")
       ->capture_default_str();
   app.add_option("--json", o.json_path, "Also write every row as JSON to this file");

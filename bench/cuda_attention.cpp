@@ -1,6 +1,8 @@
 // Attention on CUDA: every version of the "attention" family (core/kernel_versions.h),
 // through the op scaled_dot_product_attention on device tensors, in f32, bf16 and f16 inputs
-// (--dtype); v3 (tensor cores) takes bf16 and f16 only and gets a row saying so for f32.
+// (--dtype); v3 and v4 (tensor cores) take bf16 and f16 only and get a row saying so for f32.
+// v4 is v3 with a forward for short keys (Sk ≤ 256); on the long cases it runs v3's forward,
+// and its rows say so.
 //
 // Three rows per case and version: the forward; forward + backward; the backward alone
 // (the op's recorded backward on the saved tensors of a forward made beforehand). TFLOP/s
@@ -21,6 +23,7 @@
 #include <optional>
 
 #include "bench/cuda_bench.h"
+#include "kernels/cuda/attention_short_plan.h"
 
 namespace mmg::bench {
 
@@ -36,6 +39,7 @@ static std::vector<AttCase> attention_cases(bool quick) {
   if (quick)
     return {{"vit-b/16 self", 8, 12, 197, 197, 64, false, false, true},
             {"vit-b/16 self dropout 0.1", 8, 12, 197, 197, 64, false, false, true, 0.1},
+            {"text S32 padded", 32, 12, 32, 32, 64, false, true, true},
             {"text S77 padded", 32, 12, 77, 77, 64, false, true, true},
             {"text->image cross", 8, 12, 64, 197, 64, false, false, true},
             {"long S1k causal", 2, 16, 1024, 1024, 128, true, false, false}};
@@ -103,13 +107,16 @@ static void bench_case(CudaBench& b, const AttCase& c, const std::string& dtype_
                                  {"Sk", c.Sk},         {"D", c.D},           {"causal", c.causal},
                                  {"padded", c.padded}, {"dropout", c.dropout}};
   for (int version : b.versions("attention")) {
-    if (version == 3 && dt != DType::bf16 && dt != DType::f16) {  // tensor cores: 16-bit inputs only
+    if (version >= 3 && dt != DType::bf16 && dt != DType::f16) {  // tensor cores: 16-bit inputs only
       Row r("attention", c.what, shape, params);
       r.version = version;
       r.dtype = dtype_name;
-      b.add(skipped_row(r, "v3 takes bf16 or f16 inputs"));
+      b.add(skipped_row(r, fmt::format("v{} takes bf16 or f16 inputs", version)));
       continue;
     }
+    // v4 past its keys (Sk > 256) is v3 throughout: the row says so rather than pass for v4's kernel.
+    const std::string fallback =
+        version == 4 && !cuda::attention_short_supports(c.Sk, c.D) ? "v4 runs v3's forward here (Sk > 256)" : "";
     std::optional<KernelVersionGuard> guard;
     if (b.has_family("attention")) guard.emplace("attention", version);
     auto row = [&](Direction d) {
@@ -118,6 +125,7 @@ static void bench_case(CudaBench& b, const AttCase& c, const std::string& dtype_
       r.dtype = dtype_name;
       r.direction = d;
       r.goal = goal_of(c, d);
+      r.note = fallback;
       return r;
     };
     auto flops = [&](Direction d) { return attention_flops(c.B, c.H, c.Sq, c.Sk, c.D, c.causal, d); };
@@ -159,7 +167,8 @@ static void bench_case(CudaBench& b, const AttCase& c, const std::string& dtype_
                                 {head0(gr[2]), v0.grad()}},
                                tol);
       }
-      both.note = fmt::format("peak {:.0f} MiB above inputs", *both.peak_bytes / 1048576.0);
+      both.note = fmt::format("peak {:.0f} MiB above inputs{}", *both.peak_bytes / 1048576.0,
+                              fallback.empty() ? "" : "; " + fallback);
       both.ms = time_on_device([&](int s) { backward(sdpa(leaves[s]), s, false); }, n, b.budget).ms;
       b.add_tflops(both, flops(Direction::fwd_bwd));
     });

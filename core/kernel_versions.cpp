@@ -13,8 +13,10 @@ const std::vector<KernelFamily>& kernel_families() {
       {"attention",
        {"scores through device memory: gemm, masked softmax, gemm (O(S²) memory)",
         "flash: tiles of K/V streamed through shared memory, online softmax, O(S) memory (f32/f64)",
-        "flash on tensor cores: mma.sync m16n8k16 with f32 accumulation, bf16/f16 inputs only"},
-       2},  // v3 opt-in until it has run on a GPU
+        "flash on tensor cores: mma.sync m16n8k16 with f32 accumulation, bf16/f16 inputs only",
+        "version 3 with a forward for short keys (Sk <= 256): each head's K/V resident in shared memory, "
+        "16-row query chunks per warp; version 3's backward, and its forward where Sk > 256"},
+       2},  // v3 and v4 opt-in until they have run on a GPU
       {"clip_loss",
        {"composed: N×N logits through matmul and two cross-entropies (O(N²) memory)",
         "fused: row and column log-sum-exp by tiles, O(N·d) memory",

@@ -23,8 +23,10 @@
 // online softmax, saving out and lse like the CPU op (O(S) memory); or v1, the scores by
 // gemm_batched, a masked softmax kernel, gemm again, saving P (B·H·Sq·Sk values); or v3, the
 // flash algorithm on tensor cores (mma.sync) for bf16/f16 inputs, which keeps them, out and the
-// gradients in 16 bits (lse in f32) instead of computing in f32 copies. Head dims over 128 run
-// v1 whichever is chosen (the flash kernels' tiles are sized for D ≤ 128).
+// gradients in 16 bits (lse in f32) instead of computing in f32 copies; or v4, v3 with a forward
+// for short keys (Sk ≤ 256: each head's K/V resident in shared memory, 16-row query chunks per
+// warp) and v3's backward, v3's forward where Sk > 256. Head dims over 128 run v1 whichever is
+// chosen (the flash kernels' tiles are sized for D ≤ 128).
 #include <cmath>
 
 #include "core/autocast.h"
@@ -177,12 +179,14 @@ static Tensor attention_cuda_v2(const Tensor& q, const Tensor& k, const Tensor& 
   });
 }
 
-// ---- CUDA, v3 (flash on tensor cores) ----
+// ---- CUDA, v3 and v4 (flash on tensor cores) ----
 // The kernels of kernels/cuda/attention_mma.cu on 16-bit inputs as they are: q, k, v, out and the
-// gradients stay in the result dtype (bf16 or f16), lse and Δ are f32. Saved: out and lse.
+// gradients stay in the result dtype (bf16 or f16), lse and Δ are f32. Saved: out and lse. v4
+// differs in the forward only (attention_short.cu, which runs v3's where Sk > 256); both write
+// the same out and lse, and the backward is v3's for both.
 
-static Tensor attention_cuda_v3(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
-                                bool causal, double s, const AttentionDropout& drop, DType result) {
+static Tensor attention_cuda_mma(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
+                                 bool causal, double s, const AttentionDropout& drop, DType result, int version) {
   const int64_t B = q.size(0), H = q.size(1), Sq = q.size(2), D = q.size(3), Sk = k.size(2);
   auto prepare = [result](const Tensor& t) { return t.detach().to(result).contiguous(); };
   Tensor qc = prepare(q), kc = prepare(k), vc = prepare(v);
@@ -207,8 +211,13 @@ static Tensor attention_cuda_v3(const Tensor& q, const Tensor& k, const Tensor& 
   if (work) {
     visit_half([&]<class T>(T) {
       cuda::DeviceGuard guard(dev.index);
-      cuda::attention_mma_forward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), mc.defined() ? mc.data<uint8_t>() : nullptr,
-                                     out.data<T>(), lse.data<float>(), B, H, Sq, Sk, D, causal, scale, drop);
+      const uint8_t* mask = mc.defined() ? mc.data<uint8_t>() : nullptr;
+      if (version == 4)
+        cuda::attention_short_forward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), mask, out.data<T>(),
+                                         lse.data<float>(), B, H, Sq, Sk, D, causal, scale, drop);
+      else
+        cuda::attention_mma_forward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), mask, out.data<T>(),
+                                       lse.data<float>(), B, H, Sq, Sk, D, causal, scale, drop);
     });
   }
   Tensor saved_out = out.detach();
@@ -232,23 +241,24 @@ static Tensor attention_cuda_v3(const Tensor& q, const Tensor& k, const Tensor& 
 }
 
 // The version kernel_version("attention") names: v2 (the default) or v1 for any floating dtype,
-// v3 for bf16/f16 only (an error otherwise: it has no f32 arithmetic to fall back on, and a
-// silent switch would time or test another kernel than the one asked for). v2 and v3 go to v1
-// where their tiles do not (D > 128, or D = 0).
+// v3 and v4 for bf16/f16 only (an error otherwise: they have no f32 arithmetic to fall back on,
+// and a silent switch would time or test another kernel than the one asked for). v2, v3 and v4
+// go to v1 where their tiles do not (D > 128, or D = 0).
 static void check_cuda_version(const Tensor& q, const Tensor& k, const Tensor& v, DType result) {
-  if (kernel_version("attention") != 3) return;
+  const int version = kernel_version("attention");
+  if (version != 3 && version != 4) return;
   MMG_CHECK(result == DType::bf16 || result == DType::f16,
-            "{}: attention version 3 (tensor cores) takes bf16 or f16 inputs, got q {} {}, k {} {}, v {} {} "
+            "{}: attention version {} (tensor cores) takes bf16 or f16 inputs, got q {} {}, k {} {}, v {} {} "
             "(computed as {}); versions 1 and 2 take f32 and f64",
-            kOp, dtype_name(q.dtype()), shape_str(q.shape()), dtype_name(k.dtype()), shape_str(k.shape()),
+            kOp, version, dtype_name(q.dtype()), shape_str(q.shape()), dtype_name(k.dtype()), shape_str(k.shape()),
             dtype_name(v.dtype()), shape_str(v.shape()), dtype_name(result));
 }
 
 static Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask, bool causal,
                              double s, const AttentionDropout& drop, DType result) {
   const int version = kernel_version("attention");
-  if (version == 3 && cuda::attention_flash_supports(q.size(3)))
-    return attention_cuda_v3(q, k, v, key_mask, causal, s, drop, result);
+  if ((version == 3 || version == 4) && cuda::attention_flash_supports(q.size(3)))
+    return attention_cuda_mma(q, k, v, key_mask, causal, s, drop, result, version);
   if (version == 2 && cuda::attention_flash_supports(q.size(3)))
     return attention_cuda_v2(q, k, v, key_mask, causal, s, drop, result);
   return attention_cuda_v1(q, k, v, key_mask, causal, s, drop, result);

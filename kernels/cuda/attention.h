@@ -1,4 +1,4 @@
-// Scaled dot-product attention on a CUDA device, in three versions side by side (the semantics
+// Scaled dot-product attention on a CUDA device, in four versions side by side (the semantics
 // of all are those of kernels/attention.h: layouts [B,H,S,D], key_mask [B,Sk] u8 or null,
 // causal top-left aligned, a query with no visible key gives zero output, lse = −∞ and zero
 // gradients). core/ops/attention.cpp picks one with kernel_version("attention").
@@ -137,5 +137,18 @@ void attention_mma_backward(const T* q, const T* k, const T* v, const uint8_t* k
                             const T* dout, const float* lse, float* delta, T* dq, T* dk, T* dv, int64_t B, int64_t H,
                             int64_t Sq, int64_t Sk, int64_t D, bool causal, float scale,
                             const AttentionDropout& drop = {});
+
+// ---- v4 (kernels/cuda/attention_short.cu): short sequences on tensor cores ----
+// v3's forward specialised for Sk ≤ 256 (attention_short_plan.h has the rule and the plan): a
+// CTA loads one head's whole K and V (up to 4 heads when Sq ≤ 48) into shared memory once, and
+// its warps take 16-row query chunks over the resident keys, with v3's online softmax, fragments
+// and dropout. It writes what v3's forward writes — out in T, lse in f32 — so the backward of
+// v4 is v3's, attention_mma_backward, unchanged. Where Sk > 256 it runs attention_mma_forward
+// itself. Needs compute capability 8.0 or newer, Sk ≥ 1 and attention_flash_supports(D), as v3.
+// T: bf16, f16.
+template <class T>
+void attention_short_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out, float* lse,
+                             int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal, float scale,
+                             const AttentionDropout& drop = {});
 
 }  // namespace mmg::cuda

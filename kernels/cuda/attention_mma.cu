@@ -66,166 +66,32 @@
 // a ragged last tile and a head dim below Dp (24 → 32, 100 → 128) need no other care. The
 // copies are synchronous: cp.async double buffering is the next step, not taken here.
 //
+// Code: the instruction, fragment loads, C → A hand-over and quad shuffles are mma_ops.cuh's
+// (shared with contrastive_mma.cu); the tile copies, the forward's step over one key tile and
+// its final store are attention_mma.cuh's (shared with v4, attention_short.cu).
+//
 // Head dims: Dp = 32, 64, 128 as v2 (attention_flash_supports). Instances per T: forward, dK/dV
 // and dQ × 3 head dims × with/without dropout, and Δ. Registers (ptxas, nvcc 13.0, sm_80 and
-// sm_90 alike within a few): 128–190 at Dp 32, 150–245 at Dp 64, 170–255 at Dp 128, the dropout
+// sm_90 alike within a few): 128–190 at Dp 32, 135–246 at Dp 64, 170–255 at Dp 128, the dropout
 // instances the heaviest (Philox inline); no spills but 24 bytes in sm_90's forward at Dp 32. At
 // 255 registers a 128-thread block allows 2 blocks (8 warps) per SM: registers, not shared
 // memory, bound the occupancy at Dp 128.
 #include <cuda_runtime.h>
 
 #include <cmath>
-#include <initializer_list>
 #include <string>
-#include <type_traits>
 
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_mma.cuh"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/mma_fragment.h"
 #include "kernels/cuda/row_group.cuh"
 
 namespace mmg::cuda {
 
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
-
-// ---- the instruction and its operands ----
-
-// d += a·b on one m16n8k16 tile, T's 16-bit inputs, f32 accumulators (d is also c).
-template <class T>
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  if constexpr (std::is_same_v<T, bf16>) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  } else {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
-#else
-  __trap();  // never launched: the host refuses devices below compute capability 8.0
-#endif
-}
-
-// Two floats rounded to T (to nearest, ties to even: kernels/half.h's rounding) in one register,
-// lo in the low 16 bits. cvt's first source goes to the high half.
-template <class T>
-__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-  uint32_t r;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  if constexpr (std::is_same_v<T, bf16>)
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-  else
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
-#else
-  r = static_cast<uint32_t>(T(lo).bits) | (static_cast<uint32_t>(T(hi).bits) << 16);
-#endif
-  return r;
-}
-
-// A fragment of rows [r0, r0 + 16) × columns [c0, c0 + 16) of a row-major shared tile.
-__device__ __forceinline__ void load_a(uint32_t (&a)[4], const uint16_t* tile, int ld, int r0, int c0, int lane) {
-#pragma unroll
-  for (int reg = 0; reg < 4; ++reg) {
-    const MmaIndex e = mma_a_element(lane, reg, 0);  // half 1 is column e.col + 1
-    a[reg] = *reinterpret_cast<const uint32_t*>(tile + (r0 + e.row) * ld + c0 + e.col);
-  }
-}
-
-// B fragment (k × n = 16 × 8) with B[k][n] = tile[n0 + n][k0 + k]: Kᵀ out of a row-major K.
-__device__ __forceinline__ void load_b_nk(uint32_t (&b)[2], const uint16_t* tile, int ld, int n0, int k0,
-                                          int lane) {
-#pragma unroll
-  for (int reg = 0; reg < 2; ++reg) {
-    const MmaIndex e = mma_b_element(lane, reg, 0);  // half 1 is row (= k) e.row + 1
-    b[reg] = *reinterpret_cast<const uint32_t*>(tile + (n0 + e.col) * ld + k0 + e.row);
-  }
-}
-
-// B fragment with B[k][n] = tile[k0 + k][n0 + n]: V itself, rows = keys.
-__device__ __forceinline__ void load_b_kn(uint32_t (&b)[2], const uint16_t* tile, int ld, int k0, int n0,
-                                          int lane) {
-#pragma unroll
-  for (int reg = 0; reg < 2; ++reg) {
-    const MmaIndex e0 = mma_b_element(lane, reg, 0), e1 = mma_b_element(lane, reg, 1);
-    b[reg] = static_cast<uint32_t>(tile[(k0 + e0.row) * ld + n0 + e0.col]) |
-             (static_cast<uint32_t>(tile[(k0 + e1.row) * ld + n0 + e1.col]) << 16);
-  }
-}
-
-// The A fragment of the 16×16 tile made of C tiles c[0] (columns 0..7) and c[1] (8..15),
-// rounded to T.
-// Written out register by register (the static_asserts tie it to mma_a_from_c), so that no
-// array is selected at run time and everything stays in registers.
-static_assert(mma_a_from_c(0).tile == 0 && mma_a_from_c(0).reg == 0 && mma_a_from_c(1).tile == 0 &&
-                  mma_a_from_c(1).reg == 2 && mma_a_from_c(2).tile == 1 && mma_a_from_c(2).reg == 0 &&
-                  mma_a_from_c(3).tile == 1 && mma_a_from_c(3).reg == 2,
-              "a_from_c follows mma_a_from_c");
-template <class T>
-__device__ __forceinline__ void a_from_c(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
-  a[0] = pack2<T>(c0[0], c0[1]);
-  a[1] = pack2<T>(c0[2], c0[3]);
-  a[2] = pack2<T>(c1[0], c1[1]);
-  a[3] = pack2<T>(c1[2], c1[3]);
-}
-
-// ---- global ↔ shared ----
-
-// Rows [r0, r0 + R) of a row-major [rows, D] matrix into a shared tile of R rows × Dp columns
-// (row stride mma_ld(Dp)); rows ≥ rows and columns ≥ D become zeros. vec: 16-byte copies.
-template <int R, int Dp>
-__device__ void load_rows(uint16_t* tile, const uint16_t* m, int64_t r0, int64_t rows, int D, bool vec) {
-  constexpr int ld = mma_ld(Dp);
-  if (vec) {
-    constexpr int chunks = Dp / 8;
-    for (int e = threadIdx.x; e < R * chunks; e += kMmaThreads) {
-      const int r = e / chunks, c = (e % chunks) * 8;
-      const int64_t row = r0 + r;
-      uint4 x = make_uint4(0, 0, 0, 0);
-      if (row < rows && c < D) x = *reinterpret_cast<const uint4*>(m + row * D + c);  // D % 8 == 0: c + 8 ≤ D
-      *reinterpret_cast<uint4*>(tile + r * ld + c) = x;
-    }
-  } else {
-    for (int e = threadIdx.x; e < R * Dp; e += kMmaThreads) {
-      const int r = e / Dp, c = e % Dp;
-      const int64_t row = r0 + r;
-      tile[r * ld + c] = (row < rows && c < D) ? m[row * D + c] : uint16_t(0);
-    }
-  }
-}
-
-// key_ok[j] = key j0 + j exists and is not masked, for j < n.
-__device__ inline void load_key_ok(uint8_t* key_ok, const uint8_t* mask, int64_t j0, int64_t Sk, int n) {
-  for (int j = threadIdx.x; j < n; j += kMmaThreads) key_ok[j] = j0 + j < Sk && (!mask || mask[j0 + j]);
-}
-
-// Row `row` of a [rows, D] 16-bit matrix gets the two values of one C register pair at columns
-// col, col + 1 (col even), rounded to T; columns ≥ D are not written.
-template <class T>
-__device__ __forceinline__ void store_pair(uint16_t* m, int64_t row, int col, int D, float x0, float x1) {
-  const uint32_t p = pack2<T>(x0, x1);
-  uint16_t* at = m + row * D + col;
-  if ((D & 1) == 0) {
-    if (col < D) *reinterpret_cast<uint32_t*>(at) = p;  // D even: col + 1 < D too, and 4-byte aligned
-  } else {
-    if (col < D) at[0] = static_cast<uint16_t>(p & 0xffffu);
-    if (col + 1 < D) at[1] = static_cast<uint16_t>(p >> 16);
-  }
-}
-
-// The max (or sum) over the 4 lanes of a quad, which together hold one row of a C fragment.
-__device__ __forceinline__ float quad_max(float x) {
-  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-__device__ __forceinline__ float quad_sum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 1);
-  return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
+// The instruction, the fragment loads and the quad shuffles are kernels/cuda/mma_ops.cuh's; the
+// tile copies, the forward's key-tile step and its store, shared with v4, attention_mma.cuh's.
+using namespace flash_mma;
 
 // ---- forward ----
 
@@ -239,8 +105,6 @@ __global__ void __launch_bounds__(kMmaThreads)
   constexpr int ld = mma_ld(Dp);
   constexpr int Bc = kMmaForwardKeys;
   constexpr int KD = Dp / 16;  // k-steps over the head dim (Q·Kᵀ)
-  constexpr int NS = Bc / 8;   // n8 tiles of S: 8 keys each
-  constexpr int KS = Bc / 16;  // k-steps over the keys (P·V)
   constexpr int NO = Dp / 8;   // n8 tiles of O: 8 head-dim columns each
   extern __shared__ __align__(16) unsigned char smem[];
   uint16_t* Qs = reinterpret_cast<uint16_t*>(smem);            // [64][ld]
@@ -249,7 +113,7 @@ __global__ void __launch_bounds__(kMmaThreads)
   uint8_t* key_ok = reinterpret_cast<uint8_t*>(Vs + Bc * ld);    // [Bc]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const float neg_inf = -INFINITY;
-  [[maybe_unused]] const float kept = static_cast<float>(drop.scale);  // 1/(1−p), read only when Drop
+  const float kept = static_cast<float>(drop.scale);  // 1/(1−p), read only when Drop
 
   for (int64_t t = blockIdx.x; t < n_tiles; t += gridDim.x) {
     const int64_t bh = t / q_tiles, i0 = (t % q_tiles) * kMmaBlockRows, b = bh / H;
@@ -257,7 +121,7 @@ __global__ void __launch_bounds__(kMmaThreads)
     const int64_t w0 = i0 + warp * kMmaWarpRows;  // the warp's first query
     const bool live = w0 < Sq;
     __syncthreads();  // the previous tile's reads of Qs are done
-    load_rows<kMmaBlockRows, Dp>(Qs, q + bh * Sq * D, i0, Sq, D, vec);
+    load_rows<Dp>(Qs, q + bh * Sq * D, i0, Sq, kMmaBlockRows, D, vec);
     __syncthreads();
     uint32_t qf[KD][4];
 #pragma unroll
@@ -274,95 +138,15 @@ __global__ void __launch_bounds__(kMmaThreads)
     const int64_t kend = mma_key_end(causal, i0, kMmaBlockRows, Sk);
     for (int64_t j0 = 0; j0 < kend; j0 += Bc) {
       __syncthreads();  // every warp is done with the previous K and V tiles
-      load_rows<Bc, Dp>(Ks, k + bh * Sk * D, j0, Sk, D, vec);
-      load_rows<Bc, Dp>(Vs, v + bh * Sk * D, j0, Sk, D, vec);
+      load_rows<Dp>(Ks, k + bh * Sk * D, j0, Sk, Bc, D, vec);
+      load_rows<Dp>(Vs, v + bh * Sk * D, j0, Sk, Bc, D, vec);
       load_key_ok(key_ok, mask, j0, Sk, Bc);
       __syncthreads();
       if (!live || !mma_tiles_meet(causal, w0 + kMmaWarpRows - 1, j0)) continue;
-
-      // S = Q Kᵀ for the warp's 16 queries and the tile's 64 keys.
-      float s[NS][4];
-#pragma unroll
-      for (int n = 0; n < NS; ++n)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) s[n][r] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < KD; ++kk)
-#pragma unroll
-        for (int n = 0; n < NS; ++n) {
-          uint32_t bk[2];
-          load_b_nk(bk, Ks, ld, n * 8, kk * 16, lane);
-          mma_16816<T>(s[n], qf[kk], bk);
-        }
-
-      // Scale to log2 units, hide what is not visible, and take each row's max.
-      float mx[2] = {neg_inf, neg_inf};
-#pragma unroll
-      for (int n = 0; n < NS; ++n)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const MmaIndex e = mma_c_element(lane, r);
-          const int jl = n * 8 + e.col;
-          const bool visible = key_ok[jl] && (!causal || j0 + jl <= w0 + e.row);
-          s[n][r] = visible ? s[n][r] * scale2 : neg_inf;
-          mx[r >> 1] = fmaxf(mx[r >> 1], s[n][r]);
-        }
-      float alpha[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const float m_new = fmaxf(m[h], quad_max(mx[h]));  // the same in the row's 4 lanes
-        alpha[h] = m_new == neg_inf ? 1.f : exp2f(m[h] - m_new);
-        m[h] = m_new;
-        l[h] *= alpha[h];
-      }
-#pragma unroll
-      for (int n = 0; n < NO; ++n)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) o[n][r] *= alpha[r >> 1];
-
-      // p = exp2(s − m): l sums it, and s is overwritten by the weight that meets V (z·p).
-#pragma unroll
-      for (int n = 0; n < NS; ++n)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const float p = s[n][r] == neg_inf ? 0.f : exp2f(s[n][r] - m[r >> 1]);
-          l[r >> 1] += p;
-          float pv = p;
-          if constexpr (Drop) {
-            const MmaIndex e = mma_c_element(lane, r);
-            const int64_t i = w0 + e.row, j = j0 + n * 8 + e.col;
-            if (p != 0.f && i < Sq) pv = attention_dropout_keep(drop, (bh * Sq + i) * Sk + j) ? p * kept : 0.f;
-          }
-          s[n][r] = pv;
-        }
-
-      // O += P V: P from the registers (16 keys per k-step), V's rows are the k.
-#pragma unroll
-      for (int kk = 0; kk < KS; ++kk) {
-        uint32_t pa[4];
-        a_from_c<T>(pa, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-        for (int n = 0; n < NO; ++n) {
-          uint32_t bv[2];
-          load_b_kn(bv, Vs, ld, kk * 16, n * 8, lane);
-          mma_16816<T>(o[n], pa, bv);
-        }
-      }
+      forward_tile<T, Dp, Bc, Drop>(qf, Ks, Vs, key_ok, j0, Bc, w0, causal, scale2, bh, Sq, Sk, drop, kept, m, l,
+                                    o, lane);
     }
-
-    // O = acc / l, lse = (m + log2 l) · ln 2; l = 0 exactly when the row saw no visible key.
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const float sum = quad_sum(l[h]);
-      const int64_t i = w0 + mma_group(lane) + 8 * h;
-      if (i < Sq) {
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
-#pragma unroll
-        for (int n = 0; n < NO; ++n)
-          store_pair<T>(out + bh * Sq * D, i, n * 8 + 2 * mma_quad(lane), D, o[n][2 * h] * inv, o[n][2 * h + 1] * inv);
-        if (mma_quad(lane) == 0) lse[bh * Sq + i] = sum > 0.f ? (m[h] + log2f(sum)) * kLn2 : neg_inf;
-      }
-    }
+    forward_store<T, Dp>(o, m, l, out + bh * Sq * D, lse + bh * Sq, w0, Sq, D, lane);
   }
 }
 
@@ -412,8 +196,8 @@ __global__ void __launch_bounds__(kMmaThreads)
     const int64_t wk0 = j0 + warp * kMmaWarpRows;  // the warp's first key
     const bool live = wk0 < Sk;
     __syncthreads();  // the previous tile's reads of Ks, Vs and key_ok are done
-    load_rows<kMmaBlockRows, Dp>(Ks, k + bh * Sk * D, j0, Sk, D, vec);
-    load_rows<kMmaBlockRows, Dp>(Vs, v + bh * Sk * D, j0, Sk, D, vec);
+    load_rows<Dp>(Ks, k + bh * Sk * D, j0, Sk, kMmaBlockRows, D, vec);
+    load_rows<Dp>(Vs, v + bh * Sk * D, j0, Sk, kMmaBlockRows, D, vec);
     load_key_ok(key_ok, mask, j0, Sk, kMmaBlockRows);
     // (read after the __syncthreads that follows the first query tile's loads)
 
@@ -427,8 +211,8 @@ __global__ void __launch_bounds__(kMmaThreads)
     // dK and dV are the zeros written below.
     for (int64_t i0 = mma_query_begin(causal, j0, Bq); i0 < Sq; i0 += Bq) {
       __syncthreads();  // every warp is done with the previous Q, dO, lse and Δ
-      load_rows<Bq, Dp>(Qs, q + bh * Sq * D, i0, Sq, D, vec);
-      load_rows<Bq, Dp>(dOs, dout + bh * Sq * D, i0, Sq, D, vec);
+      load_rows<Dp>(Qs, q + bh * Sq * D, i0, Sq, Bq, D, vec);
+      load_rows<Dp>(dOs, dout + bh * Sq * D, i0, Sq, Bq, D, vec);
       for (int i = threadIdx.x; i < Bq; i += kMmaThreads) {
         const bool in = i0 + i < Sq;
         lse_s[i] = in ? lse[bh * Sq + i0 + i] * kLog2e : neg_inf;
@@ -541,8 +325,8 @@ __global__ void __launch_bounds__(kMmaThreads)
     const int64_t w0 = i0 + warp * kMmaWarpRows;
     const bool live = w0 < Sq;
     __syncthreads();  // the previous tile's reads of Qs and dOs are done
-    load_rows<kMmaBlockRows, Dp>(Qs, q + bh * Sq * D, i0, Sq, D, vec);
-    load_rows<kMmaBlockRows, Dp>(dOs, dout + bh * Sq * D, i0, Sq, D, vec);
+    load_rows<Dp>(Qs, q + bh * Sq * D, i0, Sq, kMmaBlockRows, D, vec);
+    load_rows<Dp>(dOs, dout + bh * Sq * D, i0, Sq, kMmaBlockRows, D, vec);
 
     // lse (log2 units) and Δ of the lane's rows group and group + 8.
     float lse2[2], dl[2];
@@ -561,8 +345,8 @@ __global__ void __launch_bounds__(kMmaThreads)
     const int64_t kend = mma_key_end(causal, i0, kMmaBlockRows, Sk);
     for (int64_t j0 = 0; j0 < kend; j0 += Bc) {
       __syncthreads();  // every warp is done with the previous K, V and key_ok
-      load_rows<Bc, Dp>(Ks, k + bh * Sk * D, j0, Sk, D, vec);
-      load_rows<Bc, Dp>(Vs, v + bh * Sk * D, j0, Sk, D, vec);
+      load_rows<Dp>(Ks, k + bh * Sk * D, j0, Sk, Bc, D, vec);
+      load_rows<Dp>(Vs, v + bh * Sk * D, j0, Sk, Bc, D, vec);
       load_key_ok(key_ok, mask, j0, Sk, Bc);
       __syncthreads();
       if (!live || !mma_tiles_meet(causal, w0 + kMmaWarpRows - 1, j0)) continue;
@@ -632,60 +416,15 @@ __global__ void __launch_bounds__(kMmaThreads)
 
 // ---- launches ----
 
-// Blocks for a grid-stride loop over n tiles (as v2: at most 65536).
-static unsigned mma_tile_grid(int64_t n) {
-  const int64_t cap = int64_t(1) << 16;
-  return static_cast<unsigned>(n < 1 ? 1 : (n > cap ? cap : n));
-}
-
-template <class Kernel>
-static void mma_allow_shared_bytes(Kernel kernel, size_t bytes) {
-  if (bytes > 48 * 1024)
-    MMG_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
-}
-
-static int64_t mma_tiles_of(int64_t n, int64_t tile) { return (n + tile - 1) / tile; }
-
-// mma.sync on 16-bit inputs needs sm_80; the kernels are built for sm_80 and sm_90, but a
-// driver could still JIT the PTX for an older device, where the instruction does not exist.
-static void require_mma_device() {
-  int dev = 0, major = 0, minor = 0;
-  MMG_CUDA_CHECK(cudaGetDevice(&dev));
-  MMG_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  MMG_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-  if (major < 8)
-    throw_error(__FILE__, __LINE__,
-                "attention v3 (mma.sync on bf16/f16) needs compute capability 8.0 or newer; cuda:" +
-                    std::to_string(dev) + " has " + std::to_string(major) + "." + std::to_string(minor));
-}
-
-// 16-byte copies need D a multiple of 8 and every matrix 16-byte aligned.
-static bool mma_vec(int64_t D, std::initializer_list<const void*> ptrs) {
-  if (D % 8 != 0) return false;
-  for (const void* p : ptrs)
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  return true;
-}
-
-// The kernels see bf16 and f16 as their bits.
-template <class T>
-static const uint16_t* bits(const T* p) {
-  return reinterpret_cast<const uint16_t*>(p);
-}
-template <class T>
-static uint16_t* out_bits(T* p) {
-  return reinterpret_cast<uint16_t*>(p);
-}
-
 template <class T, int Dp, bool Drop>
 static void mma_forward_launch(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out, float* lse,
                                int64_t BH, int64_t H, int64_t Sq, int64_t Sk, int D, bool causal, float scale,
                                const AttentionDropout& drop) {
-  const int64_t q_tiles = mma_tiles_of(Sq, kMmaBlockRows), n = BH * q_tiles;
+  const int64_t q_tiles = tiles_of(Sq, kMmaBlockRows), n = BH * q_tiles;
   const size_t bytes = mma_forward_smem_bytes(Dp);
-  const bool vec = mma_vec(D, {q, k, v});
-  mma_allow_shared_bytes(attention_mma_forward_kernel<T, Dp, Drop>, bytes);
-  attention_mma_forward_kernel<T, Dp, Drop><<<mma_tile_grid(n), kMmaThreads, bytes, current_stream()>>>(
+  const bool vec = vec_copies(D, {q, k, v});
+  allow_shared_bytes(attention_mma_forward_kernel<T, Dp, Drop>, bytes);
+  attention_mma_forward_kernel<T, Dp, Drop><<<tile_grid(n), kMmaThreads, bytes, current_stream()>>>(
       bits(q), bits(k), bits(v), key_mask, out_bits(out), lse, H, Sq, Sk, D, causal, scale * kLog2e, q_tiles, n, vec,
       drop);
   MMG_CUDA_LAUNCH_CHECK();
@@ -706,19 +445,19 @@ static void mma_backward_launch(const T* q, const T* k, const T* v, const uint8_
                                 const float* lse, const float* delta, T* dq, T* dk, T* dv, int64_t BH, int64_t H,
                                 int64_t Sq, int64_t Sk, int D, bool causal, float scale,
                                 const AttentionDropout& drop) {
-  const bool vec = mma_vec(D, {q, k, v, dout});
-  const int64_t k_tiles = mma_tiles_of(Sk, kMmaBlockRows), nk = BH * k_tiles;
+  const bool vec = vec_copies(D, {q, k, v, dout});
+  const int64_t k_tiles = tiles_of(Sk, kMmaBlockRows), nk = BH * k_tiles;
   const size_t dkdv_bytes = mma_dkdv_smem_bytes(Dp);
-  mma_allow_shared_bytes(attention_mma_dkdv_kernel<T, Dp, Drop>, dkdv_bytes);
-  attention_mma_dkdv_kernel<T, Dp, Drop><<<mma_tile_grid(nk), kMmaThreads, dkdv_bytes, current_stream()>>>(
+  allow_shared_bytes(attention_mma_dkdv_kernel<T, Dp, Drop>, dkdv_bytes);
+  attention_mma_dkdv_kernel<T, Dp, Drop><<<tile_grid(nk), kMmaThreads, dkdv_bytes, current_stream()>>>(
       bits(q), bits(k), bits(v), key_mask, bits(dout), lse, delta, out_bits(dk), out_bits(dv), H, Sq, Sk, D, causal, scale,
       scale * kLog2e, k_tiles, nk, vec, drop);
   MMG_CUDA_LAUNCH_CHECK();
 
-  const int64_t q_tiles = mma_tiles_of(Sq, kMmaBlockRows), nq = BH * q_tiles;
+  const int64_t q_tiles = tiles_of(Sq, kMmaBlockRows), nq = BH * q_tiles;
   const size_t dq_bytes = mma_dq_smem_bytes(Dp);
-  mma_allow_shared_bytes(attention_mma_dq_kernel<T, Dp, Drop>, dq_bytes);
-  attention_mma_dq_kernel<T, Dp, Drop><<<mma_tile_grid(nq), kMmaThreads, dq_bytes, current_stream()>>>(
+  allow_shared_bytes(attention_mma_dq_kernel<T, Dp, Drop>, dq_bytes);
+  attention_mma_dq_kernel<T, Dp, Drop><<<tile_grid(nq), kMmaThreads, dq_bytes, current_stream()>>>(
       bits(q), bits(k), bits(v), key_mask, bits(dout), lse, delta, out_bits(dq), H, Sq, Sk, D, causal, scale,
       scale * kLog2e, q_tiles, nq, vec, drop);
   MMG_CUDA_LAUNCH_CHECK();
@@ -742,7 +481,7 @@ void attention_mma_forward(const T* q, const T* k, const T* v, const uint8_t* ke
                            const AttentionDropout& drop) {
   const int64_t BH = B * H;
   if (BH * Sq == 0) return;
-  require_mma_device();
+  require_mma_device("attention v3");
   const int d = static_cast<int>(D);
   if (D <= 32)
     mma_forward<T, 32>(q, k, v, key_mask, out, lse, BH, H, Sq, Sk, d, causal, scale, drop);
@@ -758,7 +497,7 @@ void attention_mma_backward(const T* q, const T* k, const T* v, const uint8_t* k
                             int64_t Sk, int64_t D, bool causal, float scale, const AttentionDropout& drop) {
   const int64_t BH = B * H, rows = BH * Sq;
   if (BH == 0) return;
-  require_mma_device();
+  require_mma_device("attention v3");
   const int d = static_cast<int>(D);
   // With Sq = 0 there is no Δ to form, and the dK/dV kernel writes zeros (no query tile runs).
   if (rows > 0) {

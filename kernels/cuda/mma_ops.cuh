@@ -1,8 +1,8 @@
 // The mma.sync.m16n8k16 instruction and its operand loads from padded shared tiles, for 16-bit
 // T (bf16, f16) with f32 accumulators — the building blocks of the tensor-core kernels, written
 // on the fragment maps of kernels/cuda/mma_fragment.h (which says where each element lives).
-// The same operations as attention_mma.cu's, in their own namespace so that kernels in other
-// files can share them.
+// Shared by the tensor-core kernels (attention_mma.cu, attention_short.cu, contrastive_mma.cu),
+// in their own namespace so that a file can take them with one using-directive.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -81,6 +81,22 @@ __device__ __forceinline__ void load_b_kn(uint32_t (&b)[2], const uint16_t* tile
     b[reg] = static_cast<uint32_t>(tile[(k0 + e0.row) * ld + n0 + e0.col]) |
              (static_cast<uint32_t>(tile[(k0 + e1.row) * ld + n0 + e1.col]) << 16);
   }
+}
+
+// The A fragment of the 16×16 tile made of C tiles c0 (columns 0..7) and c1 (8..15), rounded to
+// T: the C fragments of one product become the A fragment of the next (P of S = Q·Kᵀ entering
+// P·V). Written out register by register (the static_assert ties it to mma_a_from_c), so that
+// no array is indexed at run time and everything stays in registers.
+static_assert(mma_a_from_c(0).tile == 0 && mma_a_from_c(0).reg == 0 && mma_a_from_c(1).tile == 0 &&
+                  mma_a_from_c(1).reg == 2 && mma_a_from_c(2).tile == 1 && mma_a_from_c(2).reg == 0 &&
+                  mma_a_from_c(3).tile == 1 && mma_a_from_c(3).reg == 2,
+              "a_from_c follows mma_a_from_c");
+template <class T>
+__device__ __forceinline__ void a_from_c(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
+  a[0] = pack2<T>(c0[0], c0[1]);
+  a[1] = pack2<T>(c0[2], c0[3]);
+  a[2] = pack2<T>(c1[0], c1[1]);
+  a[3] = pack2<T>(c1[2], c1[3]);
 }
 
 // The max (or sum) over the 4 lanes of a quad, which together hold one row of a C fragment.

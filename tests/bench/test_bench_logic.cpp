@@ -326,6 +326,21 @@ TEST_CASE("bench options: the versions run are the family's, or the one asked fo
         std::vector<int>{2});
 }
 
+TEST_CASE("bench options: the engine's attention family offers version 4 to --version (the short-key forward)") {
+  const std::vector<KernelFamily>& fams = kernel_families();
+  CLI::App app;
+  BenchOptions o;
+  add_bench_options(app, o, fams);
+  std::vector<std::string> args = {"--kernel", "attention", "--version", "4", "--dtype", "bf16"};
+  std::reverse(args.begin(), args.end());
+  app.parse(args);
+  const BenchPlan p = resolve_options(o, 1, "", fams);
+  CHECK(p.version == 4);
+  CHECK(versions_to_run("attention", p, fams) == std::vector<int>{4});
+  CHECK(versions_to_run("attention", resolve_options(BenchOptions{}, 1, "", fams), fams) ==
+        std::vector<int>{1, 2, 3, 4});
+}
+
 TEST_CASE("bench options: each error names what is wrong and what exists") {
   auto error_of = [](std::vector<std::string> args, int gpus) -> std::string {
     try {

@@ -1,6 +1,6 @@
 // What the attention tests on CUDA share (test_attention_versions.cpp, test_attention_dropout.cpp,
-// test_attention_mma.cpp): the versions of the "attention" family that take a dtype, the key
-// masks, and the parity of one case forward and backward against the CPU op.
+// test_attention_mma.cpp, test_attention_short.cpp): the versions of the "attention" family that
+// take a dtype, the key masks, and the parity of one case forward and backward against the CPU op.
 //
 // check_attention_parity runs one call of the op on CPU leaves and on GPU leaves of the same
 // inputs, with the output and gradient memory poisoned first (a row a kernel forgets is NaN),
@@ -28,12 +28,12 @@ inline int attention_version_count() {
 }
 
 // The versions that take inputs of dtype dt: v1 and v2 every floating dtype (16-bit inputs
-// computed in f32 copies), v3 — tensor cores — bf16 and f16 only.
+// computed in f32 copies), v3 and v4 — tensor cores — bf16 and f16 only.
 inline std::vector<int> attention_versions_for(DType dt) {
   std::vector<int> v;
   const bool half = dt == DType::bf16 || dt == DType::f16;
   for (int i = 1; i <= attention_version_count(); ++i)
-    if (i != 3 || half) v.push_back(i);
+    if (i <= 2 || half) v.push_back(i);
   return v;
 }
 
@@ -61,7 +61,7 @@ struct AttentionTolerance {
   double rtol = 0, abs = 0, scaled = 0, floor = 0;
 };
 
-// The 16-bit kernels (v3) against the f32 op on the same rounded inputs: P and dS are rounded
+// The 16-bit kernels (v3, v4) against the f32 op on the same rounded inputs: P and dS are rounded
 // once to 8 (bf16) or 11 (f16) bits. tests/kernels/test_attention_mma_tiling.cpp runs the
 // kernels' algorithm with that rounding on the host and stays within half of these.
 inline AttentionTolerance half_attention_tolerance(DType dt) {

@@ -1,6 +1,6 @@
 // Every version of the CUDA attention family that computes f32 and f64 (kernel_families()
-// entry "attention": v1 through the scores, v2 flash; v3, 16-bit only, has
-// test_attention_mma.cpp) against the CPU op, forward and backward (dq, dk, dv), on
+// entry "attention": v1 through the scores, v2 flash; v3 and v4, 16-bit only, have
+// test_attention_mma.cpp and test_attention_short.cpp) against the CPU op, forward and backward (dq, dk, dv), on
 // fresh random inputs with the outputs and gradients poisoned first. The cases are the
 // shapes that break tiled kernels: lengths 1, 7, 197, 257 (not multiples of the 32-row
 // tiles), Sq = Sk, Sq < Sk and Sq > Sk with causal, cross-attention 64 over 197, key-padding
@@ -89,7 +89,7 @@ TEST_CASE("cuda attention, v1 and v2: bf16 inputs compute in f32") {
   Tensor v = uniform({2, 2, 50, 64}, DType::bf16, -1, 1);
   Tensor mask = key_mask_for(2, 50);
   Tensor want = scaled_dot_product_attention(q, k, v, mask, true);
-  for (int version : attention_versions_for(DType::f32)) {  // v3's own tests: test_attention_mma.cpp
+  for (int version : attention_versions_for(DType::f32)) {  // v3 and v4: their own tests
     KernelVersionGuard guard("attention", version);
     Tensor got = scaled_dot_product_attention(q.to(kGpu), k.to(kGpu), v.to(kGpu), mask.to(kGpu), true);
     check_parity(got, want, 1e-2, 1e-2, "attention bf16 v" + std::to_string(version));
