@@ -3,7 +3,7 @@
 #include <atomic>
 
 #include "core/error.h"
-#include "kernels/cuda/gemm.h"
+#include "kernels/gemm.h"
 
 namespace mmg {
 

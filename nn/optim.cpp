@@ -7,7 +7,7 @@
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/device_checks.h"
-#include "kernels/cuda/adamw.h"
+#include "kernels/adamw.h"
 #include "kernels/cuda/runtime.h"
 
 namespace mmg::nn {
