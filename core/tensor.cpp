@@ -229,6 +229,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   // Copy through a temporary when source and destination share storage (e.g. x.copy_(x.t())).
   if (s.storage() == storage()) s = copy_as(s, s.dtype());
   copy_values(s, *this, "copy_");
+  storage()->bump_version();
   return *this;
 }
 

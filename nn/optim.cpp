@@ -329,6 +329,8 @@ void AdamW::step() {
                             options_.eps);
       });
     }
+    // The kernel wrote the parameters through raw pointers: say so, as copy_ would have.
+    for (Pending& j : jobs) j.param.storage()->bump_version();
     // New state tensors, never the old ones written in place (state_dict() snapshots stay valid).
     for (Pending& j : jobs) {
       state_.at("exp_avg." + j.name) = j.m_out;
