@@ -1,4 +1,4 @@
-// GEMM on CUDA: the engine's gemm (kernels/cuda/gemm.h: cuBLASLt, f32 without TF32, the
+// GEMM on CUDA: the engine's gemm (kernels/gemm.h: cuBLASLt, f32 without TF32, the
 // heuristic's first algorithm) against the best cuBLASLt can do on the same product, and the
 // device's bf16 GEMM rate, the reference for every TFLOP/s of attention and clip_loss.
 //
@@ -24,7 +24,7 @@
 #include <optional>
 
 #include "bench/cuda_bench.h"
-#include "kernels/cuda/gemm.h"
+#include "kernels/gemm.h"
 
 namespace mmg::bench {
 

@@ -19,7 +19,7 @@
 #include <optional>
 
 #include "bench/cuda_bench.h"
-#include "kernels/cuda/copy.h"
+#include "kernels/copy.h"
 
 namespace mmg::bench {
 

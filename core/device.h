@@ -21,7 +21,8 @@ struct Device {
   bool operator!=(const Device& o) const { return !(*this == o); }
 };
 
-// True in builds compiled with the CUDA sources. Calls into kernels/cuda/ sit under
+// True in builds compiled with the CUDA sources. Calls into the CUDA kernels (mmg::cuda,
+// declared in every build in kernels/<family>.h and kernels/cuda/runtime.h) sit under
 // `if constexpr (kWithCuda)`, so a build without CUDA never references them.
 #ifdef MMG_WITH_CUDA
 inline constexpr bool kWithCuda = true;

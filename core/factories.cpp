@@ -5,8 +5,8 @@
 #include "core/dispatch.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "kernels/copy.h"
 #include "kernels/cpu/copy.h"
-#include "kernels/cuda/copy.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/philox.h"
 

@@ -7,6 +7,7 @@
 // Pinned CPU blocks (page-locked, for fast copies to a GPU) come from the process's pinned pool
 // (core/pinned_memory.h).
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -34,6 +35,14 @@ class Storage {
   Device device() const { return device_; }
   bool pinned() const { return pinned_; }
 
+  // How many in-place writes the bytes have had: Tensor::copy_ and fill_, and the fused
+  // optimiser step, bump it. Every view of the storage shares it (PyTorch's version counter),
+  // so a cache of something computed from the bytes (the autocast weight-cast cache,
+  // core/autocast.h) can tell they changed, whichever handle wrote them. Code that writes an
+  // existing tensor through a raw pointer bumps it itself.
+  uint64_t version() const { return version_.load(std::memory_order_relaxed); }
+  void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
+
  private:
   void* data_ = nullptr;
   size_t nbytes_ = 0;
@@ -42,6 +51,7 @@ class Storage {
   bool external_ = false;                 // memory owned elsewhere
   bool pinned_ = false;                   // a block of the pinned pool
   std::function<void(void*)> release_;    // for external memory
+  std::atomic<uint64_t> version_{0};
 };
 
 // ---- the CPU block cache ----

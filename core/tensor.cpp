@@ -8,8 +8,8 @@
 #include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/device_checks.h"
+#include "kernels/copy.h"
 #include "kernels/cpu/copy.h"
-#include "kernels/cuda/copy.h"
 #include "kernels/cuda/runtime.h"
 
 namespace mmg {
@@ -93,7 +93,7 @@ Tensor Tensor::detach() const {
 // ---- copies and conversion ----
 
 // dst[i] = D(src[i]) for two tensors of one shape on one device, each with its strides:
-// the copy kernel of that device (kernels/cpu/copy.h, kernels/cuda/copy.h; on CUDA the
+// the copy kernel of that device (kernels/cpu/copy.h, kernels/copy.h; on CUDA the
 // version kernel_version("copy") names).
 static void copy_values(const Tensor& src, const Tensor& dst, const char* op) {
   const int ndim = static_cast<int>(dst.dim());
@@ -229,6 +229,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   // Copy through a temporary when source and destination share storage (e.g. x.copy_(x.t())).
   if (s.storage() == storage()) s = copy_as(s, s.dtype());
   copy_values(s, *this, "copy_");
+  storage()->bump_version();
   return *this;
 }
 

@@ -22,3 +22,31 @@ template <class T>
 void gelu_backward(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx);
 
 }  // namespace mmg::cpu
+
+// ---- CUDA (kernels/cuda/elementwise.cu) ----
+// GELU forward and backward on a CUDA device over n contiguous elements of device memory of
+// the current device, the same formulas as above:
+//   exact:  y = x·Φ(x),  dy/dx = Φ(x) + x·φ(x)
+//   tanh:   y = ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³),
+//           dy/dx = ½(1 + tanh u) + ½x(1 − tanh² u)·√(2/π)(1 + 3·0.044715x²)
+// T: float, double.
+// Implemented beside the elementwise kernels, whose launch shape and 16-byte packs it
+// shares, and versioned with them (the kernel family "elementwise", kernels/elementwise.h):
+//   v1  gelu_forward, gelu_backward:        one element a thread and loop step
+//   v2  gelu_forward_v2, gelu_backward_v2:  16-byte packs where the pointers' alignment
+//                                           allows, else version 1; same results bit for bit
+// Declared in every build; defined only where CUDA is compiled, and core/ calls them only
+// under `if constexpr (kWithCuda)` (core/device.h).
+namespace mmg::cuda {
+
+template <class T>
+void gelu_forward(const T* x, T* y, int64_t n, bool tanh_approx);
+template <class T>
+void gelu_backward(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx);
+
+template <class T>
+void gelu_forward_v2(const T* x, T* y, int64_t n, bool tanh_approx);
+template <class T>
+void gelu_backward_v2(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx);
+
+}  // namespace mmg::cuda

@@ -7,7 +7,7 @@
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/device_checks.h"
-#include "kernels/cuda/adamw.h"
+#include "kernels/adamw.h"
 #include "kernels/cuda/runtime.h"
 
 namespace mmg::nn {
@@ -329,6 +329,8 @@ void AdamW::step() {
                             options_.eps);
       });
     }
+    // The kernel wrote the parameters through raw pointers: say so, as copy_ would have.
+    for (Pending& j : jobs) j.param.storage()->bump_version();
     // New state tensors, never the old ones written in place (state_dict() snapshots stay valid).
     for (Pending& j : jobs) {
       state_.at("exp_avg." + j.name) = j.m_out;

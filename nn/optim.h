@@ -168,7 +168,7 @@ class SGD : public Optimizer {
 //   m̂ = m/(1−β₁ᵗ),  v̂ = v/(1−β₂ᵗ)
 //   θ ← θ − η·m̂/(√v̂ + ε)
 // On CUDA, the f32 and f64 parameters of a step (contiguous, as Module's are) are updated
-// by one fused multi-tensor kernel per device and dtype (kernels/cuda/adamw.h) — the same
+// by one fused multi-tensor kernel per device and dtype (kernels/adamw.h) — the same
 // operations in the same order, bit-identical to the op-by-op update, which remains the
 // path for the CPU and for bf16/f16 parameters.
 struct AdamWOptions {

@@ -38,9 +38,9 @@
 #include "core/rng.h"
 #include "kernels/attention.h"
 #include "kernels/cuda/attention.h"
-#include "kernels/cuda/gemm.h"
 #include "kernels/cuda/runtime.h"
-#include "kernels/cuda/softmax.h"
+#include "kernels/gemm.h"
+#include "kernels/softmax.h"
 
 namespace mmg {
 

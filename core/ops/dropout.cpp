@@ -1,13 +1,12 @@
 // Dropout: during training, zero each element with probability p and scale the others by
 // 1/(1−p), so the expected value of every element is unchanged. The mask is drawn from a
 // Philox generator (kernels/dropout.h), so a seed reproduces it on any device: a CUDA tensor
-// gets the same mask from kernels/cuda/dropout.h as a CPU tensor with the same (seed, offset).
+// gets the same mask from kernels/dropout.h as a CPU tensor with the same (seed, offset).
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/device_checks.h"
 #include "core/rng.h"
-#include "kernels/cuda/dropout.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/dropout.h"
 

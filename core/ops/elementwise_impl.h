@@ -2,7 +2,7 @@
 // two tensors, run a scalar lambda over them in the compute dtype, return the result dtype.
 //
 // On CUDA the lambda cannot run (it is host code): each op also names itself with an op code
-// (kernels/cuda/elementwise.h) whose device math is written to match the lambda, and the
+// (kernels/elementwise.h) whose device math is written to match the lambda, and the
 // kernel is the version kernel_version("elementwise") names (v2: 16-byte packs).
 #pragma once
 #include <functional>
@@ -13,8 +13,8 @@
 #include "core/ops/device_checks.h"
 #include "core/tensor.h"
 #include "kernels/cpu/elementwise.h"
-#include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/runtime.h"
+#include "kernels/elementwise.h"
 
 namespace mmg {
 

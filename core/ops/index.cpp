@@ -13,7 +13,6 @@
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
 #include "kernels/cpu/copy.h"
-#include "kernels/cuda/index.h"
 #include "kernels/index.h"
 #include "kernels/strided.h"
 
@@ -53,7 +52,7 @@ static Tensor checked_index(const char* op, const Tensor& index, int64_t size, c
   return idx;
 }
 
-// The inverse of an index for the CUDA scatter-add (kernels/cuda/index.h), in CSR form: the
+// The inverse of an index for the CUDA scatter-add (kernels/index.h), in CSR form: the
 // positions j with index[j] = k are positions[offsets[k] .. offsets[k+1]), j increasing.
 // Built on the host by a counting sort, O(n + size), and copied to `device`.
 struct InvertedIndex {
@@ -244,7 +243,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 // The index has x's number of dims and is no larger than x outside dim.
 // ∂L/∂x is the scatter-add of ∂L/∂out to the same places. On CUDA the index is range-checked
 // on the host like index_select's, and the backward's scatter-add gives each line along dim
-// to one thread (kernels/cuda/index.h): deterministic, the CPU's order of terms.
+// to one thread (kernels/index.h): deterministic, the CPU's order of terms.
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   MMG_CHECK(x.defined() && index.defined(), "gather: undefined tensor argument");
   check_same_device("gather", x, index);

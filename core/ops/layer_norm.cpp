@@ -14,7 +14,7 @@
 //    and come out in each parameter's own dtype;
 //  - any other mix promotes like arithmetic (f32 x with f64 weight: f64), computed in the
 //    promoted dtype (bf16 x with an f16 weight: f32).
-// On CUDA the same rows go to kernels/cuda/layer_norm.h, in the version the kernel lab's
+// On CUDA the same rows go to kernels/layer_norm.h, in the version the kernel lab's
 // family "layer_norm" names (core/kernel_versions.h) when each kernel runs. Under autocast
 // (core/autocast.h) a 16-bit x is first cast to f32 and the result is f32: layer_norm is on
 // PyTorch's autocast-to-f32 list, and it keeps a transformer's residual stream in f32.
@@ -26,7 +26,6 @@
 #include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
-#include "kernels/cuda/layer_norm.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/layer_norm.h"
 

@@ -2,7 +2,7 @@
 //
 // Each is a fused op: its forward runs one kernel (kernels/losses.h, where the math and its
 // derivation are written out), saves what the backward kernel needs, and its backward,
-// right below, calls that kernel. cross_entropy also runs on CUDA (kernels/cuda/losses.h).
+// right below, calls that kernel. cross_entropy also runs on CUDA (kernels/losses.h).
 // clip_loss and hinge_ranking_loss have two CUDA versions (core/kernel_versions.h): v1 is
 // composed of CUDA ops (matmul, cross_entropy, relu, ...; see below), the same math with the
 // N×N scores stored; v2, the default, runs the fused tiled kernels of
@@ -16,7 +16,6 @@
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
 #include "kernels/cuda/contrastive.h"
-#include "kernels/cuda/losses.h"
 #include "kernels/losses.h"
 
 namespace mmg {

@@ -21,7 +21,6 @@
 #include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
-#include "kernels/cuda/gemm.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/gemm.h"
 
@@ -211,7 +210,7 @@ Tensor Tensor::matmul(const Tensor& other) const { return mmg::matmul(*this, oth
 // The bias costs no pass of its own. On the CPU (and CUDA version 1, the kernel family
 // "linear") it is written into y first and the product accumulates onto it (beta = 1); CUDA
 // version 2 has cuBLASLt add it in the GEMM's epilogue instead, and take ∂L/∂b from the
-// product that makes ∂L/∂W (kernels/cuda/gemm.h). Where cuBLASLt has no such epilogue for the
+// product that makes ∂L/∂W (kernels/gemm.h). Where cuBLASLt has no such epilogue for the
 // sizes or dtype, version 2 does what version 1 does.
 
 // ∂L/∂W and ∂L/∂b from one product on CUDA (version 2); false where it does not apply, and

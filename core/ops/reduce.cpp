@@ -17,7 +17,6 @@
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/device_checks.h"
-#include "kernels/cuda/reduce.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/reduce.h"
 
@@ -201,7 +200,7 @@ Tensor max(const Tensor& x) { return extreme_all<true>(x, "max"); }
 Tensor min(const Tensor& x) { return extreme_all<false>(x, "min"); }
 
 // ---- shared by the floating-only reductions below ----
-// Each runs its row kernel on the CPU or on CUDA (kernels/cuda/reduce.h, the same formulas
+// Each runs its row kernel on the CPU or on CUDA (kernels/reduce.h, the same formulas
 // in double); the backwards are composed of ops, so they run on either device as they are.
 static void check_floating(const Tensor& x, const char* op) {
   MMG_CHECK(x.defined(), "{}: undefined tensor argument", op);

@@ -9,7 +9,7 @@
 // they read it, compute the max, the sums and the exponentials in f32, and round once as
 // they store (as PyTorch). The output is in the input's dtype, and so is the saved y that
 // the backward reads; dx comes out in the input's dtype too. On CUDA the same rows go to the
-// kernels of kernels/cuda/softmax.h, in the version the kernel lab's family "softmax"
+// kernels of kernels/softmax.h, in the version the kernel lab's family "softmax"
 // names (core/kernel_versions.h) when each kernel runs.
 //
 // Under autocast (core/autocast.h) a 16-bit input is first cast to f32, so the op runs and
@@ -21,7 +21,6 @@
 #include "core/ops.h"
 #include "core/ops/device_checks.h"
 #include "kernels/cuda/runtime.h"
-#include "kernels/cuda/softmax.h"
 #include "kernels/softmax.h"
 
 namespace mmg {

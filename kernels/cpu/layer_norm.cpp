@@ -56,7 +56,7 @@ static void layer_norm_row(const A* xr, const A* gamma, const A* beta, A* yr, A*
 }
 
 template <class T, class P>
-void layer_norm_forward(const T* x, const std::type_identity_t<P>* gamma, const std::type_identity_t<P>* beta, T* y,
+void layer_norm_forward(const T* x, const no_deduce_t<P>* gamma, const no_deduce_t<P>* beta, T* y,
                         acc_t<T>* mean, acc_t<T>* rstd, int64_t rows, int64_t cols, acc_t<T> eps) {
   using A = acc_t<T>;
   std::vector<A> gb, bb;
@@ -97,9 +97,9 @@ static void layer_norm_backward_row(const A* xr, const A* gamma, A mu, A rs, con
 static constexpr int64_t kMaxBlocks = 64;
 
 template <class T, class P>
-void layer_norm_backward(const T* x, const std::type_identity_t<P>* gamma, const acc_t<T>* mean,
-                         const acc_t<T>* rstd, const T* dy, T* dx, std::type_identity_t<P>* dgamma,
-                         std::type_identity_t<P>* dbeta, int64_t rows, int64_t cols) {
+void layer_norm_backward(const T* x, const no_deduce_t<P>* gamma, const acc_t<T>* mean,
+                         const acc_t<T>* rstd, const T* dy, T* dx, no_deduce_t<P>* dgamma,
+                         no_deduce_t<P>* dbeta, int64_t rows, int64_t cols) {
   using A = acc_t<T>;
   std::vector<A> gbuf;
   const A* gam = params_as<A>(gamma, cols, gbuf);

@@ -1,4 +1,4 @@
-// Fused multi-tensor AdamW (the math in kernels/cuda/adamw.h).
+// Fused multi-tensor AdamW (the math in kernels/adamw.h).
 //
 // Launch: the tensors of one batch are passed by value in the kernel's parameters (32 of
 // them take about 2.5 KB of the 4 KB allowed). Every thread walks the batch's tensors in
@@ -11,7 +11,7 @@
 // separate tensor ops round it, so the update is bit-identical to the CPU optimiser's.
 #include <algorithm>
 
-#include "kernels/cuda/adamw.h"
+#include "kernels/adamw.h"
 #include "kernels/cuda/check.cuh"
 
 namespace mmg::cuda {

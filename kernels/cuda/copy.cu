@@ -14,9 +14,9 @@
 //   t + gridDim.x, ... (the tile order and the index arithmetic: kernels/cuda/copy_plan.h).
 //   Shared memory: 32 padded rows of 32 source elements (≤ 8.3 KiB, for 8-byte types).
 // fill_kernel: dst[i] = value, same launch shape as copy_cast_kernel.
+#include "kernels/copy.h"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/convert.cuh"
-#include "kernels/cuda/copy.h"
 #include "kernels/cuda/copy_plan.h"
 #include "kernels/cuda/strided.cuh"
 

@@ -1,4 +1,4 @@
-// Dropout forward: one Philox draw per element (kernels/cuda/dropout.h).
+// Dropout forward: one Philox draw per element (kernels/dropout.h).
 //
 // Launch: a 1-D grid-stride loop, 256 threads a block, grid_for(n) blocks. Each element
 // draws from its own counter base + i, so which thread handles it does not matter: the
@@ -7,7 +7,7 @@
 // that keeps the counter convention of kernels/philox.h, at 4x the arithmetic a packed
 // version would need — the kernel stays memory-bound on current GPUs anyway.
 #include "kernels/cuda/check.cuh"
-#include "kernels/cuda/dropout.h"
+#include "kernels/dropout.h"
 #include "kernels/philox.h"
 
 namespace mmg::cuda {

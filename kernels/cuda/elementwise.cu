@@ -11,7 +11,7 @@
 //                 operand along a broadcast dim, and a fully contiguous pair skips the
 //                 index arithmetic.
 // where_kernel:   out[i] = c[off_c(i)] ? a[off_a(i)] : b[off_b(i)]
-// gelu_*_kernel:  the formulas in kernels/cuda/elementwise.h, one pass over x (and dy).
+// gelu_*_kernel:  the formulas in kernels/gelu.h, one pass over x (and dy).
 //
 // Version 2 (the *_packed_kernel's, at the end): the same math on 16-byte packs of V
 // elements (V = 16 / sizeof(T)), so that a warp moves 512 contiguous bytes per operand and
@@ -26,10 +26,11 @@
 #include <type_traits>
 
 #include "kernels/cuda/check.cuh"
-#include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/elementwise_plan.h"
 #include "kernels/cuda/pack.cuh"
 #include "kernels/cuda/strided.cuh"
+#include "kernels/elementwise.h"
+#include "kernels/gelu.h"
 
 namespace mmg::cuda {
 
@@ -197,7 +198,7 @@ constexpr double kInvSqrt2 = 0.7071067811865476;     // 1/√2
 constexpr double kInvSqrt2Pi = 0.3989422804014327;   // 1/√(2π)
 constexpr double kTanhCubic = 0.044715;
 
-// y(v) and dy/dv(v), the formulas of kernels/cuda/elementwise.h.
+// y(v) and dy/dv(v), the formulas of kernels/gelu.h.
 template <class T>
 __device__ inline T gelu_value(T v, bool tanh_approx) {
   const T k = T(kSqrt2OverPi), c = T(kTanhCubic);

@@ -32,10 +32,10 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/copy.h"
 #include "kernels/cuda/check.cuh"
-#include "kernels/cuda/copy.h"
-#include "kernels/cuda/gemm.h"
 #include "kernels/cuda/lt_layout.h"
+#include "kernels/gemm.h"
 
 namespace mmg::cuda {
 

@@ -17,7 +17,7 @@
 //   element its index names — the one writer of every element that line can reach.
 // Launch: 256 threads a block, grid_for(count) blocks.
 #include "kernels/cuda/check.cuh"
-#include "kernels/cuda/index.h"
+#include "kernels/index.h"
 #include "kernels/strided.h"
 
 namespace mmg::cuda {

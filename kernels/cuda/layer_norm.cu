@@ -1,4 +1,4 @@
-// Layer normalisation, forward and backward: the formulas in kernels/cuda/layer_norm.h.
+// Layer normalisation, forward and backward: the formulas in kernels/layer_norm.h.
 //
 // forward kernel: a row per group (kernels/cuda/row_group.cuh: a warp for rows up to 1024,
 //   else a block). Two reductions per row, the mean and then Σ(x − μ)² (the two-pass
@@ -32,10 +32,10 @@
 #include <type_traits>
 
 #include "kernels/cuda/check.cuh"
-#include "kernels/cuda/layer_norm.h"
 #include "kernels/cuda/pack.cuh"
 #include "kernels/cuda/row_group.cuh"
 #include "kernels/cuda/row_stats.h"
+#include "kernels/layer_norm.h"
 
 namespace mmg::cuda {
 

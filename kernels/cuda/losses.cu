@@ -11,8 +11,8 @@
 #include <cmath>
 
 #include "kernels/cuda/check.cuh"
-#include "kernels/cuda/losses.h"
 #include "kernels/cuda/row_group.cuh"
+#include "kernels/losses.h"
 
 namespace mmg::cuda {
 

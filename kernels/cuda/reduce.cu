@@ -17,7 +17,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/check.cuh"
-#include "kernels/cuda/reduce.h"
+#include "kernels/reduce.h"
 
 namespace mmg::cuda {
 

@@ -1,5 +1,5 @@
 // Row statistics: variance / standard deviation, log-sum-exp and p-norms
-// (kernels/cuda/reduce.h has the formulas; they are the CPU's, kernels/reduce.h).
+// (kernels/reduce.h has the formulas, the CPU's and CUDA's alike).
 //
 // Each row is reduced by a row group (kernels/cuda/row_group.cuh): a warp for rows of at
 // most 1024 elements, a block of 256 for longer ones. Every thread of the group gets each
@@ -16,8 +16,8 @@
 #include <type_traits>
 
 #include "kernels/cuda/check.cuh"
-#include "kernels/cuda/reduce.h"
 #include "kernels/cuda/row_group.cuh"
+#include "kernels/reduce.h"
 
 namespace mmg::cuda {
 

@@ -1,4 +1,4 @@
-// Row softmax and log-softmax, forward and backward: the formulas in kernels/cuda/softmax.h.
+// Row softmax and log-softmax, forward and backward: the formulas in kernels/softmax.h.
 //
 // One row is reduced by a group of threads that all need the result (the max, the sum of
 // exponentials, the dot product): kernels/cuda/row_group.cuh.
@@ -34,7 +34,7 @@
 #include "kernels/cuda/pack.cuh"
 #include "kernels/cuda/row_group.cuh"
 #include "kernels/cuda/row_stats.h"
-#include "kernels/cuda/softmax.h"
+#include "kernels/softmax.h"
 
 namespace mmg::cuda {
 

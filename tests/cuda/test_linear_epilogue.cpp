@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda/gemm.h"
+#include "kernels/gemm.h"
 #include "tests/cuda/cuda_test_util.h"
 
 using namespace mmg;

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/optim.h"
 #include "tests/cuda/cuda_test_util.h"
 
 using namespace mmg;
@@ -84,4 +85,41 @@ TEST_CASE("cuda autocast: a layer's bf16 forward and f32 gradients equal the CPU
   auto [loss_gpu, grad_gpu] = run(kGpu);
   check_parity(loss_gpu, loss_cpu, 1e-2, 1e-3, "autocast loss");
   check_parity(grad_gpu, grad_cpu, 2e-2, 2e-3, "autocast weight gradient");
+}
+
+// The weight-cast cache on device tensors (core/autocast.h): the same bytes for a second use,
+// a fused AdamW step (which writes the parameter through a raw pointer, kernels/adamw.h)
+// invalidates them, and the gradients equal the uncached run's bit for bit.
+TEST_CASE("cuda autocast cache: one cast per weight, stale after a fused AdamW step, gradients as uncached") {
+  require_gpu();
+  Tensor w = uniform({17, 33}, DType::f32, -0.3, 0.3).to(kGpu).detach().requires_grad_(true);
+  Tensor x1 = uniform({6, 33}, DType::f32, -1, 1).to(kGpu), x2 = uniform({5, 33}, DType::f32, -1, 1).to(kGpu);
+  auto grad_of_w = [&](bool cache) {
+    w.zero_grad();
+    Tensor loss;
+    {
+      AutocastGuard autocast(DType::bf16, /*enabled=*/true, cache);
+      loss = (gelu(linear(x1, w)).sum() + gelu(linear(x2, w)).sum()).to(DType::f32);
+    }
+    loss.backward();
+    return w.grad().to_vector<double>();
+  };
+  const AutocastCacheStats before = autocast_cache_stats();
+  const std::vector<double> cached = grad_of_w(true);
+  CHECK(autocast_cache_stats().hits - before.hits == 1);
+  CHECK(cached == grad_of_w(false));
+
+  nn::AdamW opt({nn::ParamGroup{.params = {{"w", w}}, .lr = 1e-2}});
+  AutocastGuard autocast(DType::bf16);
+  Tensor c1 = autocast_to_low(w), c2 = autocast_to_low(w);
+  CHECK(c1.device() == kGpu);
+  CHECK(c1.data_ptr() == c2.data_ptr());
+  linear(x1, w).to(DType::f32).sum().backward();
+  opt.step();  // the fused CUDA step: f32, contiguous, on the device
+  const AutocastCacheStats d0 = autocast_cache_stats();
+  Tensor c3 = autocast_to_low(w);
+  CHECK(autocast_cache_stats().misses - d0.misses == 1);
+  CHECK(c3.data_ptr() != c1.data_ptr());
+  CHECK(c3.to_vector<double>() == w.detach().to(DType::bf16).to_vector<double>());
+  CHECK(c3.to_vector<double>() != c1.to_vector<double>());
 }

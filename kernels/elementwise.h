@@ -1,4 +1,7 @@
-// Elementwise kernels on a CUDA device (kernels/cuda/elementwise.cu): plain C++ declarations.
+// Elementwise kernels: unary ops, binary ops with broadcasting, where.
+// CPU (mmg::cpu): kernels/cpu/elementwise.h, templates defined in that header.
+// CUDA (mmg::cuda): declared below, implemented in kernels/cuda/elementwise.cu (beside the
+// CUDA GELU of kernels/gelu.h, which shares its 16-byte packs).
 //
 // The CPU runs elementwise ops as lambdas handed to templates (kernels/cpu/elementwise.h);
 // a lambda of a .cpp file cannot become device code, so on CUDA each op is named by a code
@@ -9,8 +12,9 @@
 // All pointers are device memory on the current device; work goes to its compute stream.
 //
 // Two versions (the kernel family "elementwise", core/kernel_versions.h; the ops pick one):
-//   v1  unary, binary, gelu_forward, gelu_backward: one element a thread and loop step
-//   v2  unary_v2, binary_v2, gelu_forward_v2, gelu_backward_v2: the same math in 16-byte
+//   v1  unary, binary (and GELU's gelu_forward, gelu_backward): one element a thread and
+//       loop step
+//   v2  unary_v2, binary_v2 (and gelu_forward_v2, gelu_backward_v2): the same math in 16-byte
 //       packs (4 f32 or i32, 2 f64 or i64, 16 u8) where the layout and the pointers'
 //       alignment allow (kernels/cuda/elementwise_plan.h), else version 1
 // Both have the contracts below, and the same results bit for bit.
@@ -19,6 +23,8 @@
 
 #include "kernels/half.h"
 
+// Declared in every build; defined only where CUDA is compiled, and core/ calls them only
+// under `if constexpr (kWithCuda)` (core/device.h).
 namespace mmg::cuda {
 
 // out = f(x). Float types (float, double): every op. Integer types (int32_t, int64_t,
@@ -48,25 +54,11 @@ template <class T>
 void where(const bool* c, const int64_t* c_strides, const T* a, const int64_t* a_strides, const T* b,
            const int64_t* b_strides, T* out, int ndim, const int64_t* shape, int64_t n);
 
-// GELU forward and backward over n contiguous elements, the same formulas as kernels/gelu.h:
-//   exact:  y = x·Φ(x),  dy/dx = Φ(x) + x·φ(x)
-//   tanh:   y = ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³),
-//           dy/dx = ½(1 + tanh u) + ½x(1 − tanh² u)·√(2/π)(1 + 3·0.044715x²)
-// T: float, double.
-template <class T>
-void gelu_forward(const T* x, T* y, int64_t n, bool tanh_approx);
-template <class T>
-void gelu_backward(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx);
-
-// Version 2 of unary, binary and GELU: same arguments, same contracts.
+// Version 2 of unary and binary: same arguments, same contracts.
 template <class T>
 void unary_v2(UnaryOp op, const T* x, T* out, int64_t n, double p0 = 0.0, double p1 = 0.0);
 template <class T, class R>
 void binary_v2(BinaryOp op, const T* a, const int64_t* a_strides, const T* b, const int64_t* b_strides, R* out,
                int ndim, const int64_t* shape, int64_t n);
-template <class T>
-void gelu_forward_v2(const T* x, T* y, int64_t n, bool tanh_approx);
-template <class T>
-void gelu_backward_v2(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx);
 
 }  // namespace mmg::cuda

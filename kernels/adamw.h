@@ -1,6 +1,8 @@
 // Fused multi-tensor AdamW on a CUDA device (kernels/cuda/adamw.cu): one launch updates up
 // to kAdamWMaxTensors parameters, instead of about a dozen elementwise ops per parameter.
 //
+// The CPU has no kernel in this family: its optimiser runs the update below as tensor ops.
+//
 // For every element of every tensor, with t the tensor's own step count:
 //   θ ← θ · (1 − η·λ)                          decoupled weight decay (decay = 1 − η·λ)
 //   m' = β₁·m + (1−β₁)·g
@@ -15,6 +17,8 @@
 #pragma once
 #include <cstdint>
 
+// Declared in every build; defined only where CUDA is compiled, and the optimiser calls it
+// only under `if constexpr (kWithCuda)` (core/device.h).
 namespace mmg::cuda {
 
 template <class T>

@@ -1,4 +1,9 @@
-// Copies and fills on a CUDA device (kernels/cuda/copy.cu): plain C++ declarations.
+// Copies and fills: the kernels behind contiguous(), clone(), to(dtype), copy_() and the
+// factories' fill.
+//
+// CPU (mmg::cpu): kernels/cpu/copy.h, templates defined in that header (copy_cast,
+// convert_value), so the code that calls them instantiates them.
+// CUDA (mmg::cuda): declared below, implemented in kernels/cuda/copy.cu.
 //
 // copy_cast is the CUDA twin of cpu::copy_cast (kernels/cpu/copy.h): the kernel behind
 // contiguous(), clone(), to(dtype) and copy_() of device tensors. Both pointers are device
@@ -9,6 +14,8 @@
 #pragma once
 #include <cstdint>
 
+// Declared in every build; defined only where CUDA is compiled, and core/ calls them only
+// under `if constexpr (kWithCuda)` (core/device.h).
 namespace mmg::cuda {
 
 // dst[i] = Dst(src[i]) over `shape` (ndim dims, n elements), each side with its strides.
