@@ -108,9 +108,13 @@ Tensor ConvStem::forward(const Tensor& images) const {
       taps = from_vector(taps_[i], {static_cast<int64_t>(taps_[i].size())}).to(x.device());
     const int64_t c = x.size(2), out_side = (side + 1) / 2, n_out = out_side * out_side;
     Tensor padded = cat({x, zeros({B, 1, c}, {.dtype = x.dtype(), .device = x.device()})}, 1);  // row H·W is zero
-    Tensor cols = reshape(index_select(padded, 1, taps), {B, n_out, 9, c}).permute({0, 1, 3, 2});  // [B,n,c,9]
+    // Each output's 9 taps side by side, tap-major: [B,n,9·c] with no copy beyond the gather.
+    Tensor cols = reshape(index_select(padded, 1, taps), {B, n_out, 9 * c});
+    // The weight [out,c,3,3] reordered to match, [out,3,3,c]: a copy of the small weight
+    // instead of a transpose of the large gathered activations.
     const ConvWeight& conv = (*convs)[i];
-    x = linear(reshape(cols, {B, n_out, c * 9}), conv.weight.view({conv.weight.size(0), c * 9}));
+    const int64_t out = conv.weight.size(0);
+    x = linear(cols, reshape(conv.weight.permute({0, 2, 3, 1}), {out, 9 * c}));
     x = gelu((*norms)[i].forward(x));
     side = out_side;
   }
