@@ -319,7 +319,7 @@ TrainConfig TrainConfig::preset(const std::string& name) {
     // ViT's positions added again to the image tokens every fusion layer reads, so that
     // cross-attention knows where a token is. Over the demo's 1500 steps the two together took
     // R@1 from 0.612 / 0.592 to 0.742 / 0.694, VQA from 0.539 to 0.568 and place questions from
-    // 0.132 to 0.290, for about a quarter more time per step (2026-11-24).
+    // 0.132 to 0.290, at about the same time per step (2026-11-24).
     c.model.fusion.dual.vision.stem = "conv";
     c.model.fusion.fusion.image_pos = true;
     c.steps = quick ? 150 : full ? 12000 : 800;  // demo: 5 minutes on 2 idle cores, evaluation included
