@@ -20,36 +20,9 @@ using namespace mmg::testing;
 
 namespace {
 
-struct Case {
-  int64_t B, H, Sq, Sk, D;
-  bool causal, mask;
-  double p = 0.0;  // dropout
-};
+using Case = HalfAttentionCase;
 
-std::string name_of(const Case& c, DType dt) {
-  return "attention v3 " + dtype_name(dt) + " B " + std::to_string(c.B) + " H " + std::to_string(c.H) + " Sq " +
-         std::to_string(c.Sq) + " Sk " + std::to_string(c.Sk) + " D " + std::to_string(c.D) +
-         (c.causal ? " causal" : "") + (c.mask ? " masked" : "") + (c.p > 0 ? " p " + std::to_string(c.p) : "");
-}
-
-// The caller holds the version guard.
-void check_case(const Case& c, DType dt) {
-  Tensor q = uniform({c.B, c.H, c.Sq, c.D}, dt, -1, 1);
-  Tensor k = uniform({c.B, c.H, c.Sk, c.D}, dt, -1, 1);
-  Tensor v = uniform({c.B, c.H, c.Sk, c.D}, dt, -1, 1);
-  Tensor mask = c.mask ? key_mask_for(c.B, c.Sk) : Tensor();
-  Tensor r = uniform({c.B, c.H, c.Sq, c.D}, dt, -1, 1);
-  Generator gc(static_cast<uint64_t>(integers({1}, DType::i64, 0, int64_t(1) << 40).item())), gg = gc;
-  const bool causal = c.causal;
-  const double p = c.p;
-  check_attention_parity(
-      name_of(c, dt), q, k, v, mask, r, DType::f32,
-      [&gc, &gg, causal, p](const Tensor& a, const Tensor& b, const Tensor& w, const Tensor& m, bool gpu) {
-        return scaled_dot_product_attention(a, b, w, m, causal, std::nullopt, p, gpu ? &gg : &gc);
-      },
-      half_attention_tolerance(dt));
-  CHECK(gg.offset() == gc.offset());
-}
+void check_case(const Case& c, DType dt) { check_half_attention_case("attention v3", c, dt); }
 
 }  // namespace
 

@@ -20,36 +20,9 @@ using namespace mmg::testing;
 
 namespace {
 
-struct Case {
-  int64_t B, H, Sq, Sk, D;
-  bool causal, mask;
-  double p = 0.0;  // dropout
-};
+using Case = HalfAttentionCase;
 
-std::string name_of(const Case& c, DType dt) {
-  return "attention v4 " + dtype_name(dt) + " B " + std::to_string(c.B) + " H " + std::to_string(c.H) + " Sq " +
-         std::to_string(c.Sq) + " Sk " + std::to_string(c.Sk) + " D " + std::to_string(c.D) +
-         (c.causal ? " causal" : "") + (c.mask ? " masked" : "") + (c.p > 0 ? " p " + std::to_string(c.p) : "");
-}
-
-// The caller holds the version guard.
-void check_case(const Case& c, DType dt) {
-  Tensor q = uniform({c.B, c.H, c.Sq, c.D}, dt, -1, 1);
-  Tensor k = uniform({c.B, c.H, c.Sk, c.D}, dt, -1, 1);
-  Tensor v = uniform({c.B, c.H, c.Sk, c.D}, dt, -1, 1);
-  Tensor mask = c.mask ? key_mask_for(c.B, c.Sk) : Tensor();
-  Tensor r = uniform({c.B, c.H, c.Sq, c.D}, dt, -1, 1);
-  Generator gc(static_cast<uint64_t>(integers({1}, DType::i64, 0, int64_t(1) << 40).item())), gg = gc;
-  const bool causal = c.causal;
-  const double p = c.p;
-  check_attention_parity(
-      name_of(c, dt), q, k, v, mask, r, DType::f32,
-      [&gc, &gg, causal, p](const Tensor& a, const Tensor& b, const Tensor& w, const Tensor& m, bool gpu) {
-        return scaled_dot_product_attention(a, b, w, m, causal, std::nullopt, p, gpu ? &gg : &gc);
-      },
-      half_attention_tolerance(dt));
-  CHECK(gg.offset() == gc.offset());
-}
+void check_case(const Case& c, DType dt) { check_half_attention_case("attention v4", c, dt); }
 
 }  // namespace
 
@@ -107,16 +80,11 @@ TEST_CASE("cuda attention v4: out and the gradients are v3's, bit for bit") {
   // so both run the same instructions on the same values but for mma steps whose P is all zero:
   // out and lse agree bit for bit (the host emulation checks it), and so do the gradients,
   // which v3's backward computes from them. Forward once, backward twice over, per version.
-  struct Shape5 {
-    int64_t B, H, Sq, Sk, D;
-    bool causal, mask;
-    double p;
-  };
-  const std::vector<Shape5> shapes = {{2, 3, 197, 197, 64, false, true, 0.0}, {3, 2, 32, 32, 64, true, true, 0.2},
+  const std::vector<Case> shapes = {{2, 3, 197, 197, 64, false, true, 0.0}, {3, 2, 32, 32, 64, true, true, 0.2},
                                       {2, 2, 64, 197, 128, false, true, 0.0}, {1, 2, 7, 256, 24, true, false, 0.3},
                                       {2, 1, 300, 40, 7, true, true, 0.0}};
   for (DType dt : {DType::bf16, DType::f16})
-    for (const Shape5& s : shapes) {
+    for (const Case& s : shapes) {
       Tensor q = uniform({s.B, s.H, s.Sq, s.D}, dt, -1, 1), k = uniform({s.B, s.H, s.Sk, s.D}, dt, -1, 1);
       Tensor v = uniform({s.B, s.H, s.Sk, s.D}, dt, -1, 1), r = uniform({s.B, s.H, s.Sq, s.D}, dt, -1, 1);
       Tensor mask = s.mask ? key_mask_for(s.B, s.Sk).to(kGpu) : Tensor();
