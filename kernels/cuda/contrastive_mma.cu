@@ -28,7 +28,7 @@
 // again two neighbours of one row); C fragments in f32 (mma_c_element: lane (group, quad) holds
 // rows group and group + 8, columns 2·quad, 2·quad + 1 of each n8 tile).
 // Gradients, per warp: the C fragments of 16 rows × 64 columns of G are the A fragments of G·v,
-// 16 columns = two n8 tiles side by side (mma_a_from_c), rounded to T by cvt.rn.{bf16,f16}x2;
+// 16 columns = two n8 tiles side by side (mma_a_from_c; a_from_c in mma_ops.cuh), rounded to T by cvt.rn.{bf16,f16}x2;
 // B = v's tile rows as [k = b][n = column of d] (load_b_kn: two 16-bit loads per register).
 //
 // ---- tiles, warps, shared memory ----
@@ -194,21 +194,6 @@ __global__ void __launch_bounds__(kClipMmaThreads)
 }
 
 // ---- backward ----
-
-// The A fragment of the 16×16 tile made of C tiles c0 (columns 0..7) and c1 (8..15), rounded to
-// T; written out register by register (the static_asserts tie it to mma_a_from_c), so that no
-// array is indexed at run time.
-static_assert(mma_a_from_c(0).tile == 0 && mma_a_from_c(0).reg == 0 && mma_a_from_c(1).tile == 0 &&
-                  mma_a_from_c(1).reg == 2 && mma_a_from_c(2).tile == 1 && mma_a_from_c(2).reg == 0 &&
-                  mma_a_from_c(3).tile == 1 && mma_a_from_c(3).reg == 2,
-              "a_from_c follows mma_a_from_c");
-template <class T>
-__device__ __forceinline__ void a_from_c(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
-  a[0] = pack2<T>(c0[0], c0[1]);
-  a[1] = pack2<T>(c0[2], c0[3]);
-  a[2] = pack2<T>(c1[0], c1[1]);
-  a[3] = pack2<T>(c1[2], c1[3]);
-}
 
 // dA = s·G·B with G_ab = g/(2N)·(exp(L_ab − lseA_a) + exp(L_ab − lseB_b) − 2δ_ab), L = s·A·Bᵀ,
 // g = grad_loss[0]; partial: [N, d] f32 scratch; dt_rows[a] = Σ_b G_ab·L_ab when not null.

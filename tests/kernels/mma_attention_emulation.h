@@ -1,12 +1,11 @@
 // The host emulation of the tensor-core attention kernels (CUDA v3, kernels/cuda/attention_mma.cu,
 // and v4, attention_short.cu), shared by tests/kernels/test_attention_mma_tiling.cpp (v3) and
-// test_attention_short.cpp (v4): a warp's registers lane by lane, mma.m16n8k16 rebuilt from the
-// fragment maps of kernels/cuda/mma_fragment.h, emulated shared tiles with the kernels' padding
-// (NaN in the padding columns, bounds-checked reads: a fragment that reads padding poisons the
-// result, one that reads past a tile throws), the kernels' loaders, the forward's key-tile step
-// and store of attention_mma.cuh, v3's forward and backward loops, and the CPU reference of a
-// case. Everything here follows the device code statement by statement; a change there is a
-// change here.
+// test_attention_short.cpp (v4). On the warp and instruction of tests/kernels/mma_emulation.h:
+// emulated shared tiles with the kernels' padding (NaN in the padding columns, bounds-checked
+// reads: a fragment that reads padding poisons the result, one that reads past a tile throws),
+// the kernels' loaders, the forward's key-tile step and store of attention_mma.cuh, v3's forward
+// and backward loops, and the CPU reference of a case. Everything here follows the device code
+// statement by statement; a change there is a change here.
 #pragma once
 #include <doctest/doctest.h>
 
@@ -22,62 +21,11 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/mma_fragment.h"
 #include "kernels/half.h"
+#include "tests/kernels/mma_emulation.h"
 
 namespace mmg::testing::mma_emu {
 
 using namespace mmg::cuda;
-
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr float kLn2 = 0.6931471805599453f;
-
-// How 16-bit operands are rounded: not at all (the tiling alone), or to bf16 / f16 as the GPU.
-enum class Mode { exact, bf16, f16 };
-
-inline float round_to(Mode mode, float x) {
-  if (mode == Mode::bf16) return static_cast<float>(mmg::bf16(x));
-  if (mode == Mode::f16) return static_cast<float>(mmg::f16(x));
-  return x;
-}
-
-inline const char* mode_name(Mode m) { return m == Mode::exact ? "exact" : (m == Mode::bf16 ? "bf16" : "f16"); }
-
-// ---- one warp's registers, and the instruction ----
-
-struct WarpA {
-  float v[32][4][2];  // lane, register, half
-};
-struct WarpB {
-  float v[32][2][2];
-};
-struct WarpC {
-  float v[32][4] = {};
-};
-
-// D += A·B on one m16n8k16 tile: the matrices rebuilt from the lanes' registers with the
-// fragment maps, multiplied, and handed back to the lanes by the C map.
-inline void mma_emulated(WarpC& d, const WarpA& a, const WarpB& b) {
-  float A[16][16], B[16][8];
-  for (int lane = 0; lane < 32; ++lane)
-    for (int reg = 0; reg < 4; ++reg)
-      for (int h = 0; h < 2; ++h) {
-        const MmaIndex e = mma_a_element(lane, reg, h);
-        A[e.row][e.col] = a.v[lane][reg][h];
-      }
-  for (int lane = 0; lane < 32; ++lane)
-    for (int reg = 0; reg < 2; ++reg)
-      for (int h = 0; h < 2; ++h) {
-        const MmaIndex e = mma_b_element(lane, reg, h);
-        B[e.row][e.col] = b.v[lane][reg][h];
-      }
-  for (int lane = 0; lane < 32; ++lane)
-    for (int reg = 0; reg < 4; ++reg) {
-      const MmaIndex e = mma_c_element(lane, reg);
-      float acc = d.v[lane][reg];
-      for (int k = 0; k < 16; ++k) acc += A[e.row][k] * B[k][e.col];
-      d.v[lane][reg] = acc;
-    }
-}
 
 // ---- shared memory and the kernels' loaders ----
 
