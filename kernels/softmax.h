@@ -37,17 +37,10 @@ void log_softmax_backward(const T* y, const T* dy, T* dx, int64_t rows, int64_t 
 }  // namespace mmg::cpu
 
 // ---- CUDA (kernels/cuda/softmax.cu) ----
-// Row softmax and log-softmax on a CUDA device: plain C++ declarations with the contracts
-// above — `rows` contiguous rows of `cols`
-// elements, outputs overwritten, dx may alias dy, a row of all −inf comes out NaN.
-//   softmax:          y_i = exp(x_i − m) / Σ_j exp(x_j − m),  m = max_j x_j
-//                     dx_i = y_i · (dy_i − Σ_j dy_j y_j)
-//   log_softmax:      y_i = x_i − m − log Σ_j exp(x_j − m)
-//                     dx_i = dy_i − exp(y_i) · Σ_j dy_j
-// T: float, double, bf16, f16. The math runs in acc_t<T> (kernels/acc_type.h), as on the
-// CPU: a bf16/f16 element is widened to float as it is read, the max, the sums and the
-// exponentials are float, and each output is rounded to T once as it is stored. Device
-// memory of the current device.
+// Row softmax and log-softmax on a CUDA device: plain C++ declarations with the contracts of
+// the CPU kernels above (formulas, T, acc_t<T> math with one rounding at the store, outputs
+// overwritten, dx may alias dy, a row of all −inf comes out NaN), on device memory of the
+// current device.
 //
 // Two versions (the kernel family "softmax", core/kernel_versions.h; the op picks one):
 //   v1  softmax_forward, ...:     three passes over the row (max, sum, write), scalar loads

@@ -55,7 +55,8 @@ class ConvWeight : public Module {
 // that straddles a patch border is still seen whole. Channels double up to c_k = dim/2 (at
 // least 16). A convolution is a gather and a matrix product (no conv op needed): each output
 // position gathers its 3×3 input taps (channels last; taps in the padding read an appended
-// zero row), ordered channel, row, column as PyTorch's Conv2d weight [c_out,c_in,3,3].
+// zero row), ordered row, column, channel; the weight, kept in PyTorch's Conv2d layout
+// [c_out,c_in,3,3], is permuted to [c_out,3,3,c_in] to match.
 // Parameters: convs.{i}.weight [c_i,c_{i-1},3,3] (no bias: a LayerNorm follows),
 // norms.{i}.{weight,bias}, proj.{weight [dim,c_k,1,1], bias}. P must be a power of 2, ≥ 2.
 class ConvStem : public Module {
