@@ -12,42 +12,10 @@ namespace mmg::models {
 // ---------------------------------------------------------------------------------------------
 // Config
 
-nlohmann::json CaptionDecoderConfig::to_json() const {
-  return {{"family", "decoder"},
-          {"vocab_size", vocab_size},
-          {"max_len", max_len},
-          {"dim", dim},
-          {"depth", depth},
-          {"heads", heads},
-          {"mlp_ratio", mlp_ratio},
-          {"dropout", dropout},
-          {"attn_dropout", attn_dropout},
-          {"memory_dim", memory_dim},
-          {"bos_id", bos_id},
-          {"eos_id", eos_id},
-          {"pad_id", pad_id},
-          {"tie_word_embeddings", tie_word_embeddings}};
-}
+nlohmann::json CaptionDecoderConfig::to_json() const { return write_fields(*this, {{"family", "decoder"}}); }
 
 CaptionDecoderConfig CaptionDecoderConfig::from_json(const nlohmann::json& j) {
-  CaptionDecoderConfig c;
-  ConfigReader r(j, "CaptionDecoderConfig", "decoder");
-  r.read("vocab_size", c.vocab_size);
-  r.read("max_len", c.max_len);
-  r.read("dim", c.dim);
-  r.read("depth", c.depth);
-  r.read("heads", c.heads);
-  r.read("mlp_ratio", c.mlp_ratio);
-  r.read("dropout", c.dropout);
-  r.read("attn_dropout", c.attn_dropout);
-  r.read("memory_dim", c.memory_dim);
-  r.read("bos_id", c.bos_id);
-  r.read("eos_id", c.eos_id);
-  r.read("pad_id", c.pad_id);
-  r.read("tie_word_embeddings", c.tie_word_embeddings);
-  r.finish();
-  c.validate();
-  return c;
+  return read_config<CaptionDecoderConfig>(j, "CaptionDecoderConfig", "decoder");
 }
 
 CaptionDecoderConfig CaptionDecoderConfig::preset(const std::string& name) {

@@ -58,6 +58,16 @@ struct CaptionDecoderConfig {
   int64_t pad_id = 0;
   bool tie_word_embeddings = false;
 
+  // Every field, once: to_json and from_json both walk this list (models/config.h).
+  template <class Self, class F>
+  static void fields(Self& c, F&& f) {
+    f("vocab_size", c.vocab_size), f("max_len", c.max_len);
+    f("dim", c.dim), f("depth", c.depth), f("heads", c.heads), f("mlp_ratio", c.mlp_ratio);
+    f("dropout", c.dropout), f("attn_dropout", c.attn_dropout), f("memory_dim", c.memory_dim);
+    f("bos_id", c.bos_id), f("eos_id", c.eos_id), f("pad_id", c.pad_id);
+    f("tie_word_embeddings", c.tie_word_embeddings);
+  }
+
   nlohmann::json to_json() const;
   // {"family": "decoder", "vocab_size": ..., ...}, read strictly by models/config.h's ConfigReader:
   // keys missing from `j` keep their defaults, an unknown key or a wrong type is an error. The
@@ -70,6 +80,7 @@ struct CaptionDecoderConfig {
   static CaptionDecoderConfig preset(const std::string& name);
   static std::vector<std::string> preset_names();
   void validate() const;  // throws Error naming the bad field
+  bool operator==(const CaptionDecoderConfig&) const = default;
 };
 
 // One decoded caption: tokens without BOS, ending before EOS (EOS itself is not included).

@@ -10,9 +10,26 @@
 // Every config also carries a "family" key ("vit", "text", "dual", ...) saying which model it
 // builds; from_json accepts it when it names the right family and refuses any other.
 //
-//   ConfigReader r(j, "ViTConfig", "vit");
-//   r.read("dim", c.dim);
-//   r.read("pool", c.pool);
+// A config lists its plain fields (int64_t, double, std::string, bool) once, in `fields()`, and
+// both directions walk that list, so a field cannot be saved and then refused, or read and
+// never saved. The order is the one the "valid keys" message gives.
+//
+//   struct ViTConfig {
+//     int64_t dim = 128;
+//     std::string pool = "cls";
+//     template <class Self, class F> static void fields(Self& c, F&& f) {
+//       f("dim", c.dim);
+//       f("pool", c.pool);
+//     }
+//   };
+//   json ViTConfig::to_json() const { return write_fields(*this, {{"family", "vit"}}); }
+//   ViTConfig ViTConfig::from_json(const json& j) { return read_config<ViTConfig>(j, "ViTConfig", "vit"); }
+//
+// A config holding other configs writes and reads those by hand around the same two calls:
+//
+//   ConfigReader r(j, "DualEncoderConfig", "dual");
+//   if (const json* v = r.object("vision")) c.vision = ViTConfig::from_json(*v);
+//   read_fields(r, c);
 //   r.finish();  // throws on keys nobody read
 #pragma once
 #include <nlohmann/json.hpp>
@@ -52,5 +69,30 @@ class ConfigReader {
 // "<what>: <field> must be one of a, b, c, got 'x'" unless `value` is one of `allowed`.
 void check_choice(const std::string& what, const char* field, const std::string& value,
                   const std::vector<std::string>& allowed);
+
+// `j` with each of c's fields() added (`j` brings the keys that are not fields, e.g. "family").
+template <class Config>
+nlohmann::json write_fields(const Config& c, nlohmann::json j = nlohmann::json::object()) {
+  Config::fields(c, [&](const char* key, const auto& value) { j[key] = value; });
+  return j;
+}
+
+// Reads each of c's fields() that `r`'s JSON holds into `c`; the others keep their values.
+template <class Config>
+void read_fields(ConfigReader& r, Config& c) {
+  Config::fields(c, [&](const char* key, auto& value) { r.read(key, value); });
+}
+
+// from_json of a config that is fields() and nothing else: the defaults, overwritten by the
+// keys of `j`, no other key allowed, then validated.
+template <class Config>
+Config read_config(const nlohmann::json& j, const std::string& what, const std::string& family) {
+  Config c;
+  ConfigReader r(j, what, family);
+  read_fields(r, c);
+  r.finish();
+  c.validate();
+  return c;
+}
 
 }  // namespace mmg::models

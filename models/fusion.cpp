@@ -32,15 +32,15 @@ void DualEncoderConfig::validate() const {
 }
 
 json DualEncoderConfig::to_json() const {
-  return {{"family", "dual"}, {"vision", nested(vision.to_json())}, {"text", nested(text.to_json())},
-          {"embed_dim", embed_dim}};
+  return write_fields(*this,
+                      {{"family", "dual"}, {"vision", nested(vision.to_json())}, {"text", nested(text.to_json())}});
 }
 
 // The keys shared by the families built on a dual encoder (dual, cross, pooled).
 static void read_dual_fields(ConfigReader& r, DualEncoderConfig& c) {
   if (const json* v = r.object("vision")) c.vision = ViTConfig::from_json(*v);
   if (const json* t = r.object("text")) c.text = TextEncoderConfig::from_json(*t);
-  r.read("embed_dim", c.embed_dim);
+  read_fields(r, c);
 }
 
 DualEncoderConfig DualEncoderConfig::from_json(const json& j) {
@@ -132,33 +132,10 @@ void SingleStreamConfig::validate() const {
   MMG_CHECK(pos != "sincos" || dim % 2 == 0, "SingleStreamConfig: pos 'sincos' needs an even dim, got {}", dim);
 }
 
-json SingleStreamConfig::to_json() const {
-  return {{"family", "single"}, {"image_size", image_size}, {"patch_size", patch_size}, {"channels", channels},
-          {"vocab_size", vocab_size}, {"max_len", max_len}, {"dim", dim},             {"depth", depth},
-          {"heads", heads},     {"mlp_ratio", mlp_ratio},   {"dropout", dropout},     {"attn_dropout", attn_dropout},
-          {"eps", eps},         {"pad_id", pad_id},         {"pos", pos}};
-}
+json SingleStreamConfig::to_json() const { return write_fields(*this, {{"family", "single"}}); }
 
 SingleStreamConfig SingleStreamConfig::from_json(const json& j) {
-  SingleStreamConfig c;
-  ConfigReader r(j, "SingleStreamConfig", "single");
-  r.read("image_size", c.image_size);
-  r.read("patch_size", c.patch_size);
-  r.read("channels", c.channels);
-  r.read("vocab_size", c.vocab_size);
-  r.read("max_len", c.max_len);
-  r.read("dim", c.dim);
-  r.read("depth", c.depth);
-  r.read("heads", c.heads);
-  r.read("mlp_ratio", c.mlp_ratio);
-  r.read("dropout", c.dropout);
-  r.read("attn_dropout", c.attn_dropout);
-  r.read("eps", c.eps);
-  r.read("pad_id", c.pad_id);
-  r.read("pos", c.pos);
-  r.finish();
-  c.validate();
-  return c;
+  return read_config<SingleStreamConfig>(j, "SingleStreamConfig", "single");
 }
 
 std::vector<std::string> SingleStreamConfig::preset_names() { return {"vilt-micro", "vilt-tiny"}; }
@@ -265,33 +242,10 @@ void CrossAttentionFusionConfig::validate() const {
   check_choice("CrossAttentionFusionConfig", "pool", pool, {"cls", "mean"});
 }
 
-json CrossAttentionFusionConfig::to_json() const {
-  return {{"dim", dim},           {"image_dim", image_dim}, {"depth", depth}, {"heads", heads},
-          {"mlp_ratio", mlp_ratio}, {"dropout", dropout},   {"attn_dropout", attn_dropout}, {"eps", eps},
-          {"pool", pool},           {"image_pos", image_pos}};
-}
-
-// Keys are read into `c` over its current values (so a caller can preset dim / image_dim).
-static void read_cross_fields(const json& j, CrossAttentionFusionConfig& c) {
-  ConfigReader r(j, "CrossAttentionFusionConfig", "");
-  r.read("dim", c.dim);
-  r.read("image_dim", c.image_dim);
-  r.read("depth", c.depth);
-  r.read("heads", c.heads);
-  r.read("mlp_ratio", c.mlp_ratio);
-  r.read("dropout", c.dropout);
-  r.read("attn_dropout", c.attn_dropout);
-  r.read("eps", c.eps);
-  r.read("pool", c.pool);
-  r.read("image_pos", c.image_pos);
-  r.finish();
-}
+json CrossAttentionFusionConfig::to_json() const { return write_fields(*this); }
 
 CrossAttentionFusionConfig CrossAttentionFusionConfig::from_json(const json& j) {
-  CrossAttentionFusionConfig c;
-  read_cross_fields(j, c);
-  c.validate();
-  return c;
+  return read_config<CrossAttentionFusionConfig>(j, "CrossAttentionFusionConfig", "");
 }
 
 CrossAttentionFusion::CrossAttentionFusion(const CrossAttentionFusionConfig& cfg, Generator* gen) : config(cfg) {
@@ -352,20 +306,10 @@ void PooledFusionConfig::validate() const {
   MMG_CHECK(dim > 0, "PooledFusionConfig: dim must be positive, got {}", dim);
 }
 
-json PooledFusionConfig::to_json() const { return {{"mode", mode}, {"dim", dim}}; }
-
-static void read_pooled_fields(const json& j, PooledFusionConfig& c) {
-  ConfigReader r(j, "PooledFusionConfig", "");
-  r.read("mode", c.mode);
-  r.read("dim", c.dim);
-  r.finish();
-}
+json PooledFusionConfig::to_json() const { return write_fields(*this); }
 
 PooledFusionConfig PooledFusionConfig::from_json(const json& j) {
-  PooledFusionConfig c;
-  read_pooled_fields(j, c);
-  c.validate();
-  return c;
+  return read_config<PooledFusionConfig>(j, "PooledFusionConfig", "");
 }
 
 PooledFusion::PooledFusion(const PooledFusionConfig& cfg, Generator* gen) : config(cfg) {
@@ -429,6 +373,15 @@ json FusionModelConfig::to_json() const {
   return j;
 }
 
+// A fusion config's keys read over `c`, whose widths the caller has set from the encoders;
+// FusionModelConfig::validate checks the whole afterwards.
+template <class Config>
+static void read_fusion(const json& j, const char* what, Config& c) {
+  ConfigReader r(j, what, "");
+  read_fields(r, c);
+  r.finish();
+}
+
 FusionModelConfig FusionModelConfig::from_json(const json& j) {
   MMG_CHECK(j.is_object(), "FusionModelConfig: a config must be a JSON object, got {}", j.type_name());
   auto f = j.find("family");
@@ -455,10 +408,10 @@ FusionModelConfig FusionModelConfig::from_json(const json& j) {
     if (c.family == "cross") {
       c.fusion.dim = c.dual.text.dim;
       c.fusion.image_dim = c.dual.vision.dim;
-      if (fusion_json) read_cross_fields(*fusion_json, c.fusion);
+      if (fusion_json) read_fusion(*fusion_json, "CrossAttentionFusionConfig", c.fusion);
     } else {
       c.pooled.dim = c.dual.embed_dim;
-      if (fusion_json) read_pooled_fields(*fusion_json, c.pooled);
+      if (fusion_json) read_fusion(*fusion_json, "PooledFusionConfig", c.pooled);
     }
   }
   r.finish();

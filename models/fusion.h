@@ -44,6 +44,12 @@ struct DualEncoderConfig {
   TextEncoderConfig text;
   int64_t embed_dim = 64;
 
+  // The plain fields (vision and text are written and read by hand, models/config.h).
+  template <class Self, class F>
+  static void fields(Self& c, F&& f) {
+    f("embed_dim", c.embed_dim);
+  }
+
   void validate() const;
   nlohmann::json to_json() const;
   static DualEncoderConfig from_json(const nlohmann::json& j);
@@ -99,6 +105,16 @@ struct SingleStreamConfig {
   double eps = 1e-6;
   int64_t pad_id = 0;
   std::string pos = "learned";  // image positions: "learned" | "sincos"
+
+  // Every field, once: to_json and from_json both walk this list (models/config.h).
+  template <class Self, class F>
+  static void fields(Self& c, F&& f) {
+    f("image_size", c.image_size), f("patch_size", c.patch_size), f("channels", c.channels);
+    f("vocab_size", c.vocab_size), f("max_len", c.max_len);
+    f("dim", c.dim), f("depth", c.depth), f("heads", c.heads), f("mlp_ratio", c.mlp_ratio);
+    f("dropout", c.dropout), f("attn_dropout", c.attn_dropout);
+    f("eps", c.eps), f("pad_id", c.pad_id), f("pos", c.pos);
+  }
 
   int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
   void validate() const;
@@ -183,6 +199,15 @@ struct CrossAttentionFusionConfig {
   // tokens' own trace of where they came from is faint, and a question about a place needs it.
   bool image_pos = false;
 
+  // Every field, once: to_json and from_json both walk this list (models/config.h).
+  template <class Self, class F>
+  static void fields(Self& c, F&& f) {
+    f("dim", c.dim), f("image_dim", c.image_dim);
+    f("depth", c.depth), f("heads", c.heads), f("mlp_ratio", c.mlp_ratio);
+    f("dropout", c.dropout), f("attn_dropout", c.attn_dropout);
+    f("eps", c.eps), f("pool", c.pool), f("image_pos", c.image_pos);
+  }
+
   void validate() const;
   nlohmann::json to_json() const;  // no "family" key: it lives inside a FusionModel config
   static CrossAttentionFusionConfig from_json(const nlohmann::json& j);
@@ -220,6 +245,12 @@ class CrossAttentionFusion : public nn::Module {
 struct PooledFusionConfig {
   std::string mode = "concat";  // "concat" | "add" | "mul" | "gated"
   int64_t dim = 64;
+
+  // Every field, once: to_json and from_json both walk this list (models/config.h).
+  template <class Self, class F>
+  static void fields(Self& c, F&& f) {
+    f("mode", c.mode), f("dim", c.dim);
+  }
 
   void validate() const;
   nlohmann::json to_json() const;  // no "family" key

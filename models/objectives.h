@@ -45,6 +45,7 @@ struct ObjectiveWeights {
   nlohmann::json to_json() const;
   // {"itc": 1, "itm": 1}: unknown names, non-numbers and negative or non-finite weights are errors.
   static ObjectiveWeights from_json(const nlohmann::json& j);
+  bool operator==(const ObjectiveWeights&) const = default;
 };
 
 struct Losses {

@@ -24,30 +24,10 @@ void TextEncoderConfig::validate() const {
             vocab_size);
 }
 
-nlohmann::json TextEncoderConfig::to_json() const {
-  return {{"family", "text"}, {"vocab_size", vocab_size}, {"max_len", max_len}, {"type_vocab_size", type_vocab_size},
-          {"dim", dim},       {"depth", depth},           {"heads", heads},     {"mlp_ratio", mlp_ratio},
-          {"dropout", dropout}, {"attn_dropout", attn_dropout}, {"eps", eps},             {"pad_id", pad_id},   {"pool", pool}};
-}
+nlohmann::json TextEncoderConfig::to_json() const { return write_fields(*this, {{"family", "text"}}); }
 
 TextEncoderConfig TextEncoderConfig::from_json(const nlohmann::json& j) {
-  TextEncoderConfig c;
-  ConfigReader r(j, "TextEncoderConfig", "text");
-  r.read("vocab_size", c.vocab_size);
-  r.read("max_len", c.max_len);
-  r.read("type_vocab_size", c.type_vocab_size);
-  r.read("dim", c.dim);
-  r.read("depth", c.depth);
-  r.read("heads", c.heads);
-  r.read("mlp_ratio", c.mlp_ratio);
-  r.read("dropout", c.dropout);
-  r.read("attn_dropout", c.attn_dropout);
-  r.read("eps", c.eps);
-  r.read("pad_id", c.pad_id);
-  r.read("pool", c.pool);
-  r.finish();
-  c.validate();
-  return c;
+  return read_config<TextEncoderConfig>(j, "TextEncoderConfig", "text");
 }
 
 std::vector<std::string> TextEncoderConfig::preset_names() { return {"text-micro", "text-tiny", "bert-base"}; }

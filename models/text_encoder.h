@@ -44,6 +44,15 @@ struct TextEncoderConfig {
   // sits on a plateau for a while; the mean differs between texts from the first step.
   std::string pool = "cls";
 
+  // Every field, once: to_json and from_json both walk this list (models/config.h).
+  template <class Self, class F>
+  static void fields(Self& c, F&& f) {
+    f("vocab_size", c.vocab_size), f("max_len", c.max_len), f("type_vocab_size", c.type_vocab_size);
+    f("dim", c.dim), f("depth", c.depth), f("heads", c.heads), f("mlp_ratio", c.mlp_ratio);
+    f("dropout", c.dropout), f("attn_dropout", c.attn_dropout);
+    f("eps", c.eps), f("pad_id", c.pad_id), f("pool", c.pool);
+  }
+
   void validate() const;
   nlohmann::json to_json() const;
   static TextEncoderConfig from_json(const nlohmann::json& j);

@@ -29,32 +29,9 @@ void ViTConfig::validate() const {
             "ViTConfig: stem 'conv' needs a patch_size that is a power of 2, at least 2, got {}", patch_size);
 }
 
-nlohmann::json ViTConfig::to_json() const {
-  return {{"family", "vit"}, {"image_size", image_size}, {"patch_size", patch_size}, {"channels", channels},
-          {"dim", dim},      {"depth", depth},           {"heads", heads},           {"mlp_ratio", mlp_ratio},
-          {"dropout", dropout}, {"attn_dropout", attn_dropout}, {"pool", pool}, {"pos", pos}, {"stem", stem}, {"eps", eps}};
-}
+nlohmann::json ViTConfig::to_json() const { return write_fields(*this, {{"family", "vit"}}); }
 
-ViTConfig ViTConfig::from_json(const nlohmann::json& j) {
-  ViTConfig c;
-  ConfigReader r(j, "ViTConfig", "vit");
-  r.read("image_size", c.image_size);
-  r.read("patch_size", c.patch_size);
-  r.read("channels", c.channels);
-  r.read("dim", c.dim);
-  r.read("depth", c.depth);
-  r.read("heads", c.heads);
-  r.read("mlp_ratio", c.mlp_ratio);
-  r.read("dropout", c.dropout);
-  r.read("attn_dropout", c.attn_dropout);
-  r.read("pool", c.pool);
-  r.read("pos", c.pos);
-  r.read("stem", c.stem);
-  r.read("eps", c.eps);
-  r.finish();
-  c.validate();
-  return c;
-}
+ViTConfig ViTConfig::from_json(const nlohmann::json& j) { return read_config<ViTConfig>(j, "ViTConfig", "vit"); }
 
 std::vector<std::string> ViTConfig::preset_names() { return {"vit-micro", "vit-tiny", "vit-tiny-64", "vit-s16", "vit-b16"}; }
 

@@ -45,6 +45,14 @@ struct ViTConfig {
   std::string stem = "patch";   // "patch": one linear map per patch (ViT) | "conv": nn::ConvStem
   double eps = 1e-6;            // LayerNorm epsilon (timm's ViT)
 
+  // Every field, once: to_json and from_json both walk this list (models/config.h).
+  template <class Self, class F>
+  static void fields(Self& c, F&& f) {
+    f("image_size", c.image_size), f("patch_size", c.patch_size), f("channels", c.channels);
+    f("dim", c.dim), f("depth", c.depth), f("heads", c.heads), f("mlp_ratio", c.mlp_ratio);
+    f("dropout", c.dropout), f("attn_dropout", c.attn_dropout);
+    f("pool", c.pool), f("pos", c.pos), f("stem", c.stem), f("eps", c.eps);
+  }
   int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
   void validate() const;  // throws an Error naming the bad field
   nlohmann::json to_json() const;

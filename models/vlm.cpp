@@ -64,9 +64,9 @@ void VLMConfig::validate() const {
   }
   MMG_CHECK(any, "VLMConfig: no objective has a non-zero weight (objectives: {})", objectives.to_json().dump());
   const int64_t V = vocab_size();
-  for (auto [name, id] : {std::pair{"pad_id", tokens.pad_id}, {"unk_id", tokens.unk_id}, {"cls_id", tokens.cls_id},
-                          {"sep_id", tokens.sep_id}, {"mask_id", tokens.mask_id}})
+  SpecialTokens::fields(tokens, [&](const char* name, int64_t id) {
     MMG_CHECK(id >= 0 && id < V, "VLMConfig: tokens.{} {} is outside the text vocabulary [0,{})", name, id, V);
+  });
   const int64_t text_pad = family == "single" ? fusion.single.pad_id : fusion.dual.text.pad_id;
   MMG_CHECK(tokens.pad_id == text_pad, "VLMConfig: tokens.pad_id {} differs from the text encoder's pad_id {}",
             tokens.pad_id, text_pad);
@@ -90,21 +90,11 @@ void VLMConfig::validate() const {
 }
 
 json VLMConfig::to_json() const {
-  return {{"family", "vlm"},
-          {"fusion", fusion.to_json()},
-          {"objectives", objectives.to_json()},
-          {"num_classes", num_classes},
-          {"num_answers", num_answers},
-          {"decoder", decoder.to_json()},
-          {"tokens",
-           {{"pad_id", tokens.pad_id},
-            {"unk_id", tokens.unk_id},
-            {"cls_id", tokens.cls_id},
-            {"sep_id", tokens.sep_id},
-            {"mask_id", tokens.mask_id}}},
-          {"mlm_prob", mlm_prob},
-          {"contrastive", contrastive},
-          {"margin", margin}};
+  return write_fields(*this, {{"family", "vlm"},
+                              {"fusion", fusion.to_json()},
+                              {"objectives", objectives.to_json()},
+                              {"decoder", decoder.to_json()},
+                              {"tokens", write_fields(tokens)}});
 }
 
 VLMConfig VLMConfig::from_json(const json& j) {
@@ -112,15 +102,9 @@ VLMConfig VLMConfig::from_json(const json& j) {
   ConfigReader r(j, "VLMConfig", "vlm");
   if (const json* f = r.object("fusion")) c.fusion = FusionModelConfig::from_json(*f);
   if (const json* o = r.object("objectives")) c.objectives = ObjectiveWeights::from_json(*o);
-  r.read("num_classes", c.num_classes);
-  r.read("num_answers", c.num_answers);
   if (const json* t = r.object("tokens")) {
     ConfigReader tr(*t, "VLMConfig.tokens", "");
-    tr.read("pad_id", c.tokens.pad_id);
-    tr.read("unk_id", c.tokens.unk_id);
-    tr.read("cls_id", c.tokens.cls_id);
-    tr.read("sep_id", c.tokens.sep_id);
-    tr.read("mask_id", c.tokens.mask_id);
+    read_fields(tr, c.tokens);
     tr.finish();
   }
   // The decoder's derived fields come from the encoders unless the JSON names them (then
@@ -131,9 +115,7 @@ VLMConfig VLMConfig::from_json(const json& j) {
     for (auto it = d->begin(); it != d->end(); ++it) merged[it.key()] = it.value();
     c.decoder = CaptionDecoderConfig::from_json(merged);
   }
-  r.read("mlm_prob", c.mlm_prob);
-  r.read("contrastive", c.contrastive);
-  r.read("margin", c.margin);
+  read_fields(r, c);
   r.finish();
   c.validate();
   return c;

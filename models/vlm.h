@@ -51,6 +51,12 @@ namespace mmg::models {
 // The tokenizer's special ids (train/tokenizer.h lists [PAD] [UNK] [CLS] [SEP] [MASK] first).
 struct SpecialTokens {
   int64_t pad_id = 0, unk_id = 1, cls_id = 2, sep_id = 3, mask_id = 4;
+  // Every field, once: VLMConfig's to_json and from_json both walk this list (models/config.h).
+  template <class Self, class F>
+  static void fields(Self& c, F&& f) {
+    f("pad_id", c.pad_id), f("unk_id", c.unk_id), f("cls_id", c.cls_id), f("sep_id", c.sep_id);
+    f("mask_id", c.mask_id);
+  }
   std::vector<int64_t> all() const { return {pad_id, unk_id, cls_id, sep_id, mask_id}; }
   bool operator==(const SpecialTokens&) const = default;
 };
@@ -68,6 +74,14 @@ struct VLMConfig {
   std::string contrastive = "clip";  // "clip" | "hinge"
   double margin = 0.2;               // hinge
 
+  // The plain fields (fusion, objectives, decoder and tokens are written and read by hand,
+  // models/config.h).
+  template <class Self, class F>
+  static void fields(Self& c, F&& f) {
+    f("num_classes", c.num_classes), f("num_answers", c.num_answers);
+    f("mlm_prob", c.mlm_prob), f("contrastive", c.contrastive), f("margin", c.margin);
+  }
+
   // Facts of the fusion family, for the heads.
   int64_t vocab_size() const;     // the text vocabulary
   int64_t text_dim() const;       // width of the text tokens the MLM head reads
@@ -84,6 +98,7 @@ struct VLMConfig {
   static VLMConfig from_json(const nlohmann::json& j);
   static VLMConfig preset(const std::string& name);
   static std::vector<std::string> preset_names();
+  bool operator==(const VLMConfig&) const = default;
 };
 
 struct VLMBatch {

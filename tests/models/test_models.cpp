@@ -597,6 +597,87 @@ TEST_CASE("configs: unknown keys, wrong types, bad values and unknown presets ar
   CHECK_THROWS_WITH_AS(build_model({{"dim", 3}}), doctest::Contains("needs a \"family\" key"), Error);
 }
 
+namespace {
+
+// A config through its JSON text and back gives the same config (so every field was both
+// written and read) and the same JSON; with one key too many the JSON is refused, and the
+// message lists the valid keys in their order.
+template <class Config>
+void check_json(const Config& c, const std::string& what, const std::string& valid_keys) {
+  json j = c.to_json();
+  const Config back = Config::from_json(json::parse(j.dump()));
+  CHECK(back == c);
+  CHECK(back.to_json() == j);
+  j["zzz"] = 1;
+  const std::string message = what + ": unknown key 'zzz' (valid keys: " + valid_keys + ")";
+  CHECK_THROWS_WITH_AS(Config::from_json(j), doctest::Contains(message.c_str()), Error);
+}
+
+}  // namespace
+
+TEST_CASE("configs: every field of every config differs from its default and survives JSON, unknown keys list all") {
+  ViTConfig v;
+  v.image_size = 16, v.patch_size = 8, v.channels = 1, v.dim = 24, v.depth = 2, v.heads = 3, v.mlp_ratio = 2.5;
+  v.dropout = 0.1, v.attn_dropout = 0.2, v.pool = "mean", v.pos = "sincos", v.stem = "conv", v.eps = 1e-5;
+  check_json(v, "ViTConfig",
+             "family, image_size, patch_size, channels, dim, depth, heads, mlp_ratio, dropout, attn_dropout, pool, "
+             "pos, stem, eps");
+
+  TextEncoderConfig t;
+  t.vocab_size = 77, t.max_len = 9, t.type_vocab_size = 3, t.dim = 12, t.depth = 1, t.heads = 2, t.mlp_ratio = 3.0;
+  t.dropout = 0.05, t.attn_dropout = 0.1, t.eps = 1e-7, t.pad_id = 5, t.pool = "mean";
+  check_json(t, "TextEncoderConfig",
+             "family, vocab_size, max_len, type_vocab_size, dim, depth, heads, mlp_ratio, dropout, attn_dropout, eps, "
+             "pad_id, pool");
+
+  CaptionDecoderConfig d;
+  d.vocab_size = 60, d.max_len = 7, d.dim = 8, d.depth = 1, d.heads = 2, d.mlp_ratio = 2.0, d.dropout = 0.1;
+  d.attn_dropout = 0.15, d.memory_dim = 12, d.bos_id = 4, d.eos_id = 5, d.pad_id = 1, d.tie_word_embeddings = true;
+  check_json(d, "CaptionDecoderConfig",
+             "family, vocab_size, max_len, dim, depth, heads, mlp_ratio, dropout, attn_dropout, memory_dim, bos_id, "
+             "eos_id, pad_id, tie_word_embeddings");
+
+  SingleStreamConfig s;
+  s.image_size = 16, s.patch_size = 8, s.channels = 1, s.vocab_size = 40, s.max_len = 6, s.dim = 8, s.depth = 1;
+  s.heads = 2, s.mlp_ratio = 2.0, s.dropout = 0.1, s.attn_dropout = 0.2, s.eps = 1e-5, s.pad_id = 3, s.pos = "sincos";
+  check_json(s, "SingleStreamConfig",
+             "family, image_size, patch_size, channels, vocab_size, max_len, dim, depth, heads, mlp_ratio, dropout, "
+             "attn_dropout, eps, pad_id, pos");
+
+  CrossAttentionFusionConfig f;
+  f.dim = 12, f.image_dim = 24, f.depth = 1, f.heads = 3, f.mlp_ratio = 2.0, f.dropout = 0.1, f.attn_dropout = 0.2;
+  f.eps = 1e-5, f.pool = "mean", f.image_pos = true;
+  check_json(f, "CrossAttentionFusionConfig",
+             "dim, image_dim, depth, heads, mlp_ratio, dropout, attn_dropout, eps, pool, image_pos");
+
+  PooledFusionConfig p{.mode = "mul", .dim = 6};
+  check_json(p, "PooledFusionConfig", "mode, dim");
+
+  DualEncoderConfig dual{.vision = v, .text = t, .embed_dim = 6};
+  check_json(dual, "DualEncoderConfig", "family, vision, text, embed_dim");
+
+  // The fusion families made of these parts (cross: the fusion widths are the text and vision dims).
+  FusionModelConfig cross{.family = "cross", .dual = dual, .fusion = f};
+  check_json(cross, "FusionModelConfig (cross)", "family, vision, text, embed_dim, fusion");
+  FusionModelConfig pooled{.family = "pooled", .dual = dual, .pooled = p};
+  check_json(pooled, "FusionModelConfig (pooled)", "family, vision, text, embed_dim, fusion");
+
+  // VLMConfig: its own fields, its tokens, and the decoder's fields that follow from both.
+  VLMConfig c = VLMConfig::preset("vlm-micro");
+  c.fusion.dual.text.pad_id = 5;
+  c.tokens = {.pad_id = 5, .unk_id = 9, .cls_id = 6, .sep_id = 7, .mask_id = 8};
+  c.num_classes = 5, c.num_answers = 7, c.mlm_prob = 0.3, c.contrastive = "hinge", c.margin = 0.4;
+  c.derive_decoder_fields();
+  check_json(c, "VLMConfig",
+             "family, fusion, objectives, tokens, decoder, num_classes, num_answers, mlm_prob, contrastive, margin");
+  json bad_tokens = c.to_json();
+  bad_tokens["tokens"]["zzz"] = 1;
+  CHECK_THROWS_WITH_AS(
+      VLMConfig::from_json(bad_tokens),
+      doctest::Contains("VLMConfig.tokens: unknown key 'zzz' (valid keys: pad_id, unk_id, cls_id, sep_id, mask_id)"),
+      Error);
+}
+
 TEST_CASE("configs: attn_dropout is saved, defaults to 0 when left out, is checked, and reaches every attention") {
   // Saved and read back by every config that has a transformer.
   ViTConfig v = ViTConfig::preset("vit-micro");
