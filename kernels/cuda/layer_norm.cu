@@ -97,7 +97,9 @@ __global__ void layer_norm_dx_kernel(const T* x, const P* gamma, const acc_t<T>*
     }
     const A mean_g = group_all<Block>(sum_g, SumOp{}, shared) / A(cols);
     const A mean_gx = group_all<Block>(sum_gx, SumOp{}, shared) / A(cols);
-    // Every read of dy in this row happened before the reductions returned: dx may alias dy.
+    // Each dy element is read by the thread that then writes its dx, so this kernel alone would
+    // allow dx to alias dy; the dγ/dβ kernels launched after it read dy again, so callers (and
+    // kernels/layer_norm.h) keep them apart.
     for (int64_t c = g.start; c < cols; c += g.step) {
       const A gc = param_at(gamma, c, A(1)) * widen<A>(dyr[c]);
       const A xhat = (widen<A>(xr[c]) - mu) * rs;
