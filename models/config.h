@@ -83,14 +83,21 @@ void read_fields(ConfigReader& r, Config& c) {
   Config::fields(c, [&](const char* key, auto& value) { r.read(key, value); });
 }
 
+// The keys of `j` read over `c` (absent keys keep c's values), no other key allowed; not
+// validated (for a config whose caller has preset some fields and validates the whole later).
+template <class Config>
+void read_over(const nlohmann::json& j, const std::string& what, const std::string& family, Config& c) {
+  ConfigReader r(j, what, family);
+  read_fields(r, c);
+  r.finish();
+}
+
 // from_json of a config that is fields() and nothing else: the defaults, overwritten by the
 // keys of `j`, no other key allowed, then validated.
 template <class Config>
 Config read_config(const nlohmann::json& j, const std::string& what, const std::string& family) {
   Config c;
-  ConfigReader r(j, what, family);
-  read_fields(r, c);
-  r.finish();
+  read_over(j, what, family, c);
   c.validate();
   return c;
 }

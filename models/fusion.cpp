@@ -373,15 +373,6 @@ json FusionModelConfig::to_json() const {
   return j;
 }
 
-// A fusion config's keys read over `c`, whose widths the caller has set from the encoders;
-// FusionModelConfig::validate checks the whole afterwards.
-template <class Config>
-static void read_fusion(const json& j, const char* what, Config& c) {
-  ConfigReader r(j, what, "");
-  read_fields(r, c);
-  r.finish();
-}
-
 FusionModelConfig FusionModelConfig::from_json(const json& j) {
   MMG_CHECK(j.is_object(), "FusionModelConfig: a config must be a JSON object, got {}", j.type_name());
   auto f = j.find("family");
@@ -404,14 +395,14 @@ FusionModelConfig FusionModelConfig::from_json(const json& j) {
   read_dual_fields(r, c.dual);
   if (c.family == "cross" || c.family == "pooled") {
     const json* fusion_json = r.object("fusion");
-    // Widths left out follow from the encoders.
+    // Widths left out follow from the encoders; validate() below checks the whole.
     if (c.family == "cross") {
       c.fusion.dim = c.dual.text.dim;
       c.fusion.image_dim = c.dual.vision.dim;
-      if (fusion_json) read_fusion(*fusion_json, "CrossAttentionFusionConfig", c.fusion);
+      if (fusion_json) read_over(*fusion_json, "CrossAttentionFusionConfig", "", c.fusion);
     } else {
       c.pooled.dim = c.dual.embed_dim;
-      if (fusion_json) read_fusion(*fusion_json, "PooledFusionConfig", c.pooled);
+      if (fusion_json) read_over(*fusion_json, "PooledFusionConfig", "", c.pooled);
     }
   }
   r.finish();

@@ -57,7 +57,11 @@ struct SpecialTokens {
     f("pad_id", c.pad_id), f("unk_id", c.unk_id), f("cls_id", c.cls_id), f("sep_id", c.sep_id);
     f("mask_id", c.mask_id);
   }
-  std::vector<int64_t> all() const { return {pad_id, unk_id, cls_id, sep_id, mask_id}; }
+  std::vector<int64_t> all() const {
+    std::vector<int64_t> ids;
+    fields(*this, [&](const char*, int64_t id) { ids.push_back(id); });
+    return ids;
+  }
   bool operator==(const SpecialTokens&) const = default;
 };
 

@@ -657,9 +657,11 @@ TEST_CASE("configs: every field of every config differs from its default and sur
   check_json(dual, "DualEncoderConfig", "family, vision, text, embed_dim");
 
   // The fusion families made of these parts (cross: the fusion widths are the text and vision dims).
-  FusionModelConfig cross{.family = "cross", .dual = dual, .fusion = f};
+  FusionModelConfig cross;
+  cross.family = "cross", cross.dual = dual, cross.fusion = f;
   check_json(cross, "FusionModelConfig (cross)", "family, vision, text, embed_dim, fusion");
-  FusionModelConfig pooled{.family = "pooled", .dual = dual, .pooled = p};
+  FusionModelConfig pooled;
+  pooled.family = "pooled", pooled.dual = dual, pooled.pooled = p;
   check_json(pooled, "FusionModelConfig (pooled)", "family, vision, text, embed_dim, fusion");
 
   // VLMConfig: its own fields, its tokens, and the decoder's fields that follow from both.
