@@ -251,8 +251,8 @@ CrossAttentionFusionConfig CrossAttentionFusionConfig::from_json(const json& j) 
 CrossAttentionFusion::CrossAttentionFusion(const CrossAttentionFusionConfig& cfg, Generator* gen) : config(cfg) {
   config.validate();
   nn::TransformerOptions o{.dim = config.dim, .heads = config.heads, .mlp_ratio = config.mlp_ratio,
-                           .dropout = config.dropout, .attn_dropout = config.attn_dropout, .eps = config.eps,
-                           .memory_dim = config.image_dim};
+                           .dropout = config.dropout, .attn_dropout = config.attn_dropout,
+                           .gated_mlp = config.gated_mlp, .eps = config.eps, .memory_dim = config.image_dim};
   layers = register_module("layers", std::make_shared<nn::ModuleList<nn::CrossAttentionLayer>>());
   for (int64_t i = 0; i < config.depth; ++i) layers->push_back(std::make_shared<nn::CrossAttentionLayer>(o, false, gen));
   ln_f = register_module("ln_f", std::make_shared<nn::LayerNorm>(config.dim, config.eps));

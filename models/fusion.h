@@ -198,12 +198,16 @@ struct CrossAttentionFusionConfig {
   // (as DETR adds positions at each attention over the image): after the ViT's layers the
   // tokens' own trace of where they came from is faint, and a question about a place needs it.
   bool image_pos = false;
+  // With gated_mlp, each layer's feed-forward block is GEGLU (nn::MLP): a question about how two
+  // objects lie needs a product (which one the words name first × where each one is), and a
+  // gated block computes products directly. Its halves are dim · mlp_ratio wide each.
+  bool gated_mlp = false;
 
   // Every field, once: to_json and from_json both walk this list (models/config.h).
   template <class Self, class F>
   static void fields(Self& c, F&& f) {
     f("dim", c.dim), f("image_dim", c.image_dim);
-    f("depth", c.depth), f("heads", c.heads), f("mlp_ratio", c.mlp_ratio);
+    f("depth", c.depth), f("heads", c.heads), f("mlp_ratio", c.mlp_ratio), f("gated_mlp", c.gated_mlp);
     f("dropout", c.dropout), f("attn_dropout", c.attn_dropout);
     f("eps", c.eps), f("pool", c.pool), f("image_pos", c.image_pos);
   }

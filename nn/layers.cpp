@@ -56,14 +56,21 @@ Tensor activate(const Tensor& x, Activation a) {
   return x;
 }
 
-MLP::MLP(int64_t dim, int64_t hidden, Activation act, double p, Generator* gen) : act(act) {
-  fc1 = register_module("fc1", std::make_shared<Linear>(dim, hidden, true, gen));
+MLP::MLP(int64_t dim, int64_t hidden, Activation act, double p, Generator* gen, bool gated) : act(act), gated(gated) {
+  fc1 = register_module("fc1", std::make_shared<Linear>(dim, gated ? 2 * hidden : hidden, true, gen));
   fc2 = register_module("fc2", std::make_shared<Linear>(hidden, dim, true, gen));
   drop = register_module("dropout", std::make_shared<Dropout>(p));
 }
 
 Tensor MLP::forward(const Tensor& x) const {
-  return drop->forward(fc2->forward(drop->forward(activate(fc1->forward(x), act))));
+  Tensor h = fc1->forward(x);
+  if (gated) {
+    std::vector<Tensor> halves = chunk(h, 2, -1);  // [a, g]
+    h = halves[0] * activate(halves[1], act);
+  } else {
+    h = activate(h, act);
+  }
+  return drop->forward(fc2->forward(drop->forward(h)));
 }
 
 }  // namespace mmg::nn

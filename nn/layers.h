@@ -61,14 +61,20 @@ std::string activation_name(Activation a);
 Tensor activate(const Tensor& x, Activation a);
 
 // fc1 -> activation -> dropout -> fc2 -> dropout: the transformer feed-forward block.
+// Gated (GEGLU with gelu; Shazeer 2020, "GLU Variants Improve Transformer"): fc1 makes two
+// halves [a, g] of width hidden each and the block computes fc2(a ⊙ act(g)). The product lets
+// one layer multiply two features of a token (a sign by a position, say) — a plain MLP only
+// reaches a product through the curvature of its activation, which is slow to learn.
 class MLP : public Module {
  public:
-  MLP(int64_t dim, int64_t hidden, Activation act = Activation::gelu, double dropout = 0.0, Generator* gen = nullptr);
+  MLP(int64_t dim, int64_t hidden, Activation act = Activation::gelu, double dropout = 0.0, Generator* gen = nullptr,
+      bool gated = false);
   Tensor forward(const Tensor& x) const;
   std::string type_name() const override { return "MLP"; }
   std::shared_ptr<Linear> fc1, fc2;
   std::shared_ptr<Dropout> drop;
   Activation act;
+  bool gated;
 };
 
 }  // namespace mmg::nn

@@ -20,7 +20,7 @@ TransformerEncoderLayer::TransformerEncoderLayer(const TransformerOptions& o, Ge
   attn = register_module("attn", std::make_shared<MultiHeadAttention>(o.dim, o.heads, o.dropout, o.dim, o.qkv_bias,
                                                                       gen, o.attn_dropout));
   ln_2 = register_module("ln_2", std::make_shared<LayerNorm>(o.dim, o.eps));
-  mlp = register_module("mlp", std::make_shared<MLP>(o.dim, hidden, o.activation, o.dropout, gen));
+  mlp = register_module("mlp", std::make_shared<MLP>(o.dim, hidden, o.activation, o.dropout, gen, o.gated_mlp));
 }
 
 Tensor TransformerEncoderLayer::forward(const Tensor& x, const Tensor& key_mask, bool causal) const {
@@ -80,7 +80,7 @@ CrossAttentionLayer::CrossAttentionLayer(const TransformerOptions& o, bool causa
       "cross_attn", std::make_shared<MultiHeadAttention>(o.dim, o.heads, o.dropout, memory_dim, o.qkv_bias, gen,
                                                          o.attn_dropout));
   ln_3 = register_module("ln_3", std::make_shared<LayerNorm>(o.dim, o.eps));
-  mlp = register_module("mlp", std::make_shared<MLP>(o.dim, hidden, o.activation, o.dropout, gen));
+  mlp = register_module("mlp", std::make_shared<MLP>(o.dim, hidden, o.activation, o.dropout, gen, o.gated_mlp));
 }
 
 // The memory is not normalised here: it arrives as the other encoder's (already normalised) output.

@@ -33,6 +33,7 @@ struct TransformerOptions {
   double dropout = 0.0;       // on the attention's output projection and in the MLP
   double attn_dropout = 0.0;  // on the attention probabilities (nn/attention.h)
   Activation activation = Activation::gelu;
+  bool gated_mlp = false;  // GEGLU feed-forward (nn::MLP): hidden width per half = dim · mlp_ratio
   double eps = 1e-5;       // LayerNorm epsilon (ViT uses 1e-6, BERT 1e-12)
   bool qkv_bias = true;    // biases of the attention projections
   int64_t memory_dim = 0;  // cross-attention layers: width of the memory (the other modality); 0 = dim

@@ -322,6 +322,16 @@ TrainConfig TrainConfig::preset(const std::string& name) {
     // 0.132 to 0.290, at about the same time per step (2026-11-24).
     c.model.fusion.dual.vision.stem = "conv";
     c.model.fusion.fusion.image_pos = true;
+    if (!full) {
+      // Fusion layers with 8 heads and GEGLU feed-forward blocks (scenes-full keeps the plain
+      // ones its numbers were measured with). "Is A left of B?" needs the positions of two named
+      // objects, kept apart, then a product with the direction word; more heads give more ways to
+      // route the two objects apart, the gated block computes the product. With both, the
+      // demo's relation questions left chance for all three seeds tried (0.892 / 0.901 / 0.905);
+      // with neither, for one seed in three (docs/models.md, README; 2026-11-24).
+      c.model.fusion.fusion.heads = 8;
+      c.model.fusion.fusion.gated_mlp = true;
+    }
     c.steps = quick ? 150 : full ? 12000 : 800;  // demo: 5 minutes on 2 idle cores, evaluation included
     c.batch_size = 128;
     c.lr = 1.5e-3;
@@ -333,20 +343,21 @@ TrainConfig TrainConfig::preset(const std::string& name) {
     c.eval_samples = quick ? 200 : 500;
     c.log_every = quick ? 10 : 25;
     if (name == "demo") {
-      // Pre-train on all four objectives, then fine-tune on contrastive + VQA alone. A
-      // fine-tuning step costs under half a full one (no masked-text or matching passes).
-      // Batches of 64, not 128: a step of 64 costs 0.44 of one of 128, so the 5 minutes hold
-      // 4800 steps instead of 2000 — 1.2× the images, 2.4× the updates. Against 2000 steps of
-      // 128 that took R@1 from 0.753 / 0.736 to 0.811 / 0.773 and VQA from 0.611 to 0.721
-      // (place 0.40 → 0.73); batches of 32 were worse than 64 on both (README, 2026-11-24).
-      // Matching and MLM train in the first phase only.
+      // Three phases: all four objectives; then contrastive + matching (weight 2) + VQA; then
+      // contrastive + VQA alone, whose steps cost under half a full one. The matching head,
+      // trained against each caption's minimal edit ("A right of B" for "A left of B"), is what
+      // first learns to compare two positions; relation questions follow. Batches of 64, not
+      // 128: a step of 64 costs 0.44 of one of 128, so the 5 minutes hold 2.4× the updates
+      // (README, 2026-11-24).
+      using models::ObjectiveWeights;
       c.batch_size = 64;
-      c.steps = 4800;
+      c.steps = 3800;
       c.warmup = 100;
-      c.eval_every = 1200;
-      c.checkpoint_every = 1200;
+      c.eval_every = 950;
+      c.checkpoint_every = 950;
       c.phases = {{.until = 400, .objectives = c.model.objectives},
-                  {.until = c.steps, .objectives = models::ObjectiveWeights::from_json({{"itc", 1.0}, {"vqa", 1.0}})}};
+                  {.until = 2000, .objectives = ObjectiveWeights::from_json({{"itc", 1.0}, {"itm", 2.0}, {"vqa", 1.0}})},
+                  {.until = c.steps, .objectives = ObjectiveWeights::from_json({{"itc", 1.0}, {"vqa", 1.0}})}};
     }
   } else if (name == "fashion-vit") {
     c.data.source = "fashion-mnist";

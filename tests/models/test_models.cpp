@@ -646,9 +646,9 @@ TEST_CASE("configs: every field of every config differs from its default and sur
 
   CrossAttentionFusionConfig f;
   f.dim = 12, f.image_dim = 24, f.depth = 1, f.heads = 3, f.mlp_ratio = 2.0, f.dropout = 0.1, f.attn_dropout = 0.2;
-  f.eps = 1e-5, f.pool = "mean", f.image_pos = true;
+  f.eps = 1e-5, f.pool = "mean", f.image_pos = true, f.gated_mlp = true;
   check_json(f, "CrossAttentionFusionConfig",
-             "dim, image_dim, depth, heads, mlp_ratio, dropout, attn_dropout, eps, pool, image_pos");
+             "dim, image_dim, depth, heads, mlp_ratio, gated_mlp, dropout, attn_dropout, eps, pool, image_pos");
 
   PooledFusionConfig p{.mode = "mul", .dim = 6};
   check_json(p, "PooledFusionConfig", "mode, dim");
@@ -936,6 +936,24 @@ TEST_CASE("CrossAttentionFusion with pool mean: the masked mean of the fused tex
   // The config round-trips through JSON; an unknown pool is an error naming the choices.
   CHECK(CrossAttentionFusionConfig::from_json(f.config.to_json()).pool == "mean");
   CHECK_THROWS_WITH_AS(CrossAttentionFusionConfig::from_json({{"pool", "max"}}), doctest::Contains("pool"), Error);
+}
+
+TEST_CASE("CrossAttentionFusion with gated_mlp: every layer's feed-forward block is GEGLU") {
+  Generator gen(12);
+  CrossAttentionFusion f({.dim = 16, .image_dim = 12, .depth = 2, .heads = 2, .mlp_ratio = 2.0, .gated_mlp = true},
+                         &gen);
+  for (size_t i = 0; i < f.layers->size(); ++i) {
+    CHECK((*f.layers)[i].mlp->gated);
+    CHECK((*f.layers)[i].mlp->fc1->weight.shape() == Shape{64, 16});  // two halves of 32
+  }
+  CHECK_FALSE((*CrossAttentionFusion({.dim = 16, .image_dim = 12, .depth = 1, .heads = 2}, &gen).layers)[0].mlp->gated);
+  Tensor text = randn({2, 6, 16}, {}, &gen), image = randn({2, 5, 12}, {}, &gen);
+  Tensor mask = make_mask({{1, 1, 1, 0, 0, 0}, {1, 1, 1, 1, 1, 1}});
+  Tensor out = f.forward(text, mask, image).tokens;
+  CHECK(out.shape() == Shape{2, 6, 16});
+  // Both halves of every gated block take part: each parameter gets a gradient.
+  sum(mul(out, randn({2, 6, 16}, {}, &gen))).backward();
+  check_every_parameter_has_a_gradient(f);
 }
 
 TEST_CASE("CrossAttentionFusion with image_pos: the layers read image tokens plus the ViT's positions") {

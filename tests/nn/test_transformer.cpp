@@ -406,6 +406,39 @@ TEST_CASE("gradcheck of a tiny encoder layer over its input and every parameter 
   CHECK(layer.attn->q_proj->weight.dtype() == DType::f64);  // it really ran in f64
 }
 
+TEST_CASE("gated MLP (GEGLU): fc1 makes halves [a, g], the block is fc2(a * act(g))") {
+  manual_seed(15);
+  MLP mlp(6, 5, Activation::gelu, 0.0, nullptr, /*gated=*/true);
+  CHECK(mlp.fc1->weight.shape() == Shape{10, 6});
+  CHECK(mlp.fc2->weight.shape() == Shape{6, 5});
+  Tensor x = randn({2, 3, 6});
+  Tensor h = affine(*mlp.fc1, x);
+  Tensor a = h.slice(-1, 0, 5), g = h.slice(-1, 5, 10);
+  CHECK(allclose(mlp.forward(x), affine(*mlp.fc2, a * gelu(g)), 1e-5, 1e-6));
+  // TransformerOptions.gated_mlp reaches the layers' MLPs; the hidden width is per half.
+  CrossAttentionLayer layer({.dim = 8, .heads = 2, .mlp_ratio = 2.0, .gated_mlp = true});
+  CHECK(layer.mlp->gated);
+  CHECK(layer.mlp->fc1->weight.shape() == Shape{32, 8});
+  CHECK(layer.mlp->fc2->weight.shape() == Shape{8, 16});
+  CHECK_FALSE(CrossAttentionLayer({.dim = 8, .heads = 2}).mlp->gated);
+}
+
+TEST_CASE("gradcheck of a tiny gated-MLP fusion layer over inputs, memory and every parameter (f64)") {
+  manual_seed(16);
+  CrossAttentionLayer layer({.dim = 4, .heads = 2, .mlp_ratio = 1.5, .gated_mlp = true, .memory_dim = 3});
+  Tensor x_mask = make_mask({{1, 1, 0}, {1, 1, 1}});
+  std::vector<Tensor> inputs = inputs_and_parameters({randn({2, 3, 4}), randn({2, 4, 3})}, layer);
+  auto fn = [&](const std::vector<Tensor>& a) {
+    bind_parameters(layer, a, 2);
+    return layer.forward(a[0], a[1], x_mask);
+  };
+  GradcheckResult r = gradcheck(fn, inputs);
+  INFO(r.message);
+  CHECK(r.ok);
+  CHECK(r.elements_checked == 24 + 24 + layer.num_parameters());
+  CHECK(layer.mlp->fc1->weight.dtype() == DType::f64);
+}
+
 TEST_CASE("gradcheck of a tiny decoder layer over inputs, memory and every parameter (f64)") {
   manual_seed(14);
   TransformerDecoderLayer layer({.dim = 4, .heads = 2, .mlp_ratio = 1.5, .activation = Activation::gelu_tanh,

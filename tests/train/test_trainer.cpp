@@ -50,19 +50,31 @@ std::vector<double> losses_of(const std::vector<StepRecord>& history) {
 
 }  // namespace
 
-TEST_CASE("demo preset: all four losses first, then contrastive and VQA to the last step") {
+TEST_CASE("demo preset: all four losses, then matching at weight 2, then contrastive and VQA to the last step") {
   TrainConfig c = TrainConfig::preset("demo");
   c.validate();
-  REQUIRE(c.phases.size() == 2);
+  REQUIRE(c.phases.size() == 3);
   CHECK(c.phases.back().until == c.steps);
   const auto& first = c.objectives_at(0);
   for (const char* name : {"itc", "itm", "mlm", "vqa"}) CHECK_MESSAGE(first.enabled(name), name);
+  const auto& matching = c.objectives_at(c.phases[0].until);
+  for (const char* name : {"itc", "itm", "vqa"}) CHECK_MESSAGE(matching.enabled(name), name);
+  CHECK_FALSE(matching.enabled("mlm"));
+  CHECK(matching.weight("itm") == 2.0);
   const auto& last = c.objectives_at(c.steps - 1);
   CHECK(last.enabled("itc"));
   CHECK(last.enabled("vqa"));
   CHECK_FALSE(last.enabled("itm"));
   CHECK_FALSE(last.enabled("mlm"));
-  CHECK(c.objectives_at(c.phases[0].until).weights == last.weights);
+  CHECK(c.objectives_at(c.phases[1].until).weights == last.weights);
+  // The fusion of the demo (and of demo-quick, its short test): 8 heads, GEGLU blocks.
+  for (const std::string name : {"demo", "demo-quick"}) {
+    CAPTURE(name);
+    const auto& fusion = TrainConfig::preset(name).model.fusion.fusion;
+    CHECK(fusion.heads == 8);
+    CHECK(fusion.gated_mlp);
+  }
+  CHECK_FALSE(TrainConfig::preset("scenes-full").model.fusion.fusion.gated_mlp);
 }
 
 TEST_CASE("TrainConfig: presets validate and round-trip through JSON, errors name the key or the file") {
