@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -247,41 +248,53 @@ void Trainer::log_json(const json& record) {
   out << record.dump() << "\n";
 }
 
+std::vector<PlotSeries> loss_series(const std::vector<StepRecord>& history, size_t window) {
+  MMG_CHECK(window >= 1, "loss_series: window must be at least 1");
+  // One series per name, in the order the names first appear; "total" is every step's loss.
+  std::vector<std::string> names{"total"};
+  for (const StepRecord& r : history)
+    for (const auto& [name, value] : r.losses)
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  std::vector<PlotSeries> out;
+  for (const std::string& name : names) {
+    auto value_at = [&](size_t i) -> std::optional<double> {
+      if (name == "total") return history[i].loss;
+      auto it = history[i].losses.find(name);
+      return it == history[i].losses.end() ? std::nullopt : std::optional<double>(it->second);
+    };
+    PlotSeries s;
+    s.name = name;
+    s.colour = series_colour(static_cast<int>(out.size()));
+    double sum = 0;
+    size_t run = 0;  // how many consecutive steps up to i have this loss
+    for (size_t i = 0; i < history.size(); ++i) {
+      std::optional<double> v = value_at(i);
+      if (!v) {  // a gap: break the line there and start the window afresh after it
+        if (run > 0) s.x.push_back(static_cast<double>(history[i].step)), s.y.push_back(std::nan(""));
+        sum = 0, run = 0;
+        continue;
+      }
+      sum += *v, ++run;
+      if (run > window) sum -= *value_at(i - window);
+      if (run >= window) {
+        s.x.push_back(static_cast<double>(history[i].step));
+        s.y.push_back(sum / static_cast<double>(window));
+      }
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 void Trainer::write_loss_curve() const {
   if (history_.empty()) return;
   // Running means over a window, so the curve shows the trend rather than batch noise.
   const size_t window = std::max<size_t>(1, std::min<size_t>(50, history_.size() / 20));
-  auto smoothed = [&](const std::function<double(const StepRecord&)>& value) {
-    PlotSeries s;
-    double sum = 0;
-    for (size_t i = 0; i < history_.size(); ++i) {
-      sum += value(history_[i]);
-      if (i >= window) sum -= value(history_[i - window]);
-      if (i + 1 >= window) {
-        s.x.push_back(static_cast<double>(history_[i].step));
-        s.y.push_back(sum / static_cast<double>(window));
-      }
-    }
-    return s;
-  };
   LinePlot plot;
   plot.title = fmt::format("{}: training loss (mean of {} steps)", config_.name, window);
   plot.x_label = "step";
   plot.y_label = "loss";
-  PlotSeries total = smoothed([](const StepRecord& r) { return r.loss; });
-  total.name = "total";
-  total.colour = series_colour(0);
-  plot.series.push_back(total);
-  int colour = 1;
-  for (const auto& [name, value] : history_.back().losses) {
-    PlotSeries s = smoothed([&](const StepRecord& r) {
-      auto it = r.losses.find(name);
-      return it == r.losses.end() ? std::nan("") : it->second;
-    });
-    s.name = name;
-    s.colour = series_colour(colour++);
-    plot.series.push_back(s);
-  }
+  plot.series = loss_series(history_, window);
   save_line_plot(plot, options_.out + "/loss_curve.png");
 }
 

@@ -41,6 +41,7 @@
 #include "nn/optim.h"
 #include "train/batching.h"
 #include "train/dataset.h"
+#include "train/plot.h"
 #include "train/run_config.h"
 #include "train/tokenizer.h"
 
@@ -60,6 +61,11 @@ struct StepRecord {
   std::map<std::string, double> losses;  // per objective
   bool skipped = false;  // f16: the scaled gradients overflowed and the update was skipped
 };
+
+// The loss curves of a run: the total and each objective's loss, each a running mean over
+// `window` consecutive steps that trained it. An objective that a phase switches off is
+// plotted over its own steps only: the curve breaks (a NaN point) where it is absent.
+std::vector<PlotSeries> loss_series(const std::vector<StepRecord>& history, size_t window);
 
 class Trainer {
  public:

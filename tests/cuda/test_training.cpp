@@ -2,7 +2,8 @@
 // cross-entropy) moved to the GPU with Module::to(Device) computes the CPU's loss and
 // gradients (same initial weights, same dropout masks from twin generators), within 1e-4
 // relative; one AdamW step and gradient clipping agree too; the fused multi-tensor AdamW
-// kernel gives the op-by-op CPU update bit for bit; and a few steps on the GPU lower the loss.
+// kernel gives the op-by-op CPU update bit for bit; a few steps on the GPU lower the loss; and a
+// fusion layer with a gated (GEGLU) MLP gives the CPU's output and gradients.
 #include <doctest/doctest.h>
 
 #include <memory>
@@ -201,4 +202,25 @@ TEST_CASE("cuda transformer layer: output and attention maps with a key mask and
     check_parity(got.out, want.out, kRtol, kAtol, std::string("layer output") + (causal ? " causal" : ""));
     check_parity(got.weights, want.weights, kRtol, kAtol, std::string("attention map") + (causal ? " causal" : ""));
   }
+}
+
+TEST_CASE("cuda fusion layer with a gated MLP (GEGLU): output, input and parameter gradients equal the CPU's") {
+  require_gpu();
+  // Odd sizes: 3 heads of 4, GEGLU halves of 21, memory width 10, 7 text and 5 image tokens.
+  const nn::TransformerOptions o{.dim = 12, .heads = 3, .mlp_ratio = 1.75, .gated_mlp = true, .memory_dim = 10};
+  Generator ga(23), gb(23);
+  nn::CrossAttentionLayer cpu(o, false, &ga), gpu(o, false, &gb);
+  gpu.to(kGpu);
+  Tensor x = uniform({3, 7, 12}, DType::f32, -1, 1), memory = uniform({3, 5, 10}, DType::f32, -1, 1);
+  Tensor mask = gt(uniform({3, 7}, DType::f32, 0, 1), scalar_tensor(0.3));
+  Tensor w = uniform({3, 7, 12}, DType::f32, -1, 1);  // loss = Σ w ⊙ out: every output element counts
+  Tensor xc = x.clone().requires_grad_(true), xg = x.to(kGpu).requires_grad_(true);
+  Tensor mc = memory.clone().requires_grad_(true), mg = memory.to(kGpu).requires_grad_(true);
+  Tensor want = cpu.forward(xc, mc, mask), got = gpu.forward(xg, mg, mask.to(kGpu));
+  check_parity(got, want, kRtol, kAtol, "gated fusion layer output");
+  sum(mul(want, w)).backward();
+  sum(mul(got, w.to(kGpu))).backward();
+  check_parity(xg.grad(), xc.grad(), kRtol, kAtol, "gradient of the text tokens");
+  check_parity(mg.grad(), mc.grad(), kRtol, kAtol, "gradient of the image tokens");
+  check_params(gpu, cpu, /*grads=*/true, "gated fusion layer");
 }

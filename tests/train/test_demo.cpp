@@ -18,7 +18,10 @@ TEST_CASE("demo-quick: retrieval far above chance on held-out scenes, and the ru
   const std::string out = (fs::temp_directory_path() / "mmg_demo_quick_test").string();
   fs::remove_all(out);
   TrainConfig config = TrainConfig::preset("demo-quick");
-  EvalReport report = run_training(config, {.out = out, .verbose = false});
+  TrainRunOptions options;
+  options.out = out;
+  options.verbose = false;
+  EvalReport report = run_training(config, options);
   const nlohmann::json& m = report.metrics;
   MESSAGE("demo-quick metrics: " << m.dump());
 

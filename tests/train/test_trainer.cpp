@@ -3,6 +3,7 @@
 // and the files a run leaves behind.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -75,6 +76,37 @@ TEST_CASE("demo preset: all four losses, then matching at weight 2, then contras
     CHECK(fusion.gated_mlp);
   }
   CHECK_FALSE(TrainConfig::preset("scenes-full").model.fusion.fusion.gated_mlp);
+}
+
+TEST_CASE("loss_series: running means of the total and of each loss over its own steps, broken at gaps") {
+  // itm trains in steps 1-3 and 6-7 (a phase turns it off in between); itc in every step.
+  std::vector<StepRecord> h;
+  const std::vector<double> itc{4, 2, 6, 8, 2, 4, 6}, itm{0, 1, 3, 5, 0, 0, 2, 4};
+  for (int64_t step = 1; step <= 7; ++step) {
+    StepRecord r;
+    r.step = step;
+    r.losses["itc"] = itc[step - 1];
+    if (step <= 3 || step >= 6) r.losses["itm"] = itm[step];
+    r.loss = 10.0 * static_cast<double>(step);
+    h.push_back(r);
+  }
+  std::vector<PlotSeries> s = loss_series(h, 2);
+  REQUIRE(s.size() == 3);
+  CHECK(s[0].name == "total");
+  CHECK(s[1].name == "itc");  // names in the order they first appear (a map's order within a step)
+  CHECK(s[2].name == "itm");
+  CHECK(s[0].x == std::vector<double>{2, 3, 4, 5, 6, 7});
+  CHECK(s[0].y == std::vector<double>{15, 25, 35, 45, 55, 65});
+  CHECK(s[1].y == std::vector<double>{3, 4, 7, 5, 3, 5});
+  // itm: means of (1,3) at 2 and (3,5) at 3; the gap at step 4 breaks the line; after it the
+  // window starts afresh, so the first point is the mean of steps 6 and 7.
+  REQUIRE(s[2].x == std::vector<double>{2, 3, 4, 7});
+  CHECK(s[2].y[0] == 2.0);
+  CHECK(s[2].y[1] == 4.0);
+  CHECK(std::isnan(s[2].y[2]));
+  CHECK(s[2].y[3] == 3.0);
+  CHECK(s[1].colour != s[2].colour);
+  CHECK_THROWS_WITH_AS(loss_series(h, 0), doctest::Contains("window must be at least 1"), Error);
 }
 
 TEST_CASE("TrainConfig: presets validate and round-trip through JSON, errors name the key or the file") {
