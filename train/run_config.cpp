@@ -327,8 +327,9 @@ TrainConfig TrainConfig::preset(const std::string& name) {
       // ones its numbers were measured with). "Is A left of B?" needs the positions of two named
       // objects, kept apart, then a product with the direction word; more heads give more ways to
       // route the two objects apart, the gated block computes the product. With both, the
-      // demo's relation questions left chance for all three seeds tried (0.892 / 0.901 / 0.905);
-      // with neither, for one seed in three (docs/models.md, README; 2026-11-24).
+      // demo's relation questions left chance for all four seeds tried (0.89–0.91); with
+      // neither, for one seed in three; with either alone, not reliably (docs/models.md, README;
+      // 2026-11-24).
       c.model.fusion.fusion.heads = 8;
       c.model.fusion.fusion.gated_mlp = true;
     }
