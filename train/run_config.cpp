@@ -333,11 +333,14 @@ TrainConfig TrainConfig::preset(const std::string& name) {
       c.model.fusion.fusion.heads = 8;
       c.model.fusion.fusion.gated_mlp = true;
     }
-    c.steps = quick ? 150 : full ? 12000 : 800;  // demo: 5 minutes on 2 idle cores, evaluation included
-    c.batch_size = 128;
+    // demo-quick: 400 steps of 64 (under a minute on 2 idle cores) leave the VQA loss's
+    // answer-prior plateau, where 150 steps of 128 in the same time did not: VQA 0.37–0.41 against
+    // a question-only 0.29, counting 0.72–0.81, over three seeds (2026-11-24).
+    c.steps = quick ? 400 : full ? 12000 : 800;  // demo: 5 minutes on 2 idle cores, evaluation included
+    c.batch_size = quick ? 64 : 128;
     c.lr = 1.5e-3;
     c.min_lr = 2e-5;
-    c.warmup = quick ? 15 : 50;
+    c.warmup = quick ? 40 : 50;
     c.weight_decay = 0.05;
     c.eval_every = quick ? 0 : full ? 2000 : 500;
     c.checkpoint_every = full ? 2000 : 500;
