@@ -123,7 +123,9 @@ static void bench_attention(Report& report, bool quick) {
     const char* what;
   };
   std::vector<Att> atts = quick ? std::vector<Att>{{2, 4, 65, 65, 32, false, "vit-tiny"}}
-                                : std::vector<Att>{{8, 12, 197, 197, 64, false, "vit-b/16 self"},
+                                : std::vector<Att>{{64, 4, 17, 17, 16, false, "demo vit self"},
+                                                   {192, 8, 15, 17, 8, false, "demo fusion cross"},
+                                                   {8, 12, 197, 197, 64, false, "vit-b/16 self"},
                                                    {8, 12, 64, 197, 64, false, "text->image cross"},
                                                    {8, 12, 77, 77, 64, true, "caption causal"}};
   for (const Att& a : atts) {

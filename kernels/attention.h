@@ -64,11 +64,30 @@ MMG_HOST_DEVICE bool attention_dropout_keep(const AttentionDropout& drop, int64_
 
 namespace mmg::cpu {
 
+// One operand of the CPU kernels: a [B, H, S, D] tensor whose (b, h, s) row of D values is
+// contiguous and starts at data + b·b_stride + h·h_stride + s·s_stride. Packed [B,H,S,D] has
+// strides {H·S·D, S·D, D}; a projection's output [B, S, H·D] seen as heads (view + permute,
+// no copy) has {S·H·D, D, H·D}. Taking strides lets the op skip the copies those permutes
+// would need, for its inputs, its output and the gradients.
+template <class T>
+struct HeadRows {
+  T* data;
+  int64_t b_stride, h_stride, s_stride;
+  T* row(int64_t b, int64_t h, int64_t s) const { return data + b * b_stride + h * h_stride + s * s_stride; }
+};
+
+// Packed [B, H, S, D].
+template <class T>
+HeadRows<T> packed_heads(T* data, int64_t H, int64_t S, int64_t D) {
+  return {data, H * S * D, S * D, D};
+}
+
 // Writes out and lse. (b, h, block of 64 queries) tasks run in parallel; each holds one
 // [64, Sk] block of scores, so memory stays O(Sk) per thread, never O(Sq·Sk).
+// lse is packed [B, H, Sq].
 template <class T>
-void attention_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out,
-                       T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
+void attention_forward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
+                       HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
                        bool causal, T scale, const AttentionDropout& drop = {});
 
 // Given dout = ∂L/∂O, writes dq, dk, dv. P is recomputed from q, k and the saved lse
@@ -76,11 +95,30 @@ void attention_forward(const T* q, const T* k, const T* v, const uint8_t* key_ma
 //   Δ_i = Σ_d dO_id O_id          (= Σ_j P_ij dP_ij)
 //   dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ⊙ (dP − Δ),   dQ = scale · dS K,   dK = scale · dSᵀ Q
 // (with dropout, the formulas above the AttentionDropout struct; `drop` must be the forward's).
-// (b, h) pairs run in parallel; each walks its query blocks in order, summing into dk, dv.
+// (b, h) pairs run in parallel; each walks its queries in order, summing into dk, dv.
 template <class T>
-void attention_backward(const T* q, const T* k, const T* v, const uint8_t* key_mask,
-                        const T* out, const T* dout, const T* lse, T* dq, T* dk, T* dv,
-                        int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal,
-                        T scale, const AttentionDropout& drop = {});
+void attention_backward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
+                        HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
+                        HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
+                        bool causal, T scale, const AttentionDropout& drop = {});
+
+// The same on packed [B, H, S, D] buffers.
+template <class T>
+void attention_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out, T* lse, int64_t B,
+                       int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale,
+                       const AttentionDropout& drop = {}) {
+  attention_forward<T>(packed_heads(q, H, Sq, D), packed_heads(k, H, Sk, D), packed_heads(v, H, Sk, D), key_mask,
+                       packed_heads(out, H, Sq, D), lse, B, H, Sq, Sk, D, causal, scale, drop);
+}
+
+template <class T>
+void attention_backward(const T* q, const T* k, const T* v, const uint8_t* key_mask, const T* out, const T* dout,
+                        const T* lse, T* dq, T* dk, T* dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
+                        bool causal, T scale, const AttentionDropout& drop = {}) {
+  attention_backward<T>(packed_heads(q, H, Sq, D), packed_heads(k, H, Sk, D), packed_heads(v, H, Sk, D), key_mask,
+                        packed_heads(out, H, Sq, D), packed_heads(dout, H, Sq, D), lse, packed_heads(dq, H, Sq, D),
+                        packed_heads(dk, H, Sk, D), packed_heads(dv, H, Sk, D), B, H, Sq, Sk, D, causal, scale,
+                        drop);
+}
 
 }  // namespace mmg::cpu

@@ -28,6 +28,7 @@
 // warp) and v3's backward, v3's forward where Sk > 256. Head dims over 128 run v1 whichever is
 // chosen (the flash kernels' tiles are sized for D ≤ 128).
 #include <cmath>
+#include <type_traits>
 
 #include "core/autocast.h"
 #include "core/autograd.h"
@@ -264,6 +265,12 @@ static Tensor attention_cuda(const Tensor& q, const Tensor& k, const Tensor& v, 
   return attention_cuda_v1(q, k, v, key_mask, causal, s, drop, result);
 }
 
+// A CPU tensor [B,H,S,D] whose last dim is contiguous, as the kernel's strided rows.
+template <class T>
+static cpu::HeadRows<T> head_rows(const Tensor& t) {
+  return {t.data<std::remove_const_t<T>>(), t.stride(0), t.stride(1), t.stride(2)};
+}
+
 // The dropout of one call: none for p = 0; otherwise n = B·H·Sq·Sk counters reserved from
 // the generator (the default one when gen is null), as the dropout op reserves its own.
 static AttentionDropout draw_dropout(double p, Generator* gen, int64_t n) {
@@ -319,15 +326,26 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   const AttentionDropout drop = draw_dropout(dropout_p, gen, B * H * Sq * Sk);
   if (cuda) return attention_cuda(q, k, v, key_mask, causal, s, drop, result);
   const DType compute = compute_dtype(result);
-  auto prepare = [compute](const Tensor& t) { return t.detach().to(compute).contiguous(); };
+  // The CPU kernel reads any layout whose rows of D values are contiguous (cpu::HeadRows), so
+  // the heads nn::MultiHeadAttention makes by permuting a [B, S, H·D] projection come in as
+  // they are, and the output and the gradients go out in that layout too, as permuted views
+  // of [B, S, H, D] buffers: merging the heads back is then a view, not a copy.
+  auto prepare = [compute](const Tensor& t) {
+    Tensor c = t.detach().to(compute);
+    return c.stride(3) == 1 ? c : c.contiguous();
+  };
+  auto heads_buffer = [compute](int64_t B, int64_t H, int64_t S, int64_t D) {
+    return empty({B, S, H, D}, {.dtype = compute}).permute({0, 2, 1, 3});  // [B,H,S,D], heads interleaved
+  };
   Tensor qc = prepare(q), kc = prepare(k), vc = prepare(v);
   // The kernel reads the mask as bytes, nonzero = attend.
   Tensor mc = key_mask.defined() ? key_mask.to(DType::u8).contiguous() : Tensor();
-  Tensor out = empty(q.shape(), {.dtype = compute});
+  Tensor out = heads_buffer(B, H, Sq, D);
   Tensor lse = empty({B, H, Sq}, {.dtype = compute});
   visit_float(compute, kOp, [&]<class T>() {
-    cpu::attention_forward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), mc.defined() ? mc.data<uint8_t>() : nullptr,
-                              out.data<T>(), lse.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s), drop);
+    cpu::attention_forward<T>(head_rows<const T>(qc), head_rows<const T>(kc), head_rows<const T>(vc),
+                              mc.defined() ? mc.data<uint8_t>() : nullptr, head_rows<T>(out), lse.data<T>(), B, H,
+                              Sq, Sk, D, causal, static_cast<T>(s), drop);
   });
   Tensor result_out = out.to(result);
 
@@ -337,14 +355,13 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   Tensor saved_out = out.detach();
   const DType q_dtype = q.dtype(), k_dtype = k.dtype(), v_dtype = v.dtype();
   return record_op(kOp, result_out, {q, k, v}, [=](const Tensor& g) -> Grads {
-    Tensor gc = g.to(compute).contiguous();
-    Tensor dq = empty(qc.shape(), {.dtype = compute});
-    Tensor dk = empty(kc.shape(), {.dtype = compute});
-    Tensor dv = empty(vc.shape(), {.dtype = compute});
+    Tensor gc = prepare(g);
+    Tensor dq = heads_buffer(B, H, Sq, D), dk = heads_buffer(B, H, Sk, D), dv = heads_buffer(B, H, Sk, D);
     visit_float(compute, kOp, [&]<class T>() {
-      cpu::attention_backward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), mc.defined() ? mc.data<uint8_t>() : nullptr,
-                                 saved_out.data<T>(), gc.data<T>(), lse.data<T>(), dq.data<T>(), dk.data<T>(),
-                                 dv.data<T>(), B, H, Sq, Sk, D, causal, static_cast<T>(s), drop);
+      cpu::attention_backward<T>(head_rows<const T>(qc), head_rows<const T>(kc), head_rows<const T>(vc),
+                                 mc.defined() ? mc.data<uint8_t>() : nullptr, head_rows<const T>(saved_out),
+                                 head_rows<const T>(gc), lse.data<T>(), head_rows<T>(dq), head_rows<T>(dk),
+                                 head_rows<T>(dv), B, H, Sq, Sk, D, causal, static_cast<T>(s), drop);
     });
     return {dq.to(q_dtype), dk.to(k_dtype), dv.to(v_dtype)};
   });

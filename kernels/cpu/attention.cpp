@@ -5,16 +5,26 @@
 // may see, [rows, Sk], but never the whole [Sq, Sk] matrix; with causal it needs only the
 // keys j < (last query of the block) + 1, which skips about half the work.
 //
-// The products run inside parallel_for's threads, each single-threaded: Eigen does not start
-// threads of its own inside an OpenMP parallel region, and mmgrad keeps Eigen's thread count
-// at 1 anyway (kernels/cpu/gemm.cpp says why).
+// Operands are HeadRows (kernels/attention.h): any layout whose rows of D values are
+// contiguous. Eigen maps them with their row stride, so the op hands over views of
+// [B, S, H·D] projections without copying them into [B, H, S, D] first.
+//
+// The softmax between the products works on rows of scores with loops the compiler
+// vectorises; for float the exponential is exp_approx (kernels/cpu/exp_approx.h), since a
+// libm call per score kept that loop scalar and was the largest cost after the products at
+// the demo's sizes (heads of 8 and 16 values, 17 keys).
+//
+// The products run inside parallel_for's threads, each single-threaded: mmgrad keeps
+// Eigen's thread count at 1 (kernels/cpu/gemm.cpp says why).
 #include "kernels/attention.h"
 
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
+#include "kernels/cpu/exp_approx.h"
 #include "kernels/cpu/parallel.h"
 
 namespace mmg::cpu {
@@ -22,32 +32,65 @@ namespace mmg::cpu {
 template <class T>
 using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 template <class T>
-using ConstMap = Eigen::Map<const Mat<T>>;
+using RowsMap = Eigen::Map<Mat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 template <class T>
-using MutMap = Eigen::Map<Mat<T>>;
+using ConstRowsMap = Eigen::Map<const Mat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
 static constexpr int64_t kQueryBlock = 64;
+
+// Rows s0 .. s0+n−1 of head (b, h) as an [n, D] matrix.
+template <class T>
+static ConstRowsMap<T> head_block(HeadRows<const T> x, int64_t b, int64_t h, int64_t s0, int64_t n, int64_t D) {
+  return ConstRowsMap<T>(x.row(b, h, s0), n, D, Eigen::OuterStride<>(x.s_stride));
+}
+template <class T>
+static RowsMap<T> head_block(HeadRows<T> x, int64_t b, int64_t h, int64_t s0, int64_t n, int64_t D) {
+  return RowsMap<T>(x.row(b, h, s0), n, D, Eigen::OuterStride<>(x.s_stride));
+}
 
 // Keys a query block ending (exclusively) at i1 can see: all Sk, or with causal j < i1.
 static int64_t key_end(int64_t i1, int64_t Sk, bool causal) {
   return causal ? std::min(i1, Sk) : Sk;
 }
 
-// S = scale · Q[i0 : i0+n] K[0 : kend]ᵀ, then −∞ where key j is masked or (causal) j > i.
-// q and k point at this (b, h)'s matrices; mask at this b's row of key_mask (or nullptr).
+// e^x: the vectorisable approximation for float, libm for double (gradcheck's f64 wants
+// every digit).
 template <class T>
-static void masked_scores(const T* q, const T* k, const uint8_t* mask, int64_t i0, int64_t n,
-                          int64_t kend, int64_t D, bool causal, T scale, Mat<T>& S) {
-  ConstMap<T> Q(q + i0 * D, n, D), K(k, kend, D);
-  S.resize(n, kend);
-  S.noalias() = Q * K.transpose();
-  S *= scale;
+static inline T exp_of(T x) {
+  if constexpr (std::is_same_v<T, float>) return exp_approx(x);
+  else return std::exp(x);
+}
+
+// Row r of a block's raw products Q Kᵀ, for query i: s_j ← scale · s_j where key j is
+// visible, −∞ where the key mask hides it or (causal) j > i.
+template <class T>
+static void mask_scores_row(T* s, int64_t kend, const uint8_t* mask, bool causal, int64_t i, T scale) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
-  for (int64_t r = 0; r < n; ++r) {
-    for (int64_t j = 0; j < kend; ++j) {
-      if ((mask && !mask[j]) || (causal && j > i0 + r)) S(r, j) = neg_inf;
-    }
+  const int64_t seen = causal ? std::min(kend, i + 1) : kend;  // keys j < seen pass causality
+  if (mask) {
+#pragma omp simd
+    for (int64_t j = 0; j < seen; ++j) s[j] = mask[j] ? s[j] * scale : neg_inf;
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < seen; ++j) s[j] *= scale;
   }
+  for (int64_t j = seen; j < kend; ++j) s[j] = neg_inf;
+}
+
+// In place: s_j ← e^(s_j − shift). exp(−∞) = 0, so hidden keys get weight 0.
+template <class T>
+static void exp_shifted(T* s, int64_t n, T shift) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) s[j] = exp_of(s[j] - shift);
+}
+
+// S = scale · Q[i0 : i0+n] K[0 : kend]ᵀ, then −∞ where key j is masked or (causal) j > i.
+template <class T>
+static void masked_scores(HeadRows<const T> q, HeadRows<const T> k, int64_t b, int64_t h, const uint8_t* mask,
+                          int64_t i0, int64_t n, int64_t kend, int64_t D, bool causal, T scale, Mat<T>& S) {
+  S.resize(n, kend);
+  S.noalias() = head_block(q, b, h, i0, n, D) * head_block(k, b, h, 0, kend, D).transpose();
+  for (int64_t r = 0; r < n; ++r) mask_scores_row(S.data() + r * S.cols(), kend, mask, causal, i0 + r, scale);
 }
 
 // In place, row by row: S ← softmax(S), and lse_r = log Σ_j exp(S_rj). A row of all −∞
@@ -55,20 +98,22 @@ static void masked_scores(const T* q, const T* k, const uint8_t* mask, int64_t i
 template <class T>
 static void softmax_rows_lse(Mat<T>& S, T* lse) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
+  const int64_t cols = S.cols();
   for (int64_t r = 0; r < S.rows(); ++r) {
+    T* s = S.data() + r * S.cols();
     T m = neg_inf;
-    for (int64_t j = 0; j < S.cols(); ++j) m = std::max(m, S(r, j));
+    for (int64_t j = 0; j < cols; ++j) m = std::max(m, s[j]);
     if (m == neg_inf) {
-      S.row(r).setZero();
+      std::fill(s, s + cols, T(0));
       lse[r] = neg_inf;
       continue;
     }
+    exp_shifted(s, cols, m);
     T sum = 0;
-    for (int64_t j = 0; j < S.cols(); ++j) {
-      S(r, j) = std::exp(S(r, j) - m);  // exp(−∞ − m) = 0 for the masked keys
-      sum += S(r, j);
-    }
-    S.row(r) *= T(1) / sum;
+    for (int64_t j = 0; j < cols; ++j) sum += s[j];
+    const T inv = T(1) / sum;
+#pragma omp simd
+    for (int64_t j = 0; j < cols; ++j) s[j] *= inv;
     lse[r] = m + std::log(sum);
   }
 }
@@ -88,8 +133,8 @@ static void dropout_factors(const AttentionDropout& drop, int64_t bh, int64_t Sq
 
 // O = softmax(S) V for every (b, h, query block); with dropout O = (Z ⊙ softmax(S)) V.
 template <class T>
-void attention_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out,
-                       T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
+void attention_forward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
+                       HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
                        bool causal, T scale, const AttentionDropout& drop) {
   const int64_t blocks = (Sq + kQueryBlock - 1) / kQueryBlock;
   const int64_t tasks = B * H * blocks;
@@ -97,22 +142,18 @@ void attention_forward(const T* q, const T* k, const T* v, const uint8_t* key_ma
   parallel_for(tasks, std::max<int64_t>(1, 32768 / work), [&](int64_t t0, int64_t t1) {
     Mat<T> S, Z;  // scratch, reused across this chunk's tasks
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t bh = t / blocks, blk = t % blocks, b = bh / H;
+      const int64_t bh = t / blocks, blk = t % blocks, b = bh / H, h = bh % H;
       const int64_t i0 = blk * kQueryBlock, n = std::min(kQueryBlock, Sq - i0);
       const int64_t kend = key_end(i0 + n, Sk, causal);
-      const T* qh = q + bh * Sq * D;
-      const T* kh = k + bh * Sk * D;
-      const T* vh = v + bh * Sk * D;
       const uint8_t* mask = key_mask ? key_mask + b * Sk : nullptr;
 
-      masked_scores(qh, kh, mask, i0, n, kend, D, causal, scale, S);
+      masked_scores(q, k, b, h, mask, i0, n, kend, D, causal, scale, S);
       softmax_rows_lse(S, lse + bh * Sq + i0);  // lse of the undropped weights
       if (drop.p > 0) {
         dropout_factors(drop, bh, Sq, Sk, i0, n, kend, Z);
         S.array() *= Z.array();
       }
-      MutMap<T> O(out + bh * Sq * D + i0 * D, n, D);
-      O.noalias() = S * ConstMap<T>(vh, kend, D);
+      head_block(out, b, h, i0, n, D).noalias() = S * head_block(v, b, h, 0, kend, D);
     }
   });
 }
@@ -120,40 +161,35 @@ void attention_forward(const T* q, const T* k, const T* v, const uint8_t* key_ma
 // dQ, dK, dV for every (b, h): recompute P (and with dropout Z) block by block, then the
 // five products.
 template <class T>
-void attention_backward(const T* q, const T* k, const T* v, const uint8_t* key_mask,
-                        const T* out, const T* dout, const T* lse, T* dq, T* dk, T* dv,
-                        int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal,
-                        T scale, const AttentionDropout& drop) {
+void attention_backward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
+                        HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
+                        HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
+                        bool causal, T scale, const AttentionDropout& drop) {
   const int64_t work = std::max<int64_t>(Sq * Sk * D, 1);
   parallel_for(B * H, std::max<int64_t>(1, 32768 / work), [&](int64_t t0, int64_t t1) {
     Mat<T> P, dP, Z;  // scratch, reused across this chunk's (b, h) pairs
     const T neg_inf = -std::numeric_limits<T>::infinity();
     for (int64_t bh = t0; bh < t1; ++bh) {
-      const int64_t b = bh / H;
-      const T* qh = q + bh * Sq * D;
-      const T* kh = k + bh * Sk * D;
-      const T* vh = v + bh * Sk * D;
+      const int64_t b = bh / H, h = bh % H;
       const uint8_t* mask = key_mask ? key_mask + b * Sk : nullptr;
-      MutMap<T> dK(dk + bh * Sk * D, Sk, D), dV(dv + bh * Sk * D, Sk, D);
+      RowsMap<T> dK = head_block(dk, b, h, 0, Sk, D), dV = head_block(dv, b, h, 0, Sk, D);
       dK.setZero();
       dV.setZero();
 
       for (int64_t i0 = 0; i0 < Sq; i0 += kQueryBlock) {
         const int64_t n = std::min(kQueryBlock, Sq - i0);
         const int64_t kend = key_end(i0 + n, Sk, causal);
-        ConstMap<T> Q(qh + i0 * D, n, D), K(kh, kend, D), V(vh, kend, D);
-        ConstMap<T> O(out + bh * Sq * D + i0 * D, n, D), dO(dout + bh * Sq * D + i0 * D, n, D);
+        ConstRowsMap<T> Q = head_block(q, b, h, i0, n, D), K = head_block(k, b, h, 0, kend, D);
+        ConstRowsMap<T> V = head_block(v, b, h, 0, kend, D);
+        ConstRowsMap<T> O = head_block(out, b, h, i0, n, D), dO = head_block(dout, b, h, i0, n, D);
         const T* lse_blk = lse + bh * Sq + i0;
 
         // P_ij = exp(S_ij − lse_i); masked S_ij = −∞ give 0, a fully masked row (lse = −∞)
         // is set to 0 outright (exp(−∞ + ∞) would be NaN).
-        masked_scores(qh, kh, mask, i0, n, kend, D, causal, scale, P);
+        masked_scores(q, k, b, h, mask, i0, n, kend, D, causal, scale, P);
         for (int64_t r = 0; r < n; ++r) {
-          if (lse_blk[r] == neg_inf) {
-            P.row(r).setZero();
-            continue;
-          }
-          for (int64_t j = 0; j < kend; ++j) P(r, j) = std::exp(P(r, j) - lse_blk[r]);
+          if (lse_blk[r] == neg_inf) P.row(r).setZero();
+          else exp_shifted(P.data() + r * kend, kend, lse_blk[r]);
         }
 
         dP.resize(n, kend);
@@ -168,32 +204,29 @@ void attention_backward(const T* q, const T* k, const T* v, const uint8_t* key_m
         }
         // dS = P ⊙ (dP − Δ), Δ_i = dO_i · O_i (O the dropped output with dropout); stored over dP.
         for (int64_t r = 0; r < n; ++r) {
-          T delta = dO.row(r).dot(O.row(r));
-          for (int64_t j = 0; j < kend; ++j) dP(r, j) = P(r, j) * (dP(r, j) - delta);
+          const T delta = dO.row(r).dot(O.row(r));
+          const T* p = P.data() + r * kend;
+          T* ds = dP.data() + r * kend;
+#pragma omp simd
+          for (int64_t j = 0; j < kend; ++j) ds[j] = p[j] * (ds[j] - delta);
         }
-        MutMap<T> dQ(dq + bh * Sq * D + i0 * D, n, D);
-        dQ.noalias() = scale * (dP * K);
+        head_block(dq, b, h, i0, n, D).noalias() = scale * (dP * K);
         dK.topRows(kend).noalias() += scale * (dP.transpose() * Q);
       }
     }
   });
 }
 
-template void attention_forward<float>(const float*, const float*, const float*, const uint8_t*,
-                                       float*, float*, int64_t, int64_t, int64_t, int64_t,
-                                       int64_t, bool, float, const AttentionDropout&);
-template void attention_forward<double>(const double*, const double*, const double*,
-                                        const uint8_t*, double*, double*, int64_t, int64_t,
-                                        int64_t, int64_t, int64_t, bool, double,
-                                        const AttentionDropout&);
-template void attention_backward<float>(const float*, const float*, const float*, const uint8_t*,
-                                        const float*, const float*, const float*, float*, float*,
-                                        float*, int64_t, int64_t, int64_t, int64_t, int64_t,
-                                        bool, float, const AttentionDropout&);
-template void attention_backward<double>(const double*, const double*, const double*,
-                                         const uint8_t*, const double*, const double*,
-                                         const double*, double*, double*, double*, int64_t,
-                                         int64_t, int64_t, int64_t, int64_t, bool, double,
-                                         const AttentionDropout&);
+#define MMG_ATTENTION_INSTANTIATE(T)                                                                                \
+  template void attention_forward<T>(HeadRows<const T>, HeadRows<const T>, HeadRows<const T>, const uint8_t*,      \
+                                     HeadRows<T>, T*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, T,         \
+                                     const AttentionDropout&);                                                      \
+  template void attention_backward<T>(HeadRows<const T>, HeadRows<const T>, HeadRows<const T>, const uint8_t*,     \
+                                      HeadRows<const T>, HeadRows<const T>, const T*, HeadRows<T>, HeadRows<T>,     \
+                                      HeadRows<T>, int64_t, int64_t, int64_t, int64_t, int64_t, bool, T,            \
+                                      const AttentionDropout&);
+MMG_ATTENTION_INSTANTIATE(float)
+MMG_ATTENTION_INSTANTIATE(double)
+#undef MMG_ATTENTION_INSTANTIATE
 
 }  // namespace mmg::cpu

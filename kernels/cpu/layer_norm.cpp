@@ -1,5 +1,10 @@
 // Layer normalisation on the CPU: rows in parallel, two passes per row.
 //
+// The row sums are `omp simd` reductions: the compiler keeps a vector of partial sums and
+// adds them up at the end. That is a different order of additions than one left to right
+// (the results differ in the last bits), and several times faster on rows of 64: a single
+// running sum waits for each addition before the next.
+//
 // The variance takes the two-pass form Σ(x − μ)² rather than Σx² − nμ²: the latter
 // subtracts two large, nearly equal numbers when |μ| ≫ σ and can even go negative.
 //
@@ -41,12 +46,15 @@ template <class A>
 static void layer_norm_row(const A* xr, const A* gamma, const A* beta, A* yr, A* mean, A* rstd, int64_t cols,
                            A eps) {
   A mu = 0;
+#pragma omp simd reduction(+ : mu)
   for (int64_t j = 0; j < cols; ++j) mu += xr[j];
   mu /= A(cols);
   A var = 0;
+#pragma omp simd reduction(+ : var)
   for (int64_t j = 0; j < cols; ++j) var += (xr[j] - mu) * (xr[j] - mu);
   var /= A(cols);
   A rs = A(1) / std::sqrt(var + eps);
+#pragma omp simd
   for (int64_t j = 0; j < cols; ++j) {
     A xhat = (xr[j] - mu) * rs;
     yr[j] = (gamma ? gamma[j] : A(1)) * xhat + (beta ? beta[j] : A(0));
@@ -79,12 +87,14 @@ void layer_norm_forward(const T* x, const no_deduce_t<P>* gamma, const no_deduce
 template <class A>
 static void layer_norm_backward_row(const A* xr, const A* gamma, A mu, A rs, const A* dyr, A* dxr, int64_t cols) {
   A sum_g = 0, sum_gx = 0;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
   for (int64_t j = 0; j < cols; ++j) {
     A g = (gamma ? gamma[j] : A(1)) * dyr[j];
     sum_g += g;
     sum_gx += g * (xr[j] - mu) * rs;
   }
   A mean_g = sum_g / A(cols), mean_gx = sum_gx / A(cols);
+#pragma omp simd
   for (int64_t j = 0; j < cols; ++j) {
     A g = (gamma ? gamma[j] : A(1)) * dyr[j];
     A xhat = (xr[j] - mu) * rs;
@@ -125,6 +135,7 @@ void layer_norm_backward(const T* x, const no_deduce_t<P>* gamma, const acc_t<T>
           store_row(dxr, dx + r * cols, cols);
         }
         if (want_params) {
+#pragma omp simd
           for (int64_t j = 0; j < cols; ++j) {
             pg[j] += dyr[j] * (xr[j] - mean[r]) * rstd[r];
             pb[j] += dyr[j];

@@ -4,9 +4,11 @@
 // (top-left aligned), Sq != Sk both ways, fully masked rows and odd sizes.
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -330,4 +332,64 @@ TEST_CASE("attention gives the same result on one thread and on many") {
   CHECK(one.dq == many.dq);
   CHECK(one.dk == many.dk);
   CHECK(one.dv == many.dv);
+}
+
+// The kernels on HeadRows: every operand stored heads-interleaved, [B, S, H, D] (the layout
+// of a [B, S, H·D] projection), with a gap after each row of D values so that no stride is
+// the packed one by accident. Same numbers as on packed buffers, to the bit.
+TEST_CASE("attention on strided head rows equals attention on packed buffers") {
+  using mmg::cpu::HeadRows;
+  const Cfg cfgs[] = {{2, 3, 7, 11, 5, false, 1, 0.45}, {3, 2, 70, 9, 8, true, 2, 0.3}};
+  for (const Cfg& c : cfgs) {
+    CAPTURE(c.Sq);
+    Inputs in = make_inputs(c, 11);
+    auto packed = run<float>(c, in);
+
+    const int64_t row = c.D + 3;  // D values, then 3 unused
+    auto strides = [&](int64_t S) { return std::array<int64_t, 3>{S * c.H * row, row, c.H * row}; };
+    // Spread a packed [B,H,S,D] vector into the interleaved layout; unused slots are NaN.
+    auto spread = [&](const std::vector<double>& x, int64_t S) {
+      std::vector<float> y(static_cast<size_t>(c.B * S * c.H * row), std::numeric_limits<float>::quiet_NaN());
+      auto st = strides(S);
+      for (int64_t b = 0; b < c.B; ++b)
+        for (int64_t h = 0; h < c.H; ++h)
+          for (int64_t s = 0; s < S; ++s)
+            for (int64_t d = 0; d < c.D; ++d)
+              y[b * st[0] + h * st[1] + s * st[2] + d] = static_cast<float>(x[((b * c.H + h) * S + s) * c.D + d]);
+      return y;
+    };
+    auto gather = [&](const std::vector<float>& y, int64_t S) {
+      std::vector<double> x(static_cast<size_t>(c.B * c.H * S * c.D));
+      auto st = strides(S);
+      for (int64_t b = 0; b < c.B; ++b)
+        for (int64_t h = 0; h < c.H; ++h)
+          for (int64_t s = 0; s < S; ++s)
+            for (int64_t d = 0; d < c.D; ++d)
+              x[((b * c.H + h) * S + s) * c.D + d] = y[b * st[0] + h * st[1] + s * st[2] + d];
+      return x;
+    };
+    auto view = [&](auto& y, int64_t S) {
+      auto st = strides(S);
+      using E = std::remove_reference_t<decltype(y[0])>;
+      return HeadRows<E>{y.data(), st[0], st[1], st[2]};
+    };
+    const std::vector<float> q = spread(in.q, c.Sq), k = spread(in.k, c.Sk), v = spread(in.v, c.Sk);
+    const std::vector<float> dout = spread(in.dout, c.Sq);
+    std::vector<float> out = spread(std::vector<double>(in.q.size(), NAN), c.Sq), lse(c.B * c.H * c.Sq, NAN);
+    std::vector<float> dq = out, dk = spread(std::vector<double>(in.k.size(), NAN), c.Sk), dv = dk;
+    const uint8_t* mask = in.mask.empty() ? nullptr : in.mask.data();
+    mmg::cpu::attention_forward<float>(view(q, c.Sq), view(k, c.Sk), view(v, c.Sk), mask, view(out, c.Sq),
+                                       lse.data(), c.B, c.H, c.Sq, c.Sk, c.D, c.causal, float(c.scale));
+    const std::vector<float>& out_c = out;
+    mmg::cpu::attention_backward<float>(view(q, c.Sq), view(k, c.Sk), view(v, c.Sk), mask, view(out_c, c.Sq),
+                                        view(dout, c.Sq), lse.data(), view(dq, c.Sq), view(dk, c.Sk),
+                                        view(dv, c.Sk), c.B, c.H, c.Sq, c.Sk, c.D, c.causal, float(c.scale));
+    CHECK(gather(out, c.Sq) == packed.out);
+    CHECK(std::vector<double>(lse.begin(), lse.end()) == packed.lse);
+    CHECK(gather(dq, c.Sq) == packed.dq);
+    CHECK(gather(dk, c.Sk) == packed.dk);
+    CHECK(gather(dv, c.Sk) == packed.dv);
+    // The unused slots are untouched.
+    for (size_t i = c.D; i < dq.size(); i += row) CHECK(std::isnan(dq[i]));
+  }
 }
