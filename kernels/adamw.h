@@ -1,25 +1,24 @@
-// Fused multi-tensor AdamW on a CUDA device (kernels/cuda/adamw.cu): one launch updates up
-// to kAdamWMaxTensors parameters, instead of about a dozen elementwise ops per parameter.
-//
-// The CPU has no kernel in this family: its optimiser runs the update below as tensor ops.
+// Fused multi-tensor AdamW: one pass over each parameter's elements instead of about a
+// dozen elementwise ops (each a tensor allocated and a loop) per parameter. Two kernels:
+// cpu::adamw_step (kernels/cpu/adamw.cpp), the tensors spread over the CPU threads, and
+// cuda::adamw_step (kernels/cuda/adamw.cu), up to kAdamWMaxTensors per launch.
 //
 // For every element of every tensor, with t the tensor's own step count:
 //   θ ← θ · (1 − η·λ)                          decoupled weight decay (decay = 1 − η·λ)
 //   m' = β₁·m + (1−β₁)·g
 //   v' = β₂·v + (1−β₂)·g²
 //   θ ← θ − (m' / (√v' / √bc₂ + ε)) · (η / bc₁)   bc₁ = 1 − β₁ᵗ, bc₂ = 1 − β₂ᵗ
-// exactly the sequence of ops of the CPU optimiser (nn/optim.cpp, AdamW::update), each step
-// rounded to T as there (no fused multiply-adds), so both agree bit for bit. θ is updated
-// in place; the new moments go to separate outputs, so the optimiser's old state tensors
-// (and any state_dict() snapshot holding them) are never written.
-// All pointers: contiguous device memory of the current device, n elements each.
-// T: float, double.
+// exactly the sequence of ops of the optimiser's tensor-op update (nn/optim.cpp,
+// AdamW::update, which bf16/f16 parameters still take), each step rounded to T as there
+// (no fused multiply-adds), so all three agree bit for bit. θ is updated in place; the new
+// moments go to separate outputs, so the optimiser's old state tensors (and any
+// state_dict() snapshot holding them) are never written.
+// All pointers: contiguous memory of one device (the CPU, or the current CUDA device), n
+// elements each. T: float, double.
 #pragma once
 #include <cstdint>
 
-// Declared in every build; defined only where CUDA is compiled, and the optimiser calls it
-// only under `if constexpr (kWithCuda)` (core/device.h).
-namespace mmg::cuda {
+namespace mmg {
 
 template <class T>
 struct AdamWTensor {
@@ -35,11 +34,26 @@ struct AdamWTensor {
   T sqrt_bc2;   // √bc₂
 };
 
+}  // namespace mmg
+
+namespace mmg::cpu {
+
+// Updates tensors[0 .. count). β₁, 1−β₁, β₂, 1−β₂ and ε are rounded to T from their double
+// values, as the tensor ops round a double scalar.
+template <class T>
+void adamw_step(const AdamWTensor<T>* tensors, int64_t count, double beta1, double beta2, double eps);
+
+}  // namespace mmg::cpu
+
+// Declared in every build; defined only where CUDA is compiled, and the optimiser calls it
+// only under `if constexpr (kWithCuda)` (core/device.h).
+namespace mmg::cuda {
+
 // The tensors of one launch travel in the kernel's parameters (no copy to the device first).
 constexpr int kAdamWMaxTensors = 32;
 
-// Updates tensors[0 .. count), any count (launches of kAdamWMaxTensors at a time). β₁, 1−β₁,
-// β₂, 1−β₂ and ε are rounded to T from their double values, as the CPU's scalar ops do.
+// As cpu::adamw_step, for tensors on the current CUDA device (launches of kAdamWMaxTensors
+// tensors at a time).
 template <class T>
 void adamw_step(const AdamWTensor<T>* tensors, int64_t count, double beta1, double beta2, double eps);
 

@@ -280,10 +280,11 @@ void AdamW::update(const ParamGroup& group, const std::string& name, Tensor& par
   param.copy_(theta - (m / denom) * (lr / bc1));
 }
 
-// ---- AdamW on CUDA: the fused multi-tensor step ----
-// Parameters that qualify (on CUDA, f32 or f64, contiguous, gradient of the same dtype) are
-// gathered per (device, dtype) and updated by cuda::adamw_step after the loop; the others
-// take update() as on the CPU. The per-parameter bias corrections are host scalars, as there.
+// ---- AdamW: the fused multi-tensor step ----
+// Parameters that qualify (f32 or f64, contiguous) are gathered per (device, dtype) and
+// updated by cpu::adamw_step or cuda::adamw_step after the loop; the others (bf16, f16,
+// strided) take update(), the same math as tensor ops. Both give the same bits
+// (kernels/adamw.h). The per-parameter bias corrections are host scalars.
 void AdamW::step() {
   NoGradGuard no_grad;
   struct Pending {
@@ -291,15 +292,15 @@ void AdamW::step() {
     double decay, step_size, sqrt_bc2;
     std::string name;
   };
-  std::map<std::pair<int, DType>, std::vector<Pending>> fused;
+  std::map<std::pair<int, DType>, std::vector<Pending>> fused;  // by (CUDA device index or -1 for the CPU, dtype)
   for (const ParamGroup& group : groups_) {
     for (const auto& [name, p] : group.params) {
       Tensor grad = p.grad();
       if (!grad.defined()) continue;  // frozen or unused this step
       Tensor data = p.detach();
       const DType dt = p.dtype();
-      const bool fusable = kWithCuda && p.device().is_cuda() && (dt == DType::f32 || dt == DType::f64) &&
-                           p.is_contiguous();
+      const bool fusable = (p.device().is_cpu() || (kWithCuda && p.device().is_cuda())) &&
+                           (dt == DType::f32 || dt == DType::f64) && p.is_contiguous();
       if (!fusable) {
         update(group, name, data, grad.to(compute_dtype(dt)));
         continue;
@@ -313,22 +314,25 @@ void AdamW::step() {
       Tensor m = state_for("exp_avg." + name, data), v = state_for("exp_avg_sq." + name, data);
       Pending job{data, grad.to(dt).contiguous(), m.contiguous(), v.contiguous(), empty_like(m), empty_like(v),
                   1.0 - lr * wd, lr / bc1, std::sqrt(bc2), name};
-      fused[{p.device().index, dt}].push_back(std::move(job));
+      fused[{p.device().is_cpu() ? -1 : p.device().index, dt}].push_back(std::move(job));
     }
   }
   for (auto& [key, jobs] : fused) {
-    if constexpr (kWithCuda) {
-      cuda::DeviceGuard guard(key.first);
-      visit_float(key.second, "AdamW", [&]<class T>() {
-        std::vector<cuda::AdamWTensor<T>> args;
-        for (Pending& j : jobs)
-          args.push_back({j.param.data<T>(), j.grad.data<T>(), j.m.data<T>(), j.v.data<T>(), j.m_out.data<T>(),
-                          j.v_out.data<T>(), j.param.numel(), static_cast<T>(j.decay), static_cast<T>(j.step_size),
-                          static_cast<T>(j.sqrt_bc2)});
-        cuda::adamw_step<T>(args.data(), static_cast<int64_t>(args.size()), options_.beta1, options_.beta2,
-                            options_.eps);
-      });
-    }
+    const auto& [cuda_index, dtype] = key;
+    visit_float(dtype, "AdamW", [&]<class T>() {
+      std::vector<AdamWTensor<T>> args;
+      for (Pending& j : jobs)
+        args.push_back({j.param.data<T>(), j.grad.data<T>(), j.m.data<T>(), j.v.data<T>(), j.m_out.data<T>(),
+                        j.v_out.data<T>(), j.param.numel(), static_cast<T>(j.decay), static_cast<T>(j.step_size),
+                        static_cast<T>(j.sqrt_bc2)});
+      const int64_t count = static_cast<int64_t>(args.size());
+      if (cuda_index < 0) {
+        cpu::adamw_step<T>(args.data(), count, options_.beta1, options_.beta2, options_.eps);
+      } else if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(cuda_index);
+        cuda::adamw_step<T>(args.data(), count, options_.beta1, options_.beta2, options_.eps);
+      }
+    });
     // The kernel wrote the parameters through raw pointers: say so, as copy_ would have.
     for (Pending& j : jobs) j.param.storage()->bump_version();
     // New state tensors, never the old ones written in place (state_dict() snapshots stay valid).
