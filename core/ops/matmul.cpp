@@ -276,16 +276,11 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     });
   } else {
     visit_float(compute, "linear", [&]<class T>() {
-      T* py = y.data<T>();
-      T beta = T(0);
-      if (with_bias) {
-        const T* pb = bc.data<T>();
-        for (int64_t r = 0; r < rows; ++r) std::copy(pb, pb + out_f, py + r * out_f);
-        beta = T(1);
-      }
-      // y[rows, out] = x[rows, in] · W[out, in]ᵀ (+ y)
+      // The bias rows copied into y by the copy kernel (over the threads), the product
+      // accumulated onto them: y[rows, out] = x[rows, in] · W[out, in]ᵀ (+ y)
+      if (with_bias) y.copy_(expand(bc, {rows, out_f}));
       cpu::gemm<T>(false, true, rows, out_f, in, T(1), xc.data<T>(), std::max<int64_t>(in, 1), wc.data<T>(),
-                   std::max<int64_t>(in, 1), beta, py, std::max<int64_t>(out_f, 1));
+                   std::max<int64_t>(in, 1), with_bias ? T(1) : T(0), y.data<T>(), std::max<int64_t>(out_f, 1));
     });
   }
   Tensor out = reshape(y, out_shape).to(x.dtype());
