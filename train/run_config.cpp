@@ -327,9 +327,9 @@ TrainConfig TrainConfig::preset(const std::string& name) {
       // ones its numbers were measured with). "Is A left of B?" needs the positions of two named
       // objects, kept apart, then a product with the direction word; more heads give more ways to
       // route the two objects apart, the gated block computes the product. With both, the
-      // demo's relation questions left chance for all seven runs tried (0.71–0.91); with
+      // demo's relation questions left chance in 8 of the 9 runs tried (0.71–0.91); with
       // neither, for one seed in three; with either alone, not reliably (docs/models.md, README;
-      // 2026-11-24).
+      // 2026-11-24 and 11-25).
       c.model.fusion.fusion.heads = 8;
       c.model.fusion.fusion.gated_mlp = true;
     }
