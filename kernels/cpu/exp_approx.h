@@ -4,6 +4,12 @@
 // rows need e^(s − max) for every score; written as below, `#pragma omp simd` turns a row of
 // them into a few instructions per 16 values.
 //
+// Why not Eigen's array .exp() (gelu.cpp uses it): it is the same Cephes method, but for
+// x = −∞ it returns a denormal (it clamps x to −88.7 and keeps max(result, x)), not 0, so a
+// masked key would keep a weight; and an Eigen expression computes the tail of a row that
+// does not fill a vector with std::exp, which rounds differently from the vector lanes. Here
+// every element, lane or tail, takes the same arithmetic.
+//
 // The method (Cody and Waite's range reduction):
 //   n = round(x / ln 2),   r = x − n·ln 2 ∈ [−ln2/2, ln2/2]   (ln 2 in two parts, so r is exact)
 //   e^x = 2ⁿ · e^r,   e^r by a polynomial (below)
