@@ -22,7 +22,11 @@ pack=device-pack/mmg-device.tar.xz
 
 root=/tmp/mmg-device
 rm -rf "$root" && mkdir -p "$root/run"
-tar -xJf "$pack" -C "$root"
+if command -v xz > /dev/null; then
+  tar -xJf "$pack" -C "$root"
+else  # no xz there: Python's tarfile reads it
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$pack" "$root"
+fi
 # The CUDA libraries are the device's own toolkit's.
 cuda_libs=""
 for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
