@@ -333,8 +333,8 @@ TEST_CASE("beam search with a beam that holds every sequence is an exhaustive se
     if (prefix.size() + 1 == 3) {  // or is extended by one last token and runs out of room
       for (int64_t v = 0; v < 5; ++v) {
         if (v == c.eos_id) continue;
-        auto full = prefix;
-        full.push_back(v);
+        std::vector<int64_t> full(prefix.size() + 1, v);  // prefix, then v
+        std::copy(prefix.begin(), prefix.end(), full.begin());
         all.push_back({sequence_log_prob(dec, image, full, false) / std::pow(3.0, lp), full});
       }
       return;
