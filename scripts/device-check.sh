@@ -71,6 +71,8 @@ stage() {  # stage NAME TIMEOUT_S COMMAND...: runs COMMAND, logs to $OUT/NAME.lo
   echo "pack: $(cat "$root/COMMIT")"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv
   "$bin/mmg" info
+  # A library the loader cannot find shows here first.
+  LD_LIBRARY_PATH="$root/lib$cuda_libs" ldd "$root/bin/mmg_cuda_tests" | grep -E "not found|cuda|cublas" || true
 } > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 
