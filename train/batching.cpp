@@ -1,6 +1,7 @@
 #include "train/batching.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "core/error.h"
@@ -122,7 +123,8 @@ TokenBatch encode_texts(const WordPieceTokenizer& tokenizer, const std::vector<s
 
 BatchMaker::BatchMaker(const std::vector<Sample>& samples, const WordPieceTokenizer& tokenizer,
                        const AnswerVocab& answers, int64_t max_len, ImageNorm norm, uint64_t seed, bool with_questions,
-                       bool with_labels, bool with_negatives, AugmentOptions augment)
+                       bool with_labels, bool with_negatives, AugmentOptions augment,
+                       std::map<std::string, double> question_weights)
     : samples_(samples),
       tokenizer_(tokenizer),
       answers_(answers),
@@ -132,7 +134,30 @@ BatchMaker::BatchMaker(const std::vector<Sample>& samples, const WordPieceTokeni
       with_questions_(with_questions),
       with_labels_(with_labels),
       with_negatives_(with_negatives),
-      augment_(augment) {}
+      augment_(augment),
+      question_weights_(std::move(question_weights)) {
+  for (const auto& [type, w] : question_weights_)
+    MMG_CHECK(std::isfinite(w) && w > 0, "BatchMaker: question_weights['{}'] must be positive, got {}", type, w);
+}
+
+// The question whose share of the weights' total holds u ∈ [0,1): with no weights that is
+// question ⌊u·n⌋, as a uniform pick.
+size_t BatchMaker::pick_question(const std::vector<QuestionAnswer>& questions, double u) const {
+  const size_t n = questions.size();
+  if (question_weights_.empty()) return std::min(n - 1, static_cast<size_t>(u * static_cast<double>(n)));
+  auto weight = [&](const QuestionAnswer& q) {
+    auto it = question_weights_.find(q.type);
+    return it == question_weights_.end() ? 1.0 : it->second;
+  };
+  double total = 0;
+  for (const QuestionAnswer& q : questions) total += weight(q);
+  double left = u * total;
+  for (size_t i = 0; i + 1 < n; ++i) {
+    left -= weight(questions[i]);
+    if (left < 0) return i;
+  }
+  return n - 1;
+}
 
 models::VLMBatch BatchMaker::make(const std::vector<int64_t>& indices, int64_t step) const {
   constexpr int64_t kIgnore = -100;  // cross_entropy's ignore_index
@@ -166,7 +191,7 @@ models::VLMBatch BatchMaker::make(const std::vector<int64_t>& indices, int64_t s
         questions.emplace_back();
         answer_ids.push_back(kIgnore);
       } else {
-        const QuestionAnswer& qa = s.questions[pick(s.questions.size(), 1)];
+        const QuestionAnswer& qa = s.questions[pick_question(s.questions, philox_uniform_f64(seed_, counter + 1))];
         questions.push_back(qa.question);
         const int64_t id = answers_.id(qa.answer);
         answer_ids.push_back(id < 0 ? kIgnore : id);

@@ -58,12 +58,18 @@ class BatchMaker {
   // `with_negatives`: negative_ids, one minimal edit of each image's drawn caption, when every
   // caption of the batch has one (else the field stays undefined and itm mines its negatives). With
   // augment.enabled, each image is augmented (train/augment.h) with draws of its (step, slot).
+  // `question_weights`: an image's question is drawn with probability proportional to its
+  // type's weight (1 for a type not named); empty: uniformly, the same draws as ever.
   BatchMaker(const std::vector<Sample>& samples, const WordPieceTokenizer& tokenizer, const AnswerVocab& answers,
              int64_t max_len, ImageNorm norm, uint64_t seed, bool with_questions, bool with_labels,
-             bool with_negatives = false, AugmentOptions augment = {});
+             bool with_negatives = false, AugmentOptions augment = {},
+             std::map<std::string, double> question_weights = {});
 
   // The training batch of `step` over the samples at `indices`.
   models::VLMBatch make(const std::vector<int64_t>& indices, int64_t step) const;
+
+  // Which of an image's questions a draw u ∈ [0,1) picks (the weights above).
+  size_t pick_question(const std::vector<QuestionAnswer>& questions, double u) const;
 
  private:
   const std::vector<Sample>& samples_;
@@ -74,6 +80,7 @@ class BatchMaker {
   uint64_t seed_;
   bool with_questions_, with_labels_, with_negatives_;
   AugmentOptions augment_;
+  std::map<std::string, double> question_weights_;
 };
 
 // Tokenized texts (truncated to max_len), padded to the longest text of the batch.

@@ -72,15 +72,24 @@ Dataset load_source(const DataConfig& config) {
 
 }  // namespace
 
-void keep_question_types(Dataset& data, const std::vector<std::string>& types) {
-  if (types.empty()) return;
+namespace {
+
+// Every question type that `key` names must be one the data's questions have.
+void check_question_types_exist(const Dataset& data, const std::vector<std::string>& types, const char* key) {
   std::set<std::string> present;
   for (const std::vector<Sample>* split : {&data.train, &data.val, &data.test})
     for (const Sample& s : *split)
       for (const QuestionAnswer& q : s.questions) present.insert(q.type);
   for (const std::string& t : types)
-    MMG_CHECK(present.count(t), "load_dataset ({}): question_types names '{}', which no question has (types: {})",
-              data.name, t, present.empty() ? std::string("none") : fmt::format("{}", fmt::join(present, ", ")));
+    MMG_CHECK(present.count(t), "load_dataset ({}): {} names '{}', which no question has (types: {})", data.name, key,
+              t, present.empty() ? std::string("none") : fmt::format("{}", fmt::join(present, ", ")));
+}
+
+}  // namespace
+
+void keep_question_types(Dataset& data, const std::vector<std::string>& types) {
+  if (types.empty()) return;
+  check_question_types_exist(data, types, "question_types");
   const std::set<std::string> keep(types.begin(), types.end());
   for (std::vector<Sample>* split : {&data.train, &data.val, &data.test})
     for (Sample& s : *split)
@@ -90,6 +99,9 @@ void keep_question_types(Dataset& data, const std::vector<std::string>& types) {
 Dataset load_dataset(const DataConfig& config) {
   Dataset data = load_source(config);
   keep_question_types(data, config.question_types);
+  std::vector<std::string> weighted;
+  for (const auto& [type, weight] : config.question_weights) weighted.push_back(type);
+  check_question_types_exist(data, weighted, "question_weights");
   return data;
 }
 

@@ -37,6 +37,7 @@ json DataConfig::to_json() const {
             {"mean", mean}, {"std", std}, {"edit_negatives", edit_negatives}};
   if (!path.empty()) j["path"] = path;
   if (!question_types.empty()) j["question_types"] = question_types;
+  if (!question_weights.empty()) j["question_weights"] = question_weights;
   j["augment"] = {{"enabled", augment.enabled}, {"min_scale", augment.min_scale}, {"brightness", augment.brightness},
                   {"contrast", augment.contrast}, {"saturation", augment.saturation}, {"hflip", augment.hflip}};
   return j;
@@ -62,6 +63,17 @@ DataConfig DataConfig::from_json(const json& j) {
       c.question_types.push_back(t.get<std::string>());
     }
     rest.erase("question_types");
+  }
+  if (j.is_object() && j.contains("question_weights")) {
+    const json& q = j["question_weights"];
+    MMG_CHECK(q.is_object(), "DataConfig: key 'question_weights' must map question types to weights, got {}", q.dump());
+    for (const auto& [type, w] : q.items()) {
+      MMG_CHECK(!type.empty() && w.is_number() && std::isfinite(w.get<double>()) && w.get<double>() > 0,
+                "DataConfig: question_weights['{}'] must be a positive number, got {} (question_types drops a type)",
+                type, w.dump());
+      c.question_weights[type] = w.get<double>();
+    }
+    rest.erase("question_weights");
   }
   ConfigReader r(rest, "DataConfig", "");
   r.read("source", c.source);

@@ -56,6 +56,10 @@ struct DataConfig {
   // VQA: keep only the questions of these types (e.g. {"relation"} for a study of one type; the
   // types the data's questions carry); empty keeps every question. Images and captions stay.
   std::vector<std::string> question_types;
+  // VQA: how often a training image's question of each type is drawn, relative to weight 1 for
+  // a type not named (e.g. {"place": 3}: an image's place question three times as often as
+  // each of its others). Evaluation still asks every question. Empty: uniform.
+  std::map<std::string, double> question_weights;
 
   nlohmann::json to_json() const;
   static DataConfig from_json(const nlohmann::json& j);

@@ -344,7 +344,8 @@ int64_t Trainer::train() {
   const bool vqa = built.enabled("vqa"), cls = built.enabled("cls");
   const bool edits = config_.data.edit_negatives && (built.enabled("itc") || built.enabled("itm"));
   BatchMaker maker(data_.train, *tokenizer_, answers_, config_.max_len, {config_.data.mean, config_.data.std},
-                   static_cast<uint64_t>(config_.seed), vqa, cls, edits, config_.data.augment);
+                   static_cast<uint64_t>(config_.seed), vqa, cls, edits, config_.data.augment,
+                   config_.data.question_weights);
   EpochOrder order(static_cast<int64_t>(data_.train.size()), config_.batch_size, static_cast<uint64_t>(config_.seed),
                    /*drop_last=*/true);
   // For a GPU the loader's thread also copies each batch into pinned memory, so that moving it

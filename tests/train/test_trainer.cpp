@@ -6,6 +6,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <numeric>
 
 #include "core/io/atomic_file.h"
 #include "core/mmgrad.h"
@@ -256,6 +258,65 @@ TEST_CASE("BatchMaker: with negatives, each image's caption comes with one of th
   CHECK_FALSE(partial.make(idx, 5).negative_ids.defined());
   BatchMaker off(d.train, tok, answers, 32, {}, 7, false, false, /*with_negatives=*/false);
   CHECK_FALSE(off.make(idx, 5).negative_ids.defined());
+}
+
+TEST_CASE("BatchMaker: question_weights draw each image's questions in proportion to their types' weights") {
+  Dataset d = load_dataset(tiny_config(4).data);
+  WordPieceTokenizer tok = train_wordpiece(texts_of(d.train), 120);
+  AnswerVocab answers = AnswerVocab::from_samples(d.train);
+  const std::vector<QuestionAnswer> qs = {{"q0", "a", "colour"}, {"q1", "a", "place"}, {"q2", "a", "count"}};
+  // No weights: question ⌊u·n⌋, the uniform pick the batches always made.
+  BatchMaker uniform(d.train, tok, answers, 32, {}, 7, true, false);
+  for (double u : {0.0, 0.2, 0.34, 0.5, 0.7, 0.999}) CHECK(uniform.pick_question(qs, u) == static_cast<size_t>(u * 3));
+  // place 3, the others 1 (count not named): shares 1/5, 3/5, 1/5 of [0,1).
+  BatchMaker weighted(d.train, tok, answers, 32, {}, 7, true, false, false, {}, {{"place", 3.0}, {"colour", 1.0}});
+  CHECK(weighted.pick_question(qs, 0.0) == 0);
+  CHECK(weighted.pick_question(qs, 0.19) == 0);
+  CHECK(weighted.pick_question(qs, 0.21) == 1);
+  CHECK(weighted.pick_question(qs, 0.79) == 1);
+  CHECK(weighted.pick_question(qs, 0.81) == 2);
+  CHECK(weighted.pick_question(qs, 0.9999) == 2);
+  // Over many batches of the scene data, the drawn types follow the weights: an image's place
+  // question (where it has one) three times as often as each of its other questions.
+  BatchMaker place3(d.train, tok, answers, 32, {}, 7, true, false, false, {}, {{"place", 3.0}});
+  std::vector<int64_t> idx(d.train.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  double expected = 0;
+  for (const Sample& s : d.train) {
+    double place = 0, others = 0;  // the image's weights
+    for (const QuestionAnswer& q : s.questions) (q.type == "place" ? place : others) += q.type == "place" ? 3.0 : 1.0;
+    if (place > 0) expected += place / (place + others);  // its chance of a place question per batch
+  }
+  REQUIRE(expected > 1.0);
+  int64_t drawn = 0;
+  const int steps = 400;
+  for (int step = 0; step < steps; ++step) {
+    models::VLMBatch b = place3.make(idx, step);
+    const int64_t Q = b.question_ids.size(1);
+    std::vector<int64_t> qids = b.question_ids.to_vector<int64_t>();
+    for (size_t i = 0; i < idx.size(); ++i) {
+      const std::string q = tok.decode(std::vector<int64_t>(qids.begin() + i * Q, qids.begin() + (i + 1) * Q));
+      drawn += q.find("where") != std::string::npos;  // only place questions ask "where"
+    }
+  }
+  CHECK(static_cast<double>(drawn) / steps == doctest::Approx(expected).epsilon(0.05));
+  // Weights must be positive; through the run config too, and a type no question has is an error.
+  CHECK_THROWS_WITH_AS(BatchMaker(d.train, tok, answers, 32, {}, 7, true, false, false, {}, {{"place", 0.0}}),
+                       doctest::Contains("question_weights['place'] must be positive"), Error);
+  json j = tiny_config(4).data.to_json();
+  CHECK_FALSE(j.contains("question_weights"));
+  j["question_weights"] = {{"place", 3.0}};
+  DataConfig c = DataConfig::from_json(j);
+  CHECK(c.question_weights == std::map<std::string, double>{{"place", 3.0}});
+  CHECK(DataConfig::from_json(c.to_json()).question_weights == c.question_weights);
+  j["question_weights"] = {{"place", -1.0}};
+  CHECK_THROWS_WITH_AS(DataConfig::from_json(j), doctest::Contains("question_weights['place'] must be a positive number"),
+                       Error);
+  j["question_weights"] = json::array({"place"});
+  CHECK_THROWS_WITH_AS(DataConfig::from_json(j), doctest::Contains("'question_weights' must map question types"), Error);
+  c.question_weights = {{"places", 2.0}};
+  CHECK_THROWS_WITH_AS(load_dataset(c), doctest::Contains("question_weights names 'places', which no question has"),
+                       Error);
 }
 
 TEST_CASE("Trainer: lr_scales train parameters named by a prefix at a scaled rate, and survive a reload") {
