@@ -276,6 +276,10 @@ CrossFusionOutput CrossAttentionFusion::forward(const Tensor& text_tokens, const
   const Tensor memory = image_pos.defined() ? image_tokens + image_pos : image_tokens;
   CrossFusionOutput out;
   Tensor h = text_tokens;
+  if (config.text_pos) {
+    Tensor table = nn::sinusoidal_1d(text_tokens.size(1), config.dim, text_tokens.dtype());
+    h = text_tokens + unsqueeze(table, 0).to(text_tokens.device());
+  }
   const size_t n = layers->size();
   for (size_t i = 0; i < n; ++i) {
     const nn::CrossAttentionLayer& layer = (*layers)[i];

@@ -202,6 +202,10 @@ struct CrossAttentionFusionConfig {
   // objects lie needs a product (which one the words name first × where each one is), and a
   // gated block computes products directly. Its halves are dim · mlp_ratio wide each.
   bool gated_mlp = false;
+  // With text_pos, the fusion's input is the text tokens plus a fixed 1-D sine table of their
+  // positions (nn::sinusoidal_1d): after the text encoder's layers which word came first is faint,
+  // and "is A left of B?" needs it (A is the one to compare, B the reference).
+  bool text_pos = false;
 
   // Every field, once: to_json and from_json both walk this list (models/config.h).
   template <class Self, class F>
@@ -209,7 +213,7 @@ struct CrossAttentionFusionConfig {
     f("dim", c.dim), f("image_dim", c.image_dim);
     f("depth", c.depth), f("heads", c.heads), f("mlp_ratio", c.mlp_ratio), f("gated_mlp", c.gated_mlp);
     f("dropout", c.dropout), f("attn_dropout", c.attn_dropout);
-    f("eps", c.eps), f("pool", c.pool), f("image_pos", c.image_pos);
+    f("eps", c.eps), f("pool", c.pool), f("image_pos", c.image_pos), f("text_pos", c.text_pos);
   }
 
   void validate() const;

@@ -646,9 +646,9 @@ TEST_CASE("configs: every field of every config differs from its default and sur
 
   CrossAttentionFusionConfig f;
   f.dim = 12, f.image_dim = 24, f.depth = 1, f.heads = 3, f.mlp_ratio = 2.0, f.dropout = 0.1, f.attn_dropout = 0.2;
-  f.eps = 1e-5, f.pool = "mean", f.image_pos = true, f.gated_mlp = true;
+  f.eps = 1e-5, f.pool = "mean", f.image_pos = true, f.gated_mlp = true, f.text_pos = true;
   check_json(f, "CrossAttentionFusionConfig",
-             "dim, image_dim, depth, heads, mlp_ratio, gated_mlp, dropout, attn_dropout, eps, pool, image_pos");
+             "dim, image_dim, depth, heads, mlp_ratio, gated_mlp, dropout, attn_dropout, eps, pool, image_pos, text_pos");
 
   PooledFusionConfig p{.mode = "mul", .dim = 6};
   check_json(p, "PooledFusionConfig", "mode, dim");
@@ -981,6 +981,41 @@ TEST_CASE("CrossAttentionFusion with image_pos: the layers read image tokens plu
   const Tensor& vit_pos = m.dual->vision->pos_embed;
   CHECK(same_values(out.fused_tokens, m.fusion->forward(out.text_tokens, tmask, out.image_tokens + vit_pos).tokens));
   CHECK(same_values(m.fuse(out.text_tokens, tmask, out.image_tokens).tokens, out.fused_tokens));
+}
+
+TEST_CASE("CrossAttentionFusion with text_pos: the layers read the text tokens plus a sine table of their positions") {
+  Generator gen(12);
+  CrossAttentionFusionConfig cfg{.dim = 16, .image_dim = 12, .depth = 2, .heads = 2};
+  CrossAttentionFusion plain(cfg, &gen);
+  cfg.text_pos = true;
+  CrossAttentionFusion with_pos(cfg);
+  with_pos.load_state_dict(plain.state_dict());  // the same weights: the flag adds no parameter
+  CHECK(with_pos.num_parameters() == plain.num_parameters());
+  Tensor text = randn({2, 6, 16}, {}, &gen), image = randn({2, 5, 12}, {}, &gen);
+  Tensor mask = make_mask({{1, 1, 1, 0, 0, 0}, {1, 1, 1, 1, 1, 1}});
+  // The table row s, (sin, cos) pairs at frequencies 1/10000^(2i/16), added to token s of every text.
+  Tensor table = nn::sinusoidal_1d(6, 16);
+  CHECK(table.to_vector<float>()[16 * 2 + 0] == doctest::Approx(std::sin(2.0)));
+  CHECK(table.to_vector<float>()[16 * 3 + 1] == doctest::Approx(std::cos(3.0)));
+  CHECK(same_values(with_pos.forward(text, mask, image).tokens,
+                    plain.forward(text + unsqueeze(table, 0), mask, image).tokens));
+  CHECK(!allclose(with_pos.forward(text, mask, image).tokens, plain.forward(text, mask, image).tokens, 1e-3, 1e-3));
+  // Gradients reach the text tokens as without the table (it is a constant shift), in f64 too.
+  manual_seed(23);
+  CrossAttentionFusion f({.dim = 8, .image_dim = 6, .depth = 1, .heads = 2, .mlp_ratio = 2.0, .text_pos = true});
+  std::vector<Tensor> inputs = f64_inputs_and_parameters({randn({2, 4, 8}), randn({2, 3, 6})}, f);
+  Tensor m2 = make_mask({{1, 1, 1, 0}, {1, 1, 1, 1}});
+  auto fn = [&](const std::vector<Tensor>& a) {
+    bind_parameters(f, a, 2);
+    return f.forward(a[0], m2, a[1]).tokens;
+  };
+  GradcheckResult r = gradcheck(fn, inputs);
+  INFO(r.message);
+  CHECK(r.ok);
+  // Through a model config's JSON.
+  FusionModelConfig c = FusionModelConfig::preset("albef-micro");
+  c.fusion.text_pos = true;
+  CHECK(FusionModelConfig::from_json(c.to_json()).fusion.text_pos);
 }
 
 TEST_CASE("gradcheck (f64) of a micro cross-attention fusion over both token inputs and its parameters") {
