@@ -12,10 +12,13 @@
 #include "core/mmgrad.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/philox.h"
+#include "tests/compare.h"
 
 using namespace mmg;
 
 namespace {
+
+using mmg::test::max_abs_diff;
 
 const TensorOptions f64o{.dtype = DType::f64};
 
@@ -85,13 +88,6 @@ Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, con
   }
   Tensor p = softmax(where(visible, scores, scalar_like(scores, -1e30)), -1);
   return matmul(mul(where(visible, p, scalar_like(p, 0.0)), z), v);
-}
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  REQUIRE(a.size() == b.size());
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
 }
 
 // v = the identity per (b, h) (D = Sk) and q = 0: every visible weight is 1/(visible keys),

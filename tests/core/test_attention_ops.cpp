@@ -6,21 +6,17 @@
 #include <cmath>
 
 #include "core/mmgrad.h"
+#include "tests/compare.h"
 
 using namespace mmg;
 
 namespace {
 
+using mmg::test::max_abs_diff;
+
 Tensor random(const Shape& s, DType dtype, uint64_t seed) {
   Generator gen(seed);
   return randn(s, {.dtype = DType::f64}, &gen).to(dtype);
-}
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  REQUIRE(a.size() == b.size());
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
 }
 
 // softmax(scale·q kᵀ with masked/causal scores removed) v by loops; a row that sees no key is 0.

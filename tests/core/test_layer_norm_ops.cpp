@@ -5,21 +5,17 @@
 #include <cmath>
 
 #include "core/mmgrad.h"
+#include "tests/compare.h"
 
 using namespace mmg;
 
 namespace {
 
+using mmg::test::max_abs_diff;
+
 Tensor random(const Shape& s, DType dtype, uint64_t seed) {
   Generator gen(seed);
   return randn(s, {.dtype = DType::f64}, &gen).to(dtype);
-}
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  REQUIRE(a.size() == b.size());
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
 }
 
 // (x − μ)/√(σ² + eps) · w + b over the last `cols` elements of each row, by loops.

@@ -5,10 +5,13 @@
 #include <cmath>
 
 #include "core/mmgrad.h"
+#include "tests/compare.h"
 
 using namespace mmg;
 
 namespace {
+
+using mmg::test::max_abs_diff;
 
 // softmax (or log_softmax) of x along d by loops, x viewed as [outer, n, inner].
 std::vector<double> ref_softmax(const Tensor& x, int64_t d, bool log) {
@@ -25,13 +28,6 @@ std::vector<double> ref_softmax(const Tensor& x, int64_t d, bool log) {
       for (int64_t j = 0; j < n; ++j) y[at(j)] = log ? v[at(j)] - m - std::log(z) : std::exp(v[at(j)] - m) / z;
     }
   return y;
-}
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  REQUIRE(a.size() == b.size());
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
 }
 
 Tensor random(const Shape& s, DType dtype, uint64_t seed) {

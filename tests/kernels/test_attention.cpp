@@ -13,8 +13,11 @@
 
 #include "kernels/attention.h"
 #include "kernels/cpu/parallel.h"
+#include "tests/compare.h"
 
 namespace {
+
+using mmg::test::max_abs_diff;
 
 const double kNegInf = -std::numeric_limits<double>::infinity();
 
@@ -24,12 +27,6 @@ std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -1.5, doubl
   std::vector<double> v(static_cast<size_t>(n));
   for (auto& e : v) e = dist(gen);
   return v;
-}
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
 }
 
 struct Cfg {

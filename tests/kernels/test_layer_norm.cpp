@@ -12,8 +12,11 @@
 
 #include "kernels/cpu/parallel.h"
 #include "kernels/layer_norm.h"
+#include "tests/compare.h"
 
 namespace {
+
+using mmg::test::max_abs_diff;
 
 std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -2, double hi = 2) {
   std::mt19937 gen(seed);
@@ -21,12 +24,6 @@ std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -2, double 
   std::vector<double> v(static_cast<size_t>(n));
   for (auto& e : v) e = dist(gen);
   return v;
-}
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
 }
 
 struct Ref {

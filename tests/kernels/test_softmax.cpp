@@ -9,8 +9,11 @@
 
 #include "kernels/cpu/parallel.h"
 #include "kernels/softmax.h"
+#include "tests/compare.h"
 
 namespace {
+
+using mmg::test::max_abs_diff;
 
 std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -3, double hi = 3) {
   std::mt19937 gen(seed);
@@ -62,12 +65,6 @@ std::vector<double> ref_backward(const std::vector<double>& x, const std::vector
     }
   }
   return dx;
-}
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
 }
 
 template <class T>
