@@ -8,6 +8,7 @@
 
 #include "core/io/atomic_file.h"
 #include "core/ops.h"
+#include "core/profile.h"
 
 namespace mmg {
 
@@ -103,13 +104,19 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
   if (grad.dtype() != root.dtype()) grad = grad.to(root.dtype());
 
   NoGradGuard no_grad;
+  profile::PhaseScope phase("backward");
   if (!root.grad_fn()) {  // backward on a leaf: its gradient is the seed itself
     accumulate_leaf(root.impl(), grad);
     return;
   }
   std::unordered_map<Node*, Tensor> pending;  // summed gradient waiting at each node
   pending[root.grad_fn().get()] = grad;
-  for (Node* node : nodes_latest_first(root.grad_fn().get())) {
+  std::vector<Node*> order;
+  {
+    MMG_PROFILE_OP("order the graph");
+    order = nodes_latest_first(root.grad_fn().get());
+  }
+  for (Node* node : order) {
     auto it = pending.find(node);
     if (it == pending.end()) continue;  // no gradient flows here
     Tensor g = std::move(it->second);
@@ -118,7 +125,12 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
               "backward: the graph through '{}' was already freed by an earlier backward; call "
               "backward(grad, /*retain_graph=*/true) the first time to go through it twice",
               node->name);
-    Grads input_grads = node->backward(g);
+    Grads input_grads;
+    {
+      MMG_PROFILE_OP(node->name.c_str());  // the closure and every op it calls
+      input_grads = node->backward(g);
+    }
+    MMG_PROFILE_OP("sum gradients");  // where paths meet, into .grad, and freeing the closure
     MMG_CHECK(input_grads.size() == node->inputs.size(), "backward of '{}': returned {} gradients for {} inputs",
               node->name, input_grads.size(), node->inputs.size());
     for (size_t i = 0; i < node->inputs.size(); ++i) {

@@ -1,4 +1,4 @@
-// Everything of the core layer in one include: tensors, ops, autograd, RNG, gradcheck.
+// Everything of the core layer in one include: tensors, ops, autograd, RNG, gradcheck, profiler.
 #pragma once
 #include "core/autocast.h"
 #include "core/autograd.h"
@@ -7,5 +7,6 @@
 #include "core/kernel_versions.h"
 #include "core/io/safetensors.h"
 #include "core/ops.h"
+#include "core/profile.h"
 #include "core/rng.h"
 #include "core/tensor.h"

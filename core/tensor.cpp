@@ -8,6 +8,7 @@
 #include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/device_checks.h"
+#include "core/profile.h"
 #include "kernels/copy.h"
 #include "kernels/cpu/copy.h"
 #include "kernels/cuda/runtime.h"
@@ -127,6 +128,7 @@ static Tensor copy_as(const Tensor& src, DType dtype) {
 
 Tensor Tensor::to(DType target) const {
   if (dtype() == target) return *this;
+  MMG_PROFILE_OP("to");
   MMG_CHECK(!(requires_grad() && grad_mode_enabled()) || is_floating(target),
             "to: cannot convert a tensor that requires grad to {} (gradients need a floating dtype)",
             dtype_name(target));
@@ -141,6 +143,7 @@ Tensor Tensor::to(DType target) const {
 // goes back to the source device.
 Tensor Tensor::to(Device target, bool non_blocking) const {
   if (device() == target) return *this;
+  MMG_PROFILE_OP("to");
   const std::string reason = device_unusable_reason(target);
   MMG_CHECK(reason.empty(), "to: cannot move {} {} from {} to {}: {}", dtype_name(dtype()), shape_str(shape()),
             device().str(), target.str(), reason);
@@ -174,11 +177,13 @@ Tensor Tensor::pin_memory() const {
 
 Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
+  MMG_PROFILE_OP("contiguous");
   Tensor out = copy_as(*this, dtype());
   return record_op("contiguous", out, {*this}, [](const Tensor& g) -> Grads { return {g}; });
 }
 
 Tensor Tensor::clone() const {
+  MMG_PROFILE_OP("clone");
   Tensor out = copy_as(*this, dtype());
   return record_op("clone", out, {*this}, [](const Tensor& g) -> Grads { return {g}; });
 }
@@ -219,6 +224,7 @@ Tensor& Tensor::fill_(double value) {
 }
 
 Tensor& Tensor::copy_(const Tensor& src) {
+  MMG_PROFILE_OP("copy_");
   check_inplace(*this, "copy_");
   MMG_CHECK(src.device() == device(), "copy_: source on {} but destination on {}", src.device().str(),
             device().str());

@@ -15,6 +15,7 @@ struct DemoOptions {
   bool resume = false;
   std::string out = "runs/demo";
   std::string device;           // cpu | cuda | cuda:N | auto; empty: the preset's (cpu)
+  bool profile = false;         // time every op of the steps: out/profile.md
 };
 int run_demo(const DemoOptions& options);
 
@@ -25,6 +26,7 @@ struct TrainCommandOptions {
   int64_t stop_after = 0;  // > 0: stop after this step (resume later with --resume)
   bool resume = false;
   std::string device;      // cpu | cuda | cuda:N | auto; empty: the config's "device"
+  bool profile = false;    // time every op of the steps: out/profile.md
 };
 int run_train_command(const TrainCommandOptions& options);
 

@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   demo->add_option("--out", demo_opts.out, "Run directory")->capture_default_str();
   demo->add_flag("--resume", demo_opts.resume, "Continue from the run directory's latest checkpoint");
   demo->add_option("--device", demo_opts.device, "cpu, cuda, cuda:N or auto (a GPU when one is usable); default cpu");
+  demo->add_flag("--profile", demo_opts.profile, "Time every op of the training steps; writes profile.md in the run directory");
 
   auto* train = app.add_subcommand("train", "Train a model from a config file or a preset");
   mmg::TrainCommandOptions train_opts;
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
   train->add_flag("--resume", train_opts.resume, "Continue from the run directory's latest checkpoint");
   train->add_option("--device", train_opts.device,
                     "cpu, cuda, cuda:N or auto (a GPU when one is usable); default: the config's \"device\"");
+  train->add_flag("--profile", train_opts.profile, "Time every op of the training steps; writes profile.md in the run directory");
 
   auto* eval = app.add_subcommand("eval", "Evaluate a trained run on a split of its data");
   mmg::EvalCommandOptions eval_opts;

@@ -16,6 +16,7 @@ struct TrainRunOptions {
   int64_t stop_after = 0;   // > 0: stop after this step, before the end (no evaluation then)
   bool verbose = true;      // progress, evaluation lines and the table on stdout
   std::string device;       // overrides the config's "device" (resumed runs too); empty: the config's
+  bool profile = false;     // time every op of the training steps: out/profile.md (core/profile.h)
 };
 
 // How metrics.json and the progress lines name a device: "cpu (2 threads)", "cuda:0 (NVIDIA H100 80GB HBM3)".

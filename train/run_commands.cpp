@@ -50,7 +50,8 @@ EvalReport train_and_evaluate(const TrainConfig& given, const TrainRunOptions& o
   if (verbose) std::printf("data: %s (%.1fs)\n", describe(data).c_str(), data_seconds);
 
   if (!opt.resume) fs::remove_all(fs::path(opt.out) / "checkpoints");
-  TrainerOptions topt{.out = opt.out, .resume = opt.resume, .verbose = verbose, .stop_after = opt.stop_after};
+  TrainerOptions topt{.out = opt.out, .resume = opt.resume, .verbose = verbose, .stop_after = opt.stop_after,
+                     .profile = opt.profile};
   Trainer trainer(config, data, topt);
   const TrainConfig& cfg = trainer.config();
   EvalContext ctx{trainer.model(), trainer.tokenizer(), trainer.answers(), cfg};
@@ -128,7 +129,8 @@ int run_demo(const DemoOptions& options) {
       "mmg demo: generate scenes, train a small vision-language model (contrastive + matching + masked LM + VQA),\n"
       "and evaluate it on held-out scenes. No downloads; writes %s.\n\n",
       options.out.c_str());
-  run_training(config, {.out = options.out, .resume = options.resume, .device = options.device});
+  run_training(config,
+               {.out = options.out, .resume = options.resume, .device = options.device, .profile = options.profile});
   return 0;
 }
 
@@ -143,7 +145,11 @@ int run_train_command(const TrainCommandOptions& options) {
   }
   const std::string out = options.out.empty() ? "runs/" + config.name : options.out;
   run_training(config,
-               {.out = out, .resume = options.resume, .stop_after = options.stop_after, .device = options.device});
+               {.out = out,
+                .resume = options.resume,
+                .stop_after = options.stop_after,
+                .device = options.device,
+                .profile = options.profile});
   return 0;
 }
 

@@ -14,6 +14,7 @@
 #include "core/autocast.h"
 #include "core/error.h"
 #include "core/io/atomic_file.h"
+#include "core/profile.h"
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
 #include "nn/schedule.h"
@@ -303,7 +304,11 @@ void Trainer::write_loss_curve() const {
 
 StepRecord Trainer::train_step(const models::VLMBatch& batch) {
   model_->train();
-  optimizer_->zero_grad();
+  {
+    profile::PhaseScope phase("optimizer");
+    MMG_PROFILE_OP("zero_grad");
+    optimizer_->zero_grad();
+  }
   models::Losses losses;
   {
     // bf16 / f16: the forward under autocast; the backward follows the casts it recorded.
@@ -323,11 +328,20 @@ StepRecord Trainer::train_step(const models::VLMBatch& batch) {
   } else {
     losses.total.backward();
   }
-  rec.grad_norm = take_step && config_.clip > 0 ? nn::clip_grad_norm(params, config_.clip) : std::nan("");
+  profile::PhaseScope phase("optimizer");
+  {
+    MMG_PROFILE_OP("clip_grad_norm");
+    rec.grad_norm = take_step && config_.clip > 0 ? nn::clip_grad_norm(params, config_.clip) : std::nan("");
+  }
   nn::WarmupCosine schedule(config_.lr, config_.warmup, config_.steps, config_.min_lr);
   rec.lr = schedule.lr_at(step_);
   optimizer_->set_lr(rec.lr);
-  if (take_step) optimizer_->step();
+  if (take_step) {
+    MMG_PROFILE_OP("adamw");
+    optimizer_->step();
+  }
+  profile::PhaseScope trainer_phase("trainer");
+  MMG_PROFILE_OP("read the losses");
   rec.losses = losses.values();
   rec.loss = rec.losses.at("total");
   rec.losses.erase("total");
@@ -365,17 +379,31 @@ int64_t Trainer::train() {
   auto window_start = start;
   int64_t window_steps = 0;
   const double seconds_before = train_seconds_;
+  if (options_.profile) profile::start(device_.is_cuda() ? device_.index : -1);
   for (; step_ < end;) {
-    // non_blocking: the pinned batch is read by the GPU after this returns; it is never written
-    // again, and the pinned pool hands its memory out again only once the copies have run.
-    StepRecord rec = train_step(models::to_device(loader.next(), device_, /*non_blocking=*/true));
+    models::VLMBatch batch;
+    {
+      profile::PhaseScope phase("data");
+      MMG_PROFILE_OP("wait for the loader");
+      batch = loader.next();
+    }
+    if (device_.is_cuda()) {
+      profile::PhaseScope phase("data");
+      MMG_PROFILE_OP("to device");
+      // non_blocking: the pinned batch is read by the GPU after this returns; it is never written
+      // again, and the pinned pool hands its memory out again only once the copies have run.
+      batch = models::to_device(batch, device_, /*non_blocking=*/true);
+    }
+    StepRecord rec = train_step(batch);
     ++step_;
+    profile::PhaseScope trainer_phase("trainer");
     history_.push_back(rec);
     ++window_steps;
     train_seconds_ = seconds_before + std::chrono::duration<double>(clock::now() - start).count();
 
     const bool log_now = config_.log_every > 0 && (step_ % config_.log_every == 0 || step_ == end);
     if (log_now || tty) {
+      MMG_PROFILE_OP("progress and metrics.jsonl");
       const double window_s = std::chrono::duration<double>(clock::now() - window_start).count();
       const double rate = window_s > 0 ? window_steps * config_.batch_size / window_s : 0;
       const double eta = rate > 0 ? (end - step_) * config_.batch_size / rate : std::nan("");
@@ -403,12 +431,24 @@ int64_t Trainer::train() {
       }
     }
     if (config_.eval_every > 0 && step_ % config_.eval_every == 0 && step_ < config_.steps && on_eval) {
+      MMG_PROFILE_OP("evaluate (val)");
       json metrics = on_eval(*this);
       metrics["step"] = step_;
       metrics["split"] = "val";
       log_json(metrics);
     }
-    if (config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0) save_checkpoint();
+    if (config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0) {
+      MMG_PROFILE_OP("checkpoint");
+      save_checkpoint();
+    }
+  }
+  if (options_.profile) {
+    profile::stop();
+    const double wall = std::chrono::duration<double>(clock::now() - start).count();
+    profile_report_ = fmt::format("# Op profile of {} (steps {} to {}, {})\n\n{}", config_.name, first + 1, step_,
+                                  device_.str(), profile::table(step_ - first, wall));
+    write_file_atomic(options_.out + "/profile.md", profile_report_);
+    if (options_.verbose) std::printf("\n%s\nwrote %s/profile.md\n", profile_report_.c_str(), options_.out.c_str());
   }
   // The last step always has a checkpoint: the end of the run, or where --stop-after stopped it
   // (so that --resume can continue from there).

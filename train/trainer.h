@@ -16,6 +16,7 @@
 //                     newest; each written to a temporary folder and renamed, so a crash never
 //                     leaves a half checkpoint
 //   loss_curve.png    at the end
+//   profile.md        with `profile`: where the steps' time went, op by op (core/profile.h)
 //
 // Resuming (`resume = true`) loads the latest checkpoint — model, AdamW moments, step, the
 // generators' states — and continues; since the batch of a step and every random draw are
@@ -52,6 +53,7 @@ struct TrainerOptions {
   bool resume = false;     // continue from out/checkpoints/latest
   bool verbose = true;     // progress line and messages on stdout
   int64_t stop_after = 0;  // > 0: stop after this step (as if interrupted), without the final evaluation
+  bool profile = false;    // time every op of the steps (core/profile.h): out/profile.md, and printed
 };
 
 // One logged step.
@@ -85,6 +87,8 @@ class Trainer {
   Device device() const { return device_; }  // where the model trains
   const std::vector<StepRecord>& history() const { return history_; }
   double train_seconds() const { return train_seconds_; }
+  // With options.profile: the report of the last train() (profile.md's table); empty otherwise.
+  const std::string& profile_report() const { return profile_report_; }
 
   // Saves a checkpoint of the current state now (what checkpoint_every does).
   void save_checkpoint();
@@ -108,6 +112,7 @@ class Trainer {
   int64_t step_ = 0;
   double train_seconds_ = 0;  // over every call of train(), resumed runs included
   std::vector<StepRecord> history_;
+  std::string profile_report_;
 
   void prepare_new_run();
   void load_latest_checkpoint();

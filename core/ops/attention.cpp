@@ -36,6 +36,7 @@
 #include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
+#include "core/profile.h"
 #include "core/rng.h"
 #include "kernels/attention.h"
 #include "kernels/cuda/attention.h"
@@ -293,6 +294,7 @@ static void check_qkv(const char* name, const Tensor& t) {
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
                                     bool causal, std::optional<double> scale, double dropout_p, Generator* gen) {
+  MMG_PROFILE_OP("scaled_dot_product_attention");
   if (autocast_dtype() && (q.dtype() == DType::f32 || k.dtype() == DType::f32 || v.dtype() == DType::f32))
     return scaled_dot_product_attention(autocast_to_low(q), autocast_to_low(k), autocast_to_low(v), key_mask, causal,
                                         scale, dropout_p, gen);

@@ -6,6 +6,7 @@
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/device_checks.h"
+#include "core/profile.h"
 #include "core/rng.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/dropout.h"
@@ -16,6 +17,7 @@ namespace mmg {
 // Identity (x itself) when !training or p = 0; all zeros when p = 1. Reserves x.numel()
 // counters from the generator (the default one when gen is null) on every draw.
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
+  MMG_PROFILE_OP("dropout");
   MMG_CHECK(x.defined(), "dropout: undefined tensor argument");
   MMG_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability p must be in [0, 1], got {} (input {})", p,
             shape_str(x.shape()));

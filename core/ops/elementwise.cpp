@@ -12,6 +12,7 @@
 #include "core/autograd.h"
 #include "core/dispatch.h"
 #include "core/ops.h"
+#include "core/profile.h"
 #include "kernels/cpu/elementwise.h"
 
 namespace mmg {
@@ -44,6 +45,7 @@ static Tensor arith(const char* op, cuda::BinaryOp code, const Tensor& a, const 
 }
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  MMG_PROFILE_OP("add");
   Tensor out = arith("add", cuda::BinaryOp::add, a, b, [](auto x, auto y) { return x + y; });
   Shape sa = a.shape(), sb = b.shape();
   // ∂(a+b)/∂a = 1, ∂(a+b)/∂b = 1
@@ -51,6 +53,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  MMG_PROFILE_OP("sub");
   Tensor out = arith("sub", cuda::BinaryOp::sub, a, b, [](auto x, auto y) { return x - y; });
   Shape sa = a.shape(), sb = b.shape();
   // ∂(a-b)/∂a = 1, ∂(a-b)/∂b = -1
@@ -59,6 +62,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  MMG_PROFILE_OP("mul");
   Tensor out = arith("mul", cuda::BinaryOp::mul, a, b, [](auto x, auto y) { return x * y; });
   Tensor ad = a.detach(), bd = b.detach();
   // ∂(a·b)/∂a = b, ∂(a·b)/∂b = a
@@ -68,6 +72,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  MMG_PROFILE_OP("div");
   // Integer division would truncate; like PyTorch's true division, integers divide as f32.
   bool integral = is_integral(a.dtype()) && is_integral(b.dtype());
   Tensor out = arith("div", cuda::BinaryOp::div, integral ? a.to(DType::f32) : a, b, [](auto x, auto y) { return x / y; });
@@ -94,6 +99,7 @@ static Tensor both(const Tensor& a, const Tensor& b) { return mul(a, b).to(DType
 // Where a = 0 and b ≥ 0, ∂y/∂b = 0 (the limit of a^b·ln a; the formula gives 0·(−∞)).
 // Elsewhere ln a of a negative a is NaN: d/db needs a > 0. These are PyTorch's choices.
 Tensor pow(const Tensor& a, const Tensor& b) {
+  MMG_PROFILE_OP("pow");
   check_pow_dtypes(a, b);
   Tensor out = arith("pow", cuda::BinaryOp::pow, a, b, [](auto x, auto y) { return std::pow(x, y); });
   // Saved in the result's dtype: an integer base with a float exponent still has a float ln a.
@@ -110,6 +116,7 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 // y = a^p for a constant p;  ∂y/∂a = p·a^(p−1). p = 0 gives gradient 0 everywhere; p = 1 and
 // p = 2 are computed exactly (a and a·a, no std::pow).
 Tensor pow(const Tensor& a, double p) {
+  MMG_PROFILE_OP("pow");
   MMG_CHECK(a.defined(), "pow: undefined tensor argument");
   MMG_CHECK(is_floating(a.dtype()), "pow: needs a floating dtype, got {} {}", dtype_name(a.dtype()),
             shape_str(a.shape()));
@@ -151,9 +158,11 @@ static Tensor extremum(const char* op, cuda::BinaryOp code, const Tensor& a, con
 }
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
+  MMG_PROFILE_OP("maximum");
   return extremum("maximum", cuda::BinaryOp::maximum, a, b, [](auto x, auto y) { return x > y; });
 }
 Tensor minimum(const Tensor& a, const Tensor& b) {
+  MMG_PROFILE_OP("minimum");
   return extremum("minimum", cuda::BinaryOp::minimum, a, b, [](auto x, auto y) { return x < y; });
 }
 
@@ -162,6 +171,7 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
 // and b (any dtype: nothing is computed, values are only picked).
 // ∂y/∂a = [cond], ∂y/∂b = [¬cond], each summed back to its input's shape.
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  MMG_PROFILE_OP("where");
   MMG_CHECK(cond.defined() && a.defined() && b.defined(), "where: undefined tensor argument");
   MMG_CHECK(cond.dtype() == DType::boolean, "where: condition must be bool, got {} {}", dtype_name(cond.dtype()),
             shape_str(cond.shape()));
@@ -225,6 +235,7 @@ namespace mmg {
 // ---- comparisons: bool results, no gradient ----
 template <class F>
 static Tensor compare(const char* op, cuda::BinaryOp code, const Tensor& a, const Tensor& b, F f) {
+  MMG_PROFILE_OP(op);
   return binary_forward</*Compare=*/true>(op, code, a, b, DType::boolean, f);
 }
 Tensor eq(const Tensor& a, const Tensor& b) { return compare("eq", cuda::BinaryOp::eq, a, b, [](auto x, auto y) { return x == y; }); }

@@ -12,6 +12,7 @@
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
+#include "core/profile.h"
 #include "kernels/cpu/copy.h"
 #include "kernels/index.h"
 #include "kernels/strided.h"
@@ -88,6 +89,7 @@ static Tensor scatter_rows_cuda(const Tensor& g, const InvertedIndex& inv, const
 // out = [t_0 | t_1 | ...] along dim; every other size must agree; the dtype is the
 // promotion of all dtypes.  ∂L/∂t_k = the slab of ∂L/∂out that t_k filled (a view of it).
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  MMG_PROFILE_OP("cat");
   MMG_CHECK(!tensors.empty(), "cat: expected a non-empty list of tensors");
   std::string shapes = shapes_str(tensors);
   for (size_t i = 0; i < tensors.size(); ++i) MMG_CHECK(tensors[i].defined(), "cat: tensor {} is undefined ({})", i, shapes);
@@ -145,6 +147,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
 // stack(ts, dim) = cat of each t unsqueezed at dim: a new dim of size len(ts). All shapes
 // must be equal. The gradient flows back through cat and unsqueeze.
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
+  MMG_PROFILE_OP("stack");
   MMG_CHECK(!tensors.empty(), "stack: expected a non-empty list of tensors");
   std::string shapes = shapes_str(tensors);
   for (size_t i = 0; i < tensors.size(); ++i)
@@ -161,6 +164,7 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
 // Views (narrow) of consecutive pieces of split_size along dim; the last may be smaller.
 // Each piece's gradient flows back through its narrow.
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
+  MMG_PROFILE_OP("split");
   MMG_CHECK(x.defined(), "split: undefined tensor argument");
   MMG_CHECK(x.dim() > 0, "split: cannot split a 0-d tensor");
   int64_t d = wrap_dim(dim, x.dim(), "split", x.shape());
@@ -177,6 +181,7 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
 // PyTorch's chunk: pieces of ceil(size / chunks), so there may be fewer than `chunks`
 // pieces (6 into 4 gives 3 pieces of 2). An empty dim gives `chunks` empty pieces.
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
+  MMG_PROFILE_OP("chunk");
   MMG_CHECK(x.defined(), "chunk: undefined tensor argument");
   MMG_CHECK(x.dim() > 0, "chunk: cannot chunk a 0-d tensor");
   int64_t d = wrap_dim(dim, x.dim(), "chunk", x.shape());
@@ -194,6 +199,7 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
 // x viewed as [outer, size, inner]:  out[o, j, i] = x[o, index[j], i].
 // ∂L/∂x[o, k, i] = Σ_{j: index[j] = k} ∂L/∂out[o, j, i]   (an index_add).
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+  MMG_PROFILE_OP("index_select");
   MMG_CHECK(x.defined() && index.defined(), "index_select: undefined tensor argument");
   check_same_device("index_select", x, index);
   MMG_CHECK(x.dim() > 0, "index_select: cannot index a 0-d tensor");
@@ -245,6 +251,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 // on the host like index_select's, and the backward's scatter-add gives each line along dim
 // to one thread (kernels/index.h): deterministic, the CPU's order of terms.
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
+  MMG_PROFILE_OP("gather");
   MMG_CHECK(x.defined() && index.defined(), "gather: undefined tensor argument");
   check_same_device("gather", x, index);
   MMG_CHECK(x.dim() > 0, "gather: cannot gather from a 0-d tensor");
@@ -300,6 +307,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 // out = mask ? value : x, the bool mask broadcast to x's shape.
 // ∂L/∂x = ∂L/∂out where the mask is false, 0 where it is true (those elements are constants).
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  MMG_PROFILE_OP("masked_fill");
   MMG_CHECK(x.defined() && mask.defined(), "masked_fill: undefined tensor argument");
   check_same_device("masked_fill", x, mask);
   MMG_CHECK(mask.dtype() == DType::boolean, "masked_fill: mask must be bool, got {} {}", dtype_name(mask.dtype()),
@@ -342,6 +350,7 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
 // weight [V, D], indices of any shape:  out[..., :] = weight[indices[...], :], shape [..., D].
 // ∂L/∂weight[v, :] = Σ_{positions p with indices[p] = v} ∂L/∂out[p, :]  (deterministic scatter-add).
 Tensor embedding(const Tensor& weight, const Tensor& indices) {
+  MMG_PROFILE_OP("embedding");
   MMG_CHECK(weight.defined() && indices.defined(), "embedding: undefined tensor argument");
   check_same_device("embedding", weight, indices);
   MMG_CHECK(weight.dim() == 2, "embedding: weight must be 2-D [V,D], got {}", shape_str(weight.shape()));

@@ -26,6 +26,7 @@
 #include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
+#include "core/profile.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/layer_norm.h"
 
@@ -83,6 +84,7 @@ static void visit_layer_norm_types(const LayerNormTypes& t, F&& f) {
 
 Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   double eps) {
+  MMG_PROFILE_OP("layer_norm");
   MMG_CHECK(x_in.defined(), "layer_norm: undefined tensor argument");
   const Tensor x = autocast_to_f32(x_in);
   MMG_CHECK(is_floating(x.dtype()), "layer_norm: needs a floating dtype, got {} {}", dtype_name(x.dtype()),

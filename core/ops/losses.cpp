@@ -15,6 +15,7 @@
 #include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
+#include "core/profile.h"
 #include "kernels/cuda/contrastive.h"
 #include "kernels/losses.h"
 
@@ -70,6 +71,7 @@ static Tensor cross_entropy_cuda(const Tensor& logits, const Tensor& x, const Te
 // logits [N,C], target [N] (i64 or i32): mean over the rows whose target != ignore_index of
 // −Σ_c q_c log softmax(x)_c, q = (1−ε)·onehot + ε/C. Every row ignored gives 0 (not NaN).
 Tensor cross_entropy(const Tensor& logits_in, const Tensor& target, int64_t ignore_index, double label_smoothing) {
+  MMG_PROFILE_OP("cross_entropy");
   MMG_CHECK(logits_in.defined() && target.defined(), "cross_entropy: undefined tensor argument");
   const Tensor logits = autocast_to_f32(logits_in);
   check_same_device("cross_entropy", logits, target);
@@ -302,6 +304,7 @@ static Tensor clip_loss_mma_cuda(const Tensor& image_emb, const Tensor& text_emb
 // loss = ½ CE(L, arange) + ½ CE(Lᵀ, arange), L = exp(t)·img·txtᵀ; the N×N logits are never
 // stored, only the row and column log-sum-exps (O(N) saved for backward).
 Tensor clip_loss(const Tensor& image_emb, const Tensor& text_emb, const Tensor& logit_scale) {
+  MMG_PROFILE_OP("clip_loss");
   if (autocast_dtype() && any_16bit({image_emb, text_emb, logit_scale}))
     return clip_loss(autocast_to_f32(image_emb), autocast_to_f32(text_emb), autocast_to_f32(logit_scale));
   check_pair_embeddings("clip_loss", image_emb, text_emb);
@@ -351,6 +354,7 @@ Tensor clip_loss(const Tensor& image_emb, const Tensor& text_emb, const Tensor& 
 // (1/N)·Σ_i Σ_{j≠i} [m − s_ii + s_ij]₊ + [m − s_ii + s_ji]₊ with s = img·txtᵀ; subgradient
 // 0 at the kinks.
 Tensor hinge_ranking_loss(const Tensor& image_emb, const Tensor& text_emb, double margin) {
+  MMG_PROFILE_OP("hinge_ranking_loss");
   if (autocast_dtype() && any_16bit({image_emb, text_emb}))
     return hinge_ranking_loss(autocast_to_f32(image_emb), autocast_to_f32(text_emb), margin);
   check_pair_embeddings("hinge_ranking_loss", image_emb, text_emb);

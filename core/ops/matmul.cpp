@@ -21,6 +21,7 @@
 #include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
+#include "core/profile.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/gemm.h"
 
@@ -188,6 +189,7 @@ static Tensor matmul_nd(const Tensor& a, const Tensor& b, const std::string& sha
 // [1,K] and a 1-D right operand a column [K,1], the added dim removed from the result;
 // otherwise a batch of matrix products with broadcast batch dims.
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  MMG_PROFILE_OP("matmul");
   MMG_CHECK(a_in.defined() && b_in.defined(), "matmul: undefined tensor argument");
   const Tensor a = autocast_to_low(a_in), b = autocast_to_low(b_in);
   const std::string shapes = pair_str(a, b);
@@ -236,6 +238,7 @@ static bool linear_weight_bias_grad_fused(const Tensor& g2, const Tensor& x2, Te
 }
 
 Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+  MMG_PROFILE_OP("linear");
   MMG_CHECK(x_in.defined() && weight_in.defined(), "linear: undefined tensor argument");
   const Tensor x = autocast_to_low(x_in), weight = autocast_to_low(weight_in), bias = autocast_to_low(bias_in);
   const std::string shapes = fmt::format("x {} with weight {}", shape_str(x.shape()), shape_str(weight.shape()));

@@ -17,6 +17,7 @@
 #include "core/dispatch.h"
 #include "core/ops.h"
 #include "core/ops/device_checks.h"
+#include "core/profile.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/reduce.h"
 
@@ -81,6 +82,7 @@ static std::optional<Block> as_block(const Tensor& x, const ReducePlan& plan) {
 // ---- sum ----
 // out = Σ_{reduced dims} x;  ∂L/∂x = ∂L/∂out broadcast back over the reduced dims.
 Tensor sum(const Tensor& x, const Shape& dims, bool keepdim) {
+  MMG_PROFILE_OP("sum");
   ReducePlan plan = plan_reduce(x, dims, keepdim, "sum");
   DType result = is_floating(x.dtype()) ? x.dtype() : DType::i64;  // integer sums do not overflow i32
   DType compute = is_floating(x.dtype()) ? compute_dtype(x.dtype()) : DType::i64;
@@ -113,6 +115,7 @@ Tensor sum(const Tensor& x, const Shape& dims, bool keepdim) {
 // ---- mean ----
 // out = (1/n) Σ x over the reduced dims (n = their element count).
 Tensor mean(const Tensor& x, const Shape& dims, bool keepdim) {
+  MMG_PROFILE_OP("mean");
   MMG_CHECK(x.defined(), "mean: undefined tensor argument");
   MMG_CHECK(is_floating(x.dtype()), "mean: needs a floating dtype, got {} {}", dtype_name(x.dtype()),
             shape_str(x.shape()));
@@ -179,6 +182,7 @@ ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim) { return extreme_d
 ValuesIndices min(const Tensor& x, int64_t dim, bool keepdim) { return extreme_dim<false>(x, dim, keepdim, "min"); }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
+  MMG_PROFILE_OP("argmax");
   return extreme_forward<true>(x, plan_reduce(x, {dim}, keepdim, "argmax"), "argmax").indices;
 }
 
@@ -187,6 +191,7 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
 // k ties each gets g/k). When the result is NaN, the NaNs share it.
 template <bool Max>
 static Tensor extreme_all(const Tensor& x, const char* op) {
+  MMG_PROFILE_OP(op);
   Tensor value = extreme_forward<Max>(x, plan_reduce(x, {}, false, op), op).values;
   Tensor xd = x.detach(), vd = value.detach();
   return record_op(op, value, {x}, [xd, vd](const Tensor& g) -> Grads {
@@ -259,9 +264,11 @@ static Tensor var_or_std(const Tensor& x, const Shape& dims, int64_t correction,
 }
 
 Tensor var(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim) {
+  MMG_PROFILE_OP("var");
   return var_or_std<false>(x, dims, correction, keepdim, "var");
 }
 Tensor std(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim) {
+  MMG_PROFILE_OP("std");
   return var_or_std<true>(x, dims, correction, keepdim, "std");
 }
 
@@ -272,6 +279,7 @@ Tensor std(const Tensor& x, const Shape& dims, int64_t correction, bool keepdim)
 // In a row of −inf that would be exp(−inf + inf) = NaN; the kernel's `shift` is lse with −inf
 // replaced by 0, so such a row gets gradient 0 (PyTorch gives NaN there).
 Tensor logsumexp(const Tensor& x_in, const Shape& dims, bool keepdim) {
+  MMG_PROFILE_OP("logsumexp");
   const Tensor x = autocast_to_f32(x_in);
   check_floating(x, "logsumexp");
   ReducePlan plan = plan_reduce(x, dims, keepdim, "logsumexp");
@@ -321,6 +329,7 @@ static Tensor norm_backward(const Tensor& xd, const Tensor& nk, double p, const 
 }
 
 Tensor norm(const Tensor& x, double p, const Shape& dims, bool keepdim) {
+  MMG_PROFILE_OP("norm");
   check_floating(x, "norm");
   MMG_CHECK(p > 0, "norm: p must be > 0 (or inf), got {} (for {})", p, shape_str(x.shape()));
   ReducePlan plan = plan_reduce(x, dims, keepdim, "norm");
@@ -350,6 +359,7 @@ Tensor norm(const Tensor& x, double p, const Shape& dims, bool keepdim) {
 // Sum x down to `shape`, which x's shape was broadcast from: sum the leading dims x has in
 // addition, and the dims where `shape` has 1 and x does not.
 Tensor sum_to(const Tensor& x, const Shape& shape) {
+  MMG_PROFILE_OP("sum_to");
   if (x.shape() == shape) return x;
   int64_t lead = x.dim() - static_cast<int64_t>(shape.size());
   MMG_CHECK(lead >= 0, "sum_to: cannot sum {} to the larger rank {}", shape_str(x.shape()), shape_str(shape));

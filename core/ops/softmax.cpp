@@ -20,6 +20,7 @@
 #include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/device_checks.h"
+#include "core/profile.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/softmax.h"
 
@@ -47,6 +48,7 @@ static Tensor rows_back(const Tensor& t, int64_t d) {
 }
 
 static Tensor softmax_op(const char* op, bool log, const Tensor& x, int64_t dim) {
+  MMG_PROFILE_OP(op);
   MMG_CHECK(x.defined(), "{}: undefined tensor argument", op);
   MMG_CHECK(is_floating(x.dtype()), "{}: needs a floating dtype, got {} {}", op, dtype_name(x.dtype()),
             shape_str(x.shape()));

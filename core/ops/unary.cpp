@@ -14,12 +14,14 @@
 #include "core/kernel_versions.h"
 #include "core/ops.h"
 #include "core/ops/elementwise_impl.h"
+#include "core/profile.h"
 #include "kernels/gelu.h"
 
 namespace mmg {
 
 // -x;  ∂/∂x = -1. Integers negate too (no gradient for them).
 Tensor neg(const Tensor& x) {
+  MMG_PROFILE_OP("neg");
   if (is_integral(x.dtype())) return sub(scalar_like(x, 0), x);
   Tensor out = unary_float_forward("neg", cuda::UnaryOp::neg, x, [](auto v) { return -v; });
   return record_op("neg", out, {x}, [](const Tensor& g) -> Grads { return {neg(g)}; });
@@ -27,6 +29,7 @@ Tensor neg(const Tensor& x) {
 
 // e^x;  ∂/∂x = e^x (the output itself).
 Tensor exp(const Tensor& x) {
+  MMG_PROFILE_OP("exp");
   Tensor out = unary_float_forward("exp", cuda::UnaryOp::exp, x, [](auto v) { return std::exp(v); });
   Tensor y = out.detach();
   return record_op("exp", out, {x}, [y](const Tensor& g) -> Grads { return {mul(g, y)}; });
@@ -34,6 +37,7 @@ Tensor exp(const Tensor& x) {
 
 // ln x;  ∂/∂x = 1/x.
 Tensor log(const Tensor& x) {
+  MMG_PROFILE_OP("log");
   Tensor out = unary_float_forward("log", cuda::UnaryOp::log, x, [](auto v) { return std::log(v); });
   Tensor xd = x.detach();
   return record_op("log", out, {x}, [xd](const Tensor& g) -> Grads { return {div(g, xd)}; });
@@ -41,6 +45,7 @@ Tensor log(const Tensor& x) {
 
 // y = √x;  ∂y/∂x = 1/(2√x) = 1/(2y).
 Tensor sqrt(const Tensor& x) {
+  MMG_PROFILE_OP("sqrt");
   Tensor out = unary_float_forward("sqrt", cuda::UnaryOp::sqrt, x, [](auto v) { return std::sqrt(v); });
   Tensor y = out.detach();
   return record_op("sqrt", out, {x}, [y](const Tensor& g) -> Grads { return {div(g, y * 2.0)}; });
@@ -48,6 +53,7 @@ Tensor sqrt(const Tensor& x) {
 
 // y = 1/√x;  ∂y/∂x = -½·x^(-3/2) = -½·y³.
 Tensor rsqrt(const Tensor& x) {
+  MMG_PROFILE_OP("rsqrt");
   Tensor out = unary_float_forward("rsqrt", cuda::UnaryOp::rsqrt, x, [](auto v) { return decltype(v)(1) / std::sqrt(v); });
   Tensor y = out.detach();
   return record_op("rsqrt", out, {x}, [y](const Tensor& g) -> Grads { return {mul(g, y * y * y * -0.5)}; });
@@ -61,6 +67,7 @@ static Tensor sign_of(const Tensor& x, DType dt) {
 
 // |x|;  ∂|x|/∂x = sign(x), which is 0 at x = 0. Integers work too (no gradient).
 Tensor abs(const Tensor& x) {
+  MMG_PROFILE_OP("abs");
   Tensor out = unary_numeric_forward("abs", cuda::UnaryOp::abs, x, [](auto v) {
     using T = decltype(v);
     if constexpr (std::is_floating_point_v<T>) return std::abs(v);  // |−0| = +0
@@ -73,6 +80,7 @@ Tensor abs(const Tensor& x) {
 
 // y = tanh x;  ∂y/∂x = 1 − y².
 Tensor tanh(const Tensor& x) {
+  MMG_PROFILE_OP("tanh");
   Tensor out = unary_float_forward("tanh", cuda::UnaryOp::tanh, x, [](auto v) { return std::tanh(v); });
   Tensor y = out.detach();
   return record_op("tanh", out, {x}, [y](const Tensor& g) -> Grads { return {mul(g, 1.0 - y * y)}; });
@@ -81,6 +89,7 @@ Tensor tanh(const Tensor& x) {
 // y = σ(x) = 1/(1 + e^(−x));  ∂y/∂x = y(1 − y).
 // For x < 0 the same value is e^x/(1 + e^x), which never overflows e^(−x).
 Tensor sigmoid(const Tensor& x) {
+  MMG_PROFILE_OP("sigmoid");
   Tensor out = unary_float_forward("sigmoid", cuda::UnaryOp::sigmoid, x, [](auto v) {
     using T = decltype(v);
     if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
@@ -94,6 +103,7 @@ Tensor sigmoid(const Tensor& x) {
 // relu(x) = max(x, 0);  ∂/∂x = [x > 0] (0 at the kink x = 0). NaN passes through, as in
 // PyTorch. Integers work too (no gradient).
 Tensor relu(const Tensor& x) {
+  MMG_PROFILE_OP("relu");
   Tensor out = unary_numeric_forward("relu", cuda::UnaryOp::relu, x, [](auto v) {
     using T = decltype(v);
     if constexpr (std::is_floating_point_v<T>) return (v > T(0) || std::isnan(v)) ? v : T(0);
@@ -112,6 +122,7 @@ Tensor relu(const Tensor& x) {
 // Both directions are one fused kernel (kernels/gelu.h): the backward, written with other
 // ops, made a dozen passes over the MLP's widest activation.
 Tensor gelu(const Tensor& x, GeluApprox approx) {
+  MMG_PROFILE_OP("gelu");
   MMG_CHECK(x.defined(), "gelu: undefined tensor argument");
   MMG_CHECK(is_floating(x.dtype()), "gelu: needs a floating dtype, got {} {}", dtype_name(x.dtype()),
             shape_str(x.shape()));
@@ -155,6 +166,7 @@ Tensor gelu(const Tensor& x, GeluApprox approx) {
 // y = min(max(x, lo), hi) with either bound optional;  ∂y/∂x = [lo ≤ x ≤ hi] (PyTorch's
 // choice at the ends). NaN passes through. Integer x keeps its dtype and needs integral bounds.
 Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max) {
+  MMG_PROFILE_OP("clamp");
   MMG_CHECK(x.defined(), "clamp: undefined tensor argument");
   MMG_CHECK(min || max, "clamp: {} {}: at least one of min and max must be given", dtype_name(x.dtype()),
             shape_str(x.shape()));

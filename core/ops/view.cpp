@@ -6,6 +6,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "core/profile.h"
 
 namespace mmg {
 
@@ -71,6 +72,7 @@ static std::optional<Shape> view_strides(const Shape& shape, const Shape& stride
 }
 
 Tensor view(const Tensor& x, const Shape& shape) {
+  MMG_PROFILE_OP("view");
   Shape s = infer_shape(shape, x.numel(), "view", x.shape());
   auto strides = view_strides(x.shape(), x.strides(), s);
   MMG_CHECK(strides.has_value(),
@@ -82,12 +84,14 @@ Tensor view(const Tensor& x, const Shape& shape) {
 }
 
 Tensor reshape(const Tensor& x, const Shape& shape) {
+  MMG_PROFILE_OP("reshape");
   Shape s = infer_shape(shape, x.numel(), "reshape", x.shape());
   if (view_strides(x.shape(), x.strides(), s)) return view(x, s);
   return view(x.contiguous(), s);
 }
 
 Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
+  MMG_PROFILE_OP("flatten");
   if (x.dim() == 0) return reshape(x, {1});
   int64_t s = wrap_dim(start_dim, x.dim(), "flatten", x.shape());
   int64_t e = wrap_dim(end_dim, x.dim(), "flatten", x.shape());
@@ -101,6 +105,7 @@ Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
 }
 
 Tensor permute(const Tensor& x, const Shape& dims) {
+  MMG_PROFILE_OP("permute");
   int64_t n = x.dim();
   MMG_CHECK(static_cast<int64_t>(dims.size()) == n, "permute: {} dims given for a {}-d tensor {}", dims.size(), n,
             shape_str(x.shape()));
@@ -119,6 +124,7 @@ Tensor permute(const Tensor& x, const Shape& dims) {
 }
 
 Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1) {
+  MMG_PROFILE_OP("transpose");
   int64_t n = x.dim();
   Shape perm(n);
   std::iota(perm.begin(), perm.end(), 0);
@@ -127,6 +133,7 @@ Tensor transpose(const Tensor& x, int64_t dim0, int64_t dim1) {
 }
 
 Tensor unsqueeze(const Tensor& x, int64_t dim) {
+  MMG_PROFILE_OP("unsqueeze");
   int64_t d = wrap_dim(dim, x.dim() + 1, "unsqueeze", x.shape());
   Shape shape = x.shape(), strides = x.strides();
   int64_t st = d < x.dim() ? shape[d] * strides[d] : 1;
@@ -147,6 +154,7 @@ static Tensor squeeze_dims(const Tensor& x, const std::vector<bool>& drop, const
 }
 
 Tensor squeeze(const Tensor& x, int64_t dim) {
+  MMG_PROFILE_OP("squeeze");
   if (x.dim() == 0) return x;
   int64_t d = wrap_dim(dim, x.dim(), "squeeze", x.shape());
   std::vector<bool> drop(x.dim(), false);
@@ -155,12 +163,14 @@ Tensor squeeze(const Tensor& x, int64_t dim) {
 }
 
 Tensor squeeze(const Tensor& x) {
+  MMG_PROFILE_OP("squeeze");
   std::vector<bool> drop(x.dim());
   for (int64_t i = 0; i < x.dim(); ++i) drop[i] = x.shape()[i] == 1;
   return squeeze_dims(x, drop, "squeeze");
 }
 
 Tensor expand(const Tensor& x, const Shape& shape) {
+  MMG_PROFILE_OP("expand");
   int64_t n = static_cast<int64_t>(shape.size()), lead = n - x.dim();
   MMG_CHECK(lead >= 0, "expand: cannot expand {} to fewer dims {}", shape_str(x.shape()), shape_str(shape));
   Shape out(n), strides(n);
@@ -193,6 +203,7 @@ static Tensor slice_backward(const Tensor& g, const Shape& in_shape, int64_t dim
 }
 
 Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
+  MMG_PROFILE_OP("slice");
   MMG_CHECK(x.dim() > 0, "slice: cannot slice a 0-d tensor");
   int64_t d = wrap_dim(dim, x.dim(), "slice", x.shape());
   MMG_CHECK(step > 0, "slice: step must be positive, got {}", step);
@@ -213,6 +224,7 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
 }
 
 Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
+  MMG_PROFILE_OP("narrow");
   MMG_CHECK(x.dim() > 0, "narrow: cannot narrow a 0-d tensor");
   int64_t d = wrap_dim(dim, x.dim(), "narrow", x.shape());
   int64_t size = x.shape()[d];
@@ -223,6 +235,7 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
 }
 
 Tensor select(const Tensor& x, int64_t dim, int64_t index) {
+  MMG_PROFILE_OP("select");
   MMG_CHECK(x.dim() > 0, "select: cannot select from a 0-d tensor");
   int64_t d = wrap_dim(dim, x.dim(), "select", x.shape());
   int64_t size = x.shape()[d];

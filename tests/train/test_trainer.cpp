@@ -468,3 +468,32 @@ TEST_CASE("evaluate_vlm: a captioning model reports BLEU-4, every reported value
   CHECK(r.metrics["gallery_size"].get<int64_t>() == 12);
   CHECK(r.metrics.contains("vqa_accuracy_count"));
 }
+
+TEST_CASE("Trainer: with profile, profile.md says where the steps' time went and the losses are unchanged") {
+  const TrainConfig config = tiny_config(3);
+  Dataset data = load_dataset(config.data);
+  Trainer plain(config, data, {.out = temp_dir("unprofiled"), .verbose = false});
+  plain.train();
+  CHECK(plain.profile_report().empty());
+
+  const std::string dir = temp_dir("profiled");
+  Trainer profiled(config, data, {.out = dir, .verbose = false, .profile = true});
+  CHECK(profiled.train() == 3);
+  CHECK(losses_of(profiled.history()) == losses_of(plain.history()));
+  CHECK_FALSE(profile::active());  // stopped at the end of train()
+  std::ifstream in(dir + "/profile.md");
+  const std::string md((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(md == profiled.profile_report());
+  CHECK(md.find("# Op profile of " + config.name + " (steps 1 to 3, cpu)") == 0);
+  CHECK(md.find("3 steps in") != std::string::npos);
+  CHECK(md.find("| phase | op | calls |") != std::string::npos);
+  std::map<std::pair<std::string, std::string>, int64_t> calls;  // the rows, top 25 or not
+  for (const profile::Entry& e : profile::entries()) calls[{e.phase, e.name}] = e.calls;
+  CHECK(calls[{"forward", "linear"}] > 0);
+  CHECK(calls[{"backward", "linear"}] > 0);  // at most one per forward call: a Node no gradient reaches is not run
+  CHECK(calls[{"backward", "linear"}] <= calls[{"forward", "linear"}]);
+  CHECK(calls[{"optimizer", "adamw"}] == 3);
+  CHECK(calls[{"optimizer", "zero_grad"}] == 3);
+  CHECK(calls[{"optimizer", "clip_grad_norm"}] == 3);
+  CHECK(calls[{"data", "wait for the loader"}] == 3);
+}
