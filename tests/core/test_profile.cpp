@@ -43,7 +43,7 @@ TEST_CASE("profile: nothing is recorded unless started, and stop keeps what was 
   CHECK_FALSE(rows.contains({"forward", "add"}));
 }
 
-TEST_CASE("profile: an op built from other ops is one row; backward has one row per Node run") {
+TEST_CASE("profile: an op built from other ops is one row, and backward has one row per Node run") {
   Tensor a = random({6, 7}, 3).requires_grad_(), b = random({6, 7}, 4).requires_grad_();
   profile::start();
   Tensor v = var(a.detach(), {1});  // var = mean of squared deviations: composed of other ops
@@ -75,7 +75,7 @@ TEST_CASE("profile: an op built from other ops is one row; backward has one row 
   CHECK(a.grad().defined());  // profiling changes no result
 }
 
-TEST_CASE("profile: phases label the rows and nest; other threads are not counted") {
+TEST_CASE("profile: phases label the rows and nest, and other threads are not counted") {
   profile::start();
   {
     profile::PhaseScope outer("optimizer");
