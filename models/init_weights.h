@@ -10,8 +10,10 @@
 
 namespace mmg::models {
 
+inline constexpr double kTransformerInitStd = 0.02;
+
 // Re-initialises every Linear and Embedding in the sub-tree of `m`, drawing in the order of
 // named_modules() from `gen` (the global generator when null), so a seed gives one model.
-void init_transformer_weights(nn::Module& m, Generator* gen = nullptr, double std = 0.02);
+void init_transformer_weights(nn::Module& m, Generator* gen = nullptr, double std = kTransformerInitStd);
 
 }  // namespace mmg::models

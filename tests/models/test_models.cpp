@@ -647,8 +647,10 @@ TEST_CASE("configs: every field of every config differs from its default and sur
   CrossAttentionFusionConfig f;
   f.dim = 12, f.image_dim = 24, f.depth = 1, f.heads = 3, f.mlp_ratio = 2.0, f.dropout = 0.1, f.attn_dropout = 0.2;
   f.eps = 1e-5, f.pool = "mean", f.image_pos = true, f.gated_mlp = true, f.text_pos = true;
+  f.qk_init_std = 0.125;
   check_json(f, "CrossAttentionFusionConfig",
-             "dim, image_dim, depth, heads, mlp_ratio, gated_mlp, dropout, attn_dropout, eps, pool, image_pos, text_pos");
+             "dim, image_dim, depth, heads, mlp_ratio, gated_mlp, dropout, attn_dropout, eps, pool, image_pos, text_pos, "
+             "qk_init_std");
 
   PooledFusionConfig p{.mode = "mul", .dim = 6};
   check_json(p, "PooledFusionConfig", "mode, dim");
@@ -1016,6 +1018,41 @@ TEST_CASE("CrossAttentionFusion with text_pos: the layers read the text tokens p
   FusionModelConfig c = FusionModelConfig::preset("albef-micro");
   c.fusion.text_pos = true;
   CHECK(FusionModelConfig::from_json(c.to_json()).fusion.text_pos);
+}
+
+TEST_CASE("CrossAttentionFusion qk_init_std: the same draws, the query and key projections scaled, the rest unchanged") {
+  CrossAttentionFusionConfig cfg{.dim = 16, .image_dim = 12, .depth = 2, .heads = 2};
+  Generator gen_plain(31), gen_scaled(31);
+  CrossAttentionFusion plain(cfg, &gen_plain);
+  cfg.qk_init_std = 0.25;
+  CrossAttentionFusion scaled(cfg, &gen_scaled);
+  CHECK(gen_plain.offset() == gen_scaled.offset());  // nothing drawn beyond the plain model's draws
+  const auto a = plain.named_parameters(), b = scaled.named_parameters();
+  REQUIRE(a.size() == b.size());
+  int scaled_count = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const std::string& name = a[i].first;
+    CAPTURE(name);
+    REQUIRE(name == b[i].first);
+    const bool qk = name.find("q_proj.weight") != std::string::npos || name.find("k_proj.weight") != std::string::npos;
+    if (qk) {
+      ++scaled_count;
+      CHECK(allclose(b[i].second, a[i].second * 12.5, 1e-6, 0));  // 0.25 / 0.02
+      // The spread the option asks for: a draw of 16 × 16 (or 16 × 12) at std 0.25, cut at ±2 std.
+      const double sd = std::sqrt(mean(b[i].second * b[i].second).item());
+      CHECK(sd > 0.25 * 0.7);
+      CHECK(sd < 0.25 * 1.2);
+    } else {
+      CHECK(same_values(b[i].second, a[i].second));
+    }
+  }
+  CHECK(scaled_count == 2 * 2 * 2);  // 2 layers × (self, cross) × (q, k)
+  cfg.qk_init_std = -0.1;
+  CHECK_THROWS_WITH_AS(CrossAttentionFusion{cfg}, doctest::Contains("qk_init_std must be >= 0"), Error);
+  // Through a model config's JSON.
+  FusionModelConfig c = FusionModelConfig::preset("albef-micro");
+  c.fusion.qk_init_std = 0.125;
+  CHECK(FusionModelConfig::from_json(c.to_json()).fusion.qk_init_std == 0.125);
 }
 
 TEST_CASE("gradcheck (f64) of a micro cross-attention fusion over both token inputs and its parameters") {
