@@ -240,8 +240,10 @@ void CrossAttentionFusionConfig::validate() const {
   MMG_CHECK(attn_dropout >= 0 && attn_dropout < 1, "CrossAttentionFusionConfig: attn_dropout must be in [0, 1), got {}",
             attn_dropout);
   MMG_CHECK(eps > 0, "CrossAttentionFusionConfig: eps must be positive, got {}", eps);
+  MMG_CHECK(init_std >= 0 && std::isfinite(init_std),
+            "CrossAttentionFusionConfig: init_std must be >= 0 (0: the shared 0.02), got {}", init_std);
   MMG_CHECK(qk_init_std >= 0 && std::isfinite(qk_init_std),
-            "CrossAttentionFusionConfig: qk_init_std must be >= 0 (0: the shared 0.02), got {}", qk_init_std);
+            "CrossAttentionFusionConfig: qk_init_std must be >= 0 (0: init_std), got {}", qk_init_std);
   check_choice("CrossAttentionFusionConfig", "pool", pool, {"cls", "mean"});
 }
 
@@ -259,10 +261,11 @@ CrossAttentionFusion::CrossAttentionFusion(const CrossAttentionFusionConfig& cfg
   layers = register_module("layers", std::make_shared<nn::ModuleList<nn::CrossAttentionLayer>>());
   for (int64_t i = 0; i < config.depth; ++i) layers->push_back(std::make_shared<nn::CrossAttentionLayer>(o, false, gen));
   ln_f = register_module("ln_f", std::make_shared<nn::LayerNorm>(config.dim, config.eps));
-  init_transformer_weights(*this, gen);
+  const double base_std = config.init_std > 0 ? config.init_std : kTransformerInitStd;
+  init_transformer_weights(*this, gen, base_std);
   if (config.qk_init_std > 0) {
     NoGradGuard no_grad;
-    const double scale = config.qk_init_std / kTransformerInitStd;
+    const double scale = config.qk_init_std / base_std;
     for (size_t i = 0; i < layers->size(); ++i)
       for (nn::MultiHeadAttention* attn : {(*layers)[i].self_attn.get(), (*layers)[i].cross_attn.get()})
         for (nn::Linear* proj : {attn->q_proj.get(), attn->k_proj.get()}) proj->weight.copy_(proj->weight * scale);

@@ -206,12 +206,14 @@ struct CrossAttentionFusionConfig {
   // positions (nn::sinusoidal_1d): after the text encoder's layers which word came first is faint,
   // and "is A left of B?" needs it (A is the one to compare, B the reference).
   bool text_pos = false;
-  // The initial scale of the query and key projections (self- and cross-attention), 0 for the
-  // 0.02 every other weight gets. At 0.02 and width 64 a head's attention logits start with a
-  // std of about 0.03: every word looks at every patch alike, and the gradient of W_q is
-  // proportional to W_k and back — a bilinear saddle whose escape time varies with the draw.
-  // At 1/sqrt(dim) the logits start at unit scale. The same draws, scaled (the other weights are
-  // unchanged, so a seed gives the same model otherwise).
+  // The initial std of the fusion's Linear weights (0: the 0.02 of every other transformer here),
+  // and of its query and key projections alone (self- and cross-attention; 0: init_std). At 0.02
+  // and width 64 a head's attention logits start with a std of about 0.03 — every word looks at
+  // every patch alike, and the gradient of W_q is proportional to W_k and back: a bilinear saddle
+  // whose escape time varies with the draw (the value path W_o·W_v is another). At 1/sqrt(dim)
+  // the logits start at unit scale. Either way the same draws, scaled: a seed gives the same
+  // model otherwise.
+  double init_std = 0.0;
   double qk_init_std = 0.0;
 
   // Every field, once: to_json and from_json both walk this list (models/config.h).
@@ -221,7 +223,7 @@ struct CrossAttentionFusionConfig {
     f("depth", c.depth), f("heads", c.heads), f("mlp_ratio", c.mlp_ratio), f("gated_mlp", c.gated_mlp);
     f("dropout", c.dropout), f("attn_dropout", c.attn_dropout);
     f("eps", c.eps), f("pool", c.pool), f("image_pos", c.image_pos), f("text_pos", c.text_pos);
-    f("qk_init_std", c.qk_init_std);
+    f("init_std", c.init_std), f("qk_init_std", c.qk_init_std);
   }
 
   void validate() const;

@@ -647,10 +647,10 @@ TEST_CASE("configs: every field of every config differs from its default and sur
   CrossAttentionFusionConfig f;
   f.dim = 12, f.image_dim = 24, f.depth = 1, f.heads = 3, f.mlp_ratio = 2.0, f.dropout = 0.1, f.attn_dropout = 0.2;
   f.eps = 1e-5, f.pool = "mean", f.image_pos = true, f.gated_mlp = true, f.text_pos = true;
-  f.qk_init_std = 0.125;
+  f.init_std = 0.05, f.qk_init_std = 0.125;
   check_json(f, "CrossAttentionFusionConfig",
              "dim, image_dim, depth, heads, mlp_ratio, gated_mlp, dropout, attn_dropout, eps, pool, image_pos, text_pos, "
-             "qk_init_std");
+             "init_std, qk_init_std");
 
   PooledFusionConfig p{.mode = "mul", .dim = 6};
   check_json(p, "PooledFusionConfig", "mode, dim");
@@ -1020,39 +1020,64 @@ TEST_CASE("CrossAttentionFusion with text_pos: the layers read the text tokens p
   CHECK(FusionModelConfig::from_json(c.to_json()).fusion.text_pos);
 }
 
-TEST_CASE("CrossAttentionFusion qk_init_std: the same draws, the query and key projections scaled, the rest unchanged") {
-  CrossAttentionFusionConfig cfg{.dim = 16, .image_dim = 12, .depth = 2, .heads = 2};
-  Generator gen_plain(31), gen_scaled(31);
-  CrossAttentionFusion plain(cfg, &gen_plain);
-  cfg.qk_init_std = 0.25;
-  CrossAttentionFusion scaled(cfg, &gen_scaled);
-  CHECK(gen_plain.offset() == gen_scaled.offset());  // nothing drawn beyond the plain model's draws
+// The weights of `scaled` against those of `plain` (the same seed): the query and key projections
+// `qk` times, every other Linear weight `rest` times, everything else equal. Returns how many
+// q/k weights it saw.
+int check_scaled_init(const CrossAttentionFusion& plain, const CrossAttentionFusion& scaled, double qk, double rest) {
   const auto a = plain.named_parameters(), b = scaled.named_parameters();
   REQUIRE(a.size() == b.size());
-  int scaled_count = 0;
+  int qk_count = 0;
   for (size_t i = 0; i < a.size(); ++i) {
     const std::string& name = a[i].first;
     CAPTURE(name);
     REQUIRE(name == b[i].first);
-    const bool qk = name.find("q_proj.weight") != std::string::npos || name.find("k_proj.weight") != std::string::npos;
-    if (qk) {
-      ++scaled_count;
-      CHECK(allclose(b[i].second, a[i].second * 12.5, 1e-6, 0));  // 0.25 / 0.02
-      // The spread the option asks for: a draw of 16 × 16 (or 16 × 12) at std 0.25, cut at ±2 std.
-      const double sd = std::sqrt(mean(b[i].second * b[i].second).item());
-      CHECK(sd > 0.25 * 0.7);
-      CHECK(sd < 0.25 * 1.2);
-    } else {
-      CHECK(same_values(b[i].second, a[i].second));
-    }
+    const bool is_qk = name.find("q_proj.weight") != std::string::npos || name.find("k_proj.weight") != std::string::npos;
+    const bool is_weight = a[i].second.dim() == 2;  // Linear weights; biases and LayerNorms are 1-D
+    qk_count += is_qk;
+    const double factor = is_qk ? qk : is_weight ? rest : 1.0;
+    CHECK(allclose(b[i].second, a[i].second * factor, 1e-6, 0));
   }
-  CHECK(scaled_count == 2 * 2 * 2);  // 2 layers × (self, cross) × (q, k)
-  cfg.qk_init_std = -0.1;
+  return qk_count;
+}
+
+TEST_CASE("CrossAttentionFusion init_std and qk_init_std: the same draws, scaled; the rest unchanged") {
+  CrossAttentionFusionConfig cfg{.dim = 16, .image_dim = 12, .depth = 2, .heads = 2};
+  Generator gen_plain(31);
+  CrossAttentionFusion plain(cfg, &gen_plain);
+  {  // q and k alone at 0.25: 12.5 times the draws of 0.02, nothing else changed, nothing more drawn
+    Generator gen(31);
+    cfg.qk_init_std = 0.25;
+    CrossAttentionFusion scaled(cfg, &gen);
+    CHECK(gen.offset() == gen_plain.offset());
+    CHECK(check_scaled_init(plain, scaled, 12.5, 1.0) == 2 * 2 * 2);  // 2 layers × (self, cross) × (q, k)
+    // The spread asked for: a draw at std 0.25 cut at ±2 std has a std of 0.88 × 0.25.
+    const Tensor& w = (*scaled.layers)[0].self_attn->q_proj->weight;
+    const double sd = std::sqrt(mean(w * w).item());
+    CHECK(sd > 0.25 * 0.7);
+    CHECK(sd < 0.25 * 1.1);
+  }
+  {  // every Linear weight at 0.1, q and k at 0.25
+    Generator gen(31);
+    cfg.init_std = 0.1;
+    CrossAttentionFusion scaled(cfg, &gen);
+    CHECK(check_scaled_init(plain, scaled, 12.5, 5.0) == 8);
+  }
+  {  // every Linear weight at 0.1, q and k with them
+    Generator gen(31);
+    cfg.qk_init_std = 0;
+    CrossAttentionFusion scaled(cfg, &gen);
+    CHECK(check_scaled_init(plain, scaled, 5.0, 5.0) == 8);
+  }
+  cfg.init_std = -0.1;
+  CHECK_THROWS_WITH_AS(CrossAttentionFusion{cfg}, doctest::Contains("init_std must be >= 0"), Error);
+  cfg.init_std = 0, cfg.qk_init_std = -0.1;
   CHECK_THROWS_WITH_AS(CrossAttentionFusion{cfg}, doctest::Contains("qk_init_std must be >= 0"), Error);
   // Through a model config's JSON.
   FusionModelConfig c = FusionModelConfig::preset("albef-micro");
-  c.fusion.qk_init_std = 0.125;
-  CHECK(FusionModelConfig::from_json(c.to_json()).fusion.qk_init_std == 0.125);
+  c.fusion.init_std = 0.125, c.fusion.qk_init_std = 0.25;
+  const FusionModelConfig back = FusionModelConfig::from_json(c.to_json());
+  CHECK(back.fusion.init_std == 0.125);
+  CHECK(back.fusion.qk_init_std == 0.25);
 }
 
 TEST_CASE("gradcheck (f64) of a micro cross-attention fusion over both token inputs and its parameters") {
