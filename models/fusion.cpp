@@ -259,7 +259,7 @@ CrossAttentionFusion::CrossAttentionFusion(const CrossAttentionFusionConfig& cfg
                            .dropout = config.dropout, .attn_dropout = config.attn_dropout,
                            .gated_mlp = config.gated_mlp, .eps = config.eps, .memory_dim = config.image_dim};
   layers = register_module("layers", std::make_shared<nn::ModuleList<nn::CrossAttentionLayer>>());
-  for (int64_t i = 0; i < config.depth; ++i) layers->push_back(std::make_shared<nn::CrossAttentionLayer>(o, false, gen));
+  for (int64_t i = 0; i < config.depth; ++i) layers->push_back(std::make_shared<nn::CrossAttentionLayer>(o, config.causal, gen));
   ln_f = register_module("ln_f", std::make_shared<nn::LayerNorm>(config.dim, config.eps));
   const double base_std = config.init_std > 0 ? config.init_std : kTransformerInitStd;
   init_transformer_weights(*this, gen, base_std);

@@ -206,6 +206,12 @@ struct CrossAttentionFusionConfig {
   // positions (nn::sinusoidal_1d): after the text encoder's layers which word came first is faint,
   // and "is A left of B?" needs it (A is the one to compare, B the reference).
   bool text_pos = false;
+  // With causal, the fusion's self-attention lets each word see only itself and the words before
+  // it (the text encoder below stays bidirectional, so every token already knows its sentence).
+  // "Is A left of B?" compares two grounded objects, and which is the subject depends on order:
+  // under bidirectional attention A and B read each other alike and their comparisons cancel in
+  // a mean; under causal attention B reads A (and the relation word) and A cannot read B.
+  bool causal = false;
   // The initial std of the fusion's Linear weights (0: the 0.02 of every other transformer here),
   // and of its query and key projections alone (self- and cross-attention; 0: init_std). At 0.02
   // and width 64 a head's attention logits start with a std of about 0.03 — every word looks at
@@ -223,6 +229,7 @@ struct CrossAttentionFusionConfig {
     f("depth", c.depth), f("heads", c.heads), f("mlp_ratio", c.mlp_ratio), f("gated_mlp", c.gated_mlp);
     f("dropout", c.dropout), f("attn_dropout", c.attn_dropout);
     f("eps", c.eps), f("pool", c.pool), f("image_pos", c.image_pos), f("text_pos", c.text_pos);
+    f("causal", c.causal);
     f("init_std", c.init_std), f("qk_init_std", c.qk_init_std);
   }
 

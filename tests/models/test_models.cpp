@@ -647,10 +647,10 @@ TEST_CASE("configs: every field of every config differs from its default and sur
   CrossAttentionFusionConfig f;
   f.dim = 12, f.image_dim = 24, f.depth = 1, f.heads = 3, f.mlp_ratio = 2.0, f.dropout = 0.1, f.attn_dropout = 0.2;
   f.eps = 1e-5, f.pool = "mean", f.image_pos = true, f.gated_mlp = true, f.text_pos = true;
-  f.init_std = 0.05, f.qk_init_std = 0.125;
+  f.causal = true, f.init_std = 0.05, f.qk_init_std = 0.125;
   check_json(f, "CrossAttentionFusionConfig",
              "dim, image_dim, depth, heads, mlp_ratio, gated_mlp, dropout, attn_dropout, eps, pool, image_pos, text_pos, "
-             "init_std, qk_init_std");
+             "causal, init_std, qk_init_std");
 
   PooledFusionConfig p{.mode = "mul", .dim = 6};
   check_json(p, "PooledFusionConfig", "mode, dim");
@@ -1018,6 +1018,45 @@ TEST_CASE("CrossAttentionFusion with text_pos: the layers read the text tokens p
   FusionModelConfig c = FusionModelConfig::preset("albef-micro");
   c.fusion.text_pos = true;
   CHECK(FusionModelConfig::from_json(c.to_json()).fusion.text_pos);
+}
+
+TEST_CASE("CrossAttentionFusion causal: a word's fused token depends on the words before it, never on those after") {
+  Generator gen(41);
+  CrossAttentionFusionConfig cfg{.dim = 16, .image_dim = 12, .depth = 2, .heads = 2};
+  CrossAttentionFusion plain(cfg, &gen);
+  cfg.causal = true;
+  CrossAttentionFusion causal(cfg);
+  causal.load_state_dict(plain.state_dict());  // the same weights: the flag adds no parameter
+  CHECK(causal.num_parameters() == plain.num_parameters());
+  Tensor text = randn({2, 6, 16}, {}, &gen), image = randn({2, 5, 12}, {}, &gen);
+  Tensor mask = make_mask({{1, 1, 1, 1, 0, 0}, {1, 1, 1, 1, 1, 1}});
+  // Change word 3 of each text: words 0-2 keep their fused tokens under causal, not without it.
+  Tensor changed = text.clone();
+  changed.slice(1, 3, 4).copy_(randn({2, 1, 16}, {}, &gen));
+  const Tensor before = causal.forward(text, mask, image).tokens, after = causal.forward(changed, mask, image).tokens;
+  CHECK(same_values(before.slice(1, 0, 3), after.slice(1, 0, 3)));
+  CHECK(!allclose(before.slice(1, 3, 4), after.slice(1, 3, 4), 1e-3, 1e-3));
+  CHECK(!allclose(plain.forward(text, mask, image).tokens.slice(1, 0, 3),
+                  plain.forward(changed, mask, image).tokens.slice(1, 0, 3), 1e-3, 1e-3));
+  // Word 0 reads only itself: the same as a fusion run on word 0 alone.
+  const Tensor alone = causal.forward(text.slice(1, 0, 1).contiguous(), mask.slice(1, 0, 1).contiguous(), image).tokens;
+  CHECK(allclose(before.slice(1, 0, 1), alone, 1e-5, 1e-6));
+  // Gradients, in f64.
+  manual_seed(43);
+  CrossAttentionFusion f({.dim = 8, .image_dim = 6, .depth = 2, .heads = 2, .mlp_ratio = 2.0, .causal = true});
+  std::vector<Tensor> inputs = f64_inputs_and_parameters({randn({2, 4, 8}), randn({2, 3, 6})}, f);
+  Tensor m2 = make_mask({{1, 1, 1, 0}, {1, 1, 1, 1}});
+  auto fn = [&](const std::vector<Tensor>& a) {
+    bind_parameters(f, a, 2);
+    return f.forward(a[0], m2, a[1]).tokens;
+  };
+  GradcheckResult r = gradcheck(fn, inputs);
+  INFO(r.message);
+  CHECK(r.ok);
+  // Through a model config's JSON.
+  FusionModelConfig c = FusionModelConfig::preset("albef-micro");
+  c.fusion.causal = true;
+  CHECK(FusionModelConfig::from_json(c.to_json()).fusion.causal);
 }
 
 // The weights of `scaled` against those of `plain` (the same seed): the query and key projections
