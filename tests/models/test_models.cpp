@@ -1079,7 +1079,7 @@ int check_scaled_init(const CrossAttentionFusion& plain, const CrossAttentionFus
   return qk_count;
 }
 
-TEST_CASE("CrossAttentionFusion init_std and qk_init_std: the same draws, scaled; the rest unchanged") {
+TEST_CASE("CrossAttentionFusion init_std and qk_init_std: the same draws, scaled, and the rest unchanged") {
   CrossAttentionFusionConfig cfg{.dim = 16, .image_dim = 12, .depth = 2, .heads = 2};
   Generator gen_plain(31);
   CrossAttentionFusion plain(cfg, &gen_plain);
