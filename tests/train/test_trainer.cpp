@@ -70,14 +70,21 @@ TEST_CASE("demo preset: all four losses, then matching at weight 2, then contras
   CHECK_FALSE(last.enabled("itm"));
   CHECK_FALSE(last.enabled("mlm"));
   CHECK(c.objectives_at(c.phases[1].until).weights == last.weights);
-  // The fusion of the demo (and of demo-quick, its short test): 8 heads, GEGLU blocks.
+  // The fusion of the demo (and of demo-quick, its short test): 8 heads, GEGLU blocks, causal
+  // self-attention, weights drawn at 1/sqrt(64).
   for (const std::string name : {"demo", "demo-quick"}) {
     CAPTURE(name);
     const auto& fusion = TrainConfig::preset(name).model.fusion.fusion;
     CHECK(fusion.heads == 8);
     CHECK(fusion.gated_mlp);
+    CHECK(fusion.causal);
+    CHECK(fusion.init_std == 0.125);
+    CHECK(fusion.qk_init_std == 0);
   }
-  CHECK_FALSE(TrainConfig::preset("scenes-full").model.fusion.fusion.gated_mlp);
+  const auto& full = TrainConfig::preset("scenes-full").model.fusion.fusion;
+  CHECK_FALSE(full.gated_mlp);
+  CHECK_FALSE(full.causal);
+  CHECK(full.init_std == 0);
 }
 
 TEST_CASE("loss_series: running means of the total and of each loss over its own steps, broken at gaps") {
