@@ -1,8 +1,14 @@
 // e^x in plain float arithmetic, so that a loop of them vectorises.
 //
 // std::exp is a call into libm per element, and a loop that calls it stays scalar. Softmax
-// rows need e^(s − max) for every score; written as below, `#pragma omp simd` turns a row of
-// them into a few instructions per 16 values.
+// rows need e^(s − max) for every score; written as below, `#pragma omp simd` can turn a row
+// of them into a few instructions per 8 or 16 values. GCC 12 does so only with
+// -fno-trapping-math: by default it must assume the range checks' float compares may trap,
+// cannot turn them into selects, and keeps the loop scalar ("control flow in loop" in
+// -fopt-info-vec-missed; seen on an AVX2 machine for softmax, attention and the losses).
+// The build does not set the flag: with it those loops vectorised, but the demo's training
+// step did not get faster (2026-12-07, 2 AVX2 cores: 274 ms without, 286 ms with, within
+// run-to-run noise); the scalar exponentials are a small part of it.
 //
 // Why not Eigen's array .exp() (gelu.cpp uses it): it is the same Cephes method, but for
 // x = −∞ it returns a denormal (it clamps x to −88.7 and keeps max(result, x)), not 0, so a
