@@ -5,11 +5,14 @@
 //   gemm        GFLOP/s (2·M·N·K per product), and the ratio to a bare Eigen product
 //   softmax,    GB/s (bytes that must move: bench/bench_math.h), and the fraction of the
 //   layer_norm  measured memcpy bandwidth
-//   attention   GFLOP/s (4·B·H·Sq·Sk·D forward, 3.5× that forward + backward)
+//   attention   GFLOP/s (4·B·H·Sq·Sk·D forward, 3.5× that forward + backward); the op, then
+//               each of the kernel's two CPU paths on its own (kernels/attention.h), the
+//               query-lanes path as a fraction of the query-blocks path's rate
 // Numbers are for reading, never asserted: they depend on the machine.
 #include <Eigen/Dense>
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <vector>
@@ -17,6 +20,7 @@
 #include "bench/bench_math.h"
 #include "bench/benches.h"
 #include "core/mmgrad.h"
+#include "kernels/attention.h"
 #include "kernels/cpu/parallel.h"
 
 namespace mmg::bench {
@@ -116,6 +120,44 @@ static void bench_layer_norm(Report& report, bool quick, double bw) {
   }
 }
 
+// The kernel's two CPU paths on packed [B, H, S, D] buffers, each named outright: forward, and
+// forward + backward. The query-lanes row reports its rate as a fraction of the query-blocks one.
+static void bench_attention_paths(Report& report, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal,
+                                  const Row& like) {
+  using cpu::CpuAttentionPath;
+  std::vector<float> q(B * H * Sq * D), k(B * H * Sk * D), v(k.size()), dout(q.size());
+  for (auto* x : {&q, &k, &v, &dout})
+    for (size_t i = 0; i < x->size(); ++i) (*x)[i] = static_cast<float>((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  std::vector<float> out(q.size()), lse(B * H * Sq), dq(q.size()), dk(k.size()), dv(v.size());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  double blocks_rate[2] = {0, 0};
+  for (CpuAttentionPath path : {CpuAttentionPath::query_blocks, CpuAttentionPath::query_lanes}) {
+    const bool lanes = path == CpuAttentionPath::query_lanes;
+    auto forward = [&] {
+      cpu::attention_forward<float>(q.data(), k.data(), v.data(), nullptr, out.data(), lse.data(), B, H, Sq, Sk, D,
+                                    causal, scale, {}, path);
+    };
+    const double t = time_median(forward);
+    const double tb = time_median([&] {
+      forward();
+      cpu::attention_backward<float>(q.data(), k.data(), v.data(), nullptr, out.data(), dout.data(), lse.data(),
+                                     dq.data(), dk.data(), dv.data(), B, H, Sq, Sk, D, causal, scale, {}, path);
+    });
+    Row r = like;
+    r.label = like.label + (lanes ? ", kernel: query lanes" : ", kernel: query blocks");
+    const double flops[2] = {attention_flops(B, H, Sq, Sk, D, causal, Direction::fwd),
+                             attention_flops(B, H, Sq, Sk, D, causal, Direction::fwd_bwd)};
+    for (int dir = 0; dir < 2; ++dir) {
+      r.direction = dir == 0 ? Direction::fwd : Direction::fwd_bwd;
+      const double secs = dir == 0 ? t : tb;
+      Row row = timed(r, secs, flops[dir], "GFLOP/s", lanes ? blocks_rate[dir] : 0, lanes ? "query blocks" : "");
+      if (!lanes) blocks_rate[dir] = row.rate;
+      if (cpu::cpu_attention_path_for(Sk, D) == path) row.note = "the op's path at this size";
+      report.add(row);
+    }
+  }
+}
+
 static void bench_attention(Report& report, bool quick) {
   struct Att {
     int64_t b, h, sq, sk, d;
@@ -124,7 +166,11 @@ static void bench_attention(Report& report, bool quick) {
   };
   std::vector<Att> atts = quick ? std::vector<Att>{{2, 4, 65, 65, 32, false, "vit-tiny"}}
                                 : std::vector<Att>{{64, 4, 17, 17, 16, false, "demo vit self"},
+                                                   {64, 4, 28, 28, 16, false, "demo text self"},
+                                                   {128, 8, 28, 28, 8, true, "demo fusion self causal"},
+                                                   {128, 8, 28, 17, 8, false, "demo fusion cross, 2 captions"},
                                                    {192, 8, 15, 17, 8, false, "demo fusion cross"},
+                                                   {16, 8, 64, 64, 32, false, "64 tokens, heads of 32"},
                                                    {8, 12, 197, 197, 64, false, "vit-b/16 self"},
                                                    {8, 12, 64, 197, 64, false, "text->image cross"},
                                                    {8, 12, 77, 77, 64, true, "caption causal"}};
@@ -147,6 +193,7 @@ static void bench_attention(Report& report, bool quick) {
     both.direction = Direction::fwd_bwd;
     report.add(
         timed(both, tb, attention_flops(a.b, a.h, a.sq, a.sk, a.d, a.causal, Direction::fwd_bwd), "GFLOP/s", 0, ""));
+    bench_attention_paths(report, a.b, a.h, a.sq, a.sk, a.d, a.causal, like);
   }
 }
 

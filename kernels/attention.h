@@ -76,6 +76,18 @@ struct HeadRows {
   T* row(int64_t b, int64_t h, int64_t s) const { return data + b * b_stride + h * h_stride + s * s_stride; }
 };
 
+// The CPU kernels take one of two paths through the same math (both tested against one
+// reference, to the same tolerances):
+//   query_blocks  per (b, h) and block of 64 queries, Eigen products for Q Kᵀ, P V and the
+//                 backward's five (kernels/cpu/attention.cpp): long sequences, wide heads
+//   query_lanes   per (b, h) and group of 8 queries, one query per vector lane, so that the
+//                 softmax runs down the keys with whole vectors (kernels/cpu/attention_lanes.cpp):
+//                 short sequences and narrow heads, where an Eigen product costs more to set
+//                 up than to compute
+// by_size takes the one cpu_attention_path_for names; tests and benchmarks may name either.
+enum class CpuAttentionPath { by_size, query_blocks, query_lanes };
+CpuAttentionPath cpu_attention_path_for(int64_t Sk, int64_t D);
+
 // Packed [B, H, S, D].
 template <class T>
 HeadRows<T> packed_heads(T* data, int64_t H, int64_t S, int64_t D) {
@@ -88,7 +100,8 @@ HeadRows<T> packed_heads(T* data, int64_t H, int64_t S, int64_t D) {
 template <class T>
 void attention_forward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
                        HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                       bool causal, T scale, const AttentionDropout& drop = {});
+                       bool causal, T scale, const AttentionDropout& drop = {},
+                       CpuAttentionPath path = CpuAttentionPath::by_size);
 
 // Given dout = ∂L/∂O, writes dq, dk, dv. P is recomputed from q, k and the saved lse
 // (P_ij = exp(S_ij − lse_i)) rather than stored; then, flash-attention style,
@@ -100,25 +113,27 @@ template <class T>
 void attention_backward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
                         HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
                         HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                        bool causal, T scale, const AttentionDropout& drop = {});
+                        bool causal, T scale, const AttentionDropout& drop = {},
+                        CpuAttentionPath path = CpuAttentionPath::by_size);
 
 // The same on packed [B, H, S, D] buffers.
 template <class T>
 void attention_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out, T* lse, int64_t B,
                        int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale,
-                       const AttentionDropout& drop = {}) {
+                       const AttentionDropout& drop = {}, CpuAttentionPath path = CpuAttentionPath::by_size) {
   attention_forward<T>(packed_heads(q, H, Sq, D), packed_heads(k, H, Sk, D), packed_heads(v, H, Sk, D), key_mask,
-                       packed_heads(out, H, Sq, D), lse, B, H, Sq, Sk, D, causal, scale, drop);
+                       packed_heads(out, H, Sq, D), lse, B, H, Sq, Sk, D, causal, scale, drop, path);
 }
 
 template <class T>
 void attention_backward(const T* q, const T* k, const T* v, const uint8_t* key_mask, const T* out, const T* dout,
                         const T* lse, T* dq, T* dk, T* dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                        bool causal, T scale, const AttentionDropout& drop = {}) {
+                        bool causal, T scale, const AttentionDropout& drop = {},
+                        CpuAttentionPath path = CpuAttentionPath::by_size) {
   attention_backward<T>(packed_heads(q, H, Sq, D), packed_heads(k, H, Sk, D), packed_heads(v, H, Sk, D), key_mask,
                         packed_heads(out, H, Sq, D), packed_heads(dout, H, Sq, D), lse, packed_heads(dq, H, Sq, D),
                         packed_heads(dk, H, Sk, D), packed_heads(dv, H, Sk, D), B, H, Sq, Sk, D, causal, scale,
-                        drop);
+                        drop, path);
 }
 
 }  // namespace mmg::cpu

@@ -6,9 +6,10 @@
 // -fno-trapping-math: by default it must assume the range checks' float compares may trap,
 // cannot turn them into selects, and keeps the loop scalar ("control flow in loop" in
 // -fopt-info-vec-missed; seen on an AVX2 machine for softmax, attention and the losses).
-// The build does not set the flag: with it those loops vectorised, but the demo's training
-// step did not get faster (2026-12-07, 2 AVX2 cores: 274 ms without, 286 ms with, within
-// run-to-run noise); the scalar exponentials are a small part of it.
+// The build sets the flag for one file only, kernels/cpu/attention_lanes.cpp, whose
+// exponentials run over whole tiles of vectors; set for every CPU kernel, it vectorised those
+// loops too but the demo's training step did not get faster (2026-12-07, 2 AVX2 cores: 274 ms
+// without, 286 ms with, within run-to-run noise).
 //
 // Why not Eigen's array .exp() (gelu.cpp uses it): it is the same Cephes method, but for
 // x = −∞ it returns a denormal (it clamps x to −88.7 and keeps max(result, x)), not 0, so a

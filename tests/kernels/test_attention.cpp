@@ -1,7 +1,9 @@
 // Fused attention kernels against a naive double reference written from the definition
 // (scores, masked softmax, weighted sum; the backward by the plain chain rule), and the
 // double backward against central finite differences. Covers key-padding masks, causal
-// (top-left aligned), Sq != Sk both ways, fully masked rows and odd sizes.
+// (top-left aligned), Sq != Sk both ways, fully masked rows and odd sizes — on both CPU paths
+// (kernels/attention.h: query blocks and query lanes), each named outright, and on the one the
+// kernels pick by size.
 #include <doctest/doctest.h>
 
 #include <array>
@@ -17,7 +19,15 @@
 
 namespace {
 
+using mmg::cpu::CpuAttentionPath;
 using mmg::test::max_abs_diff;
+
+constexpr CpuAttentionPath kPaths[] = {CpuAttentionPath::query_blocks, CpuAttentionPath::query_lanes,
+                                       CpuAttentionPath::by_size};
+
+const char* path_name(CpuAttentionPath p) {
+  return p == CpuAttentionPath::query_blocks ? "query_blocks" : p == CpuAttentionPath::query_lanes ? "query_lanes" : "by_size";
+}
 
 const double kNegInf = -std::numeric_limits<double>::infinity();
 
@@ -144,7 +154,8 @@ struct Result {
 // Runs the kernels in T. Outputs are poisoned with NaN first, so a value the kernel
 // forgets to write shows up.
 template <class T>
-Result<T> run(const Cfg& c, const Inputs& in, bool backward = true) {
+Result<T> run(const Cfg& c, const Inputs& in, bool backward = true, CpuAttentionPath path = CpuAttentionPath::by_size,
+              const mmg::AttentionDropout& drop = {}) {
   auto cast = [](const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); };
   auto widen = [](const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); };
   const T nan = std::numeric_limits<T>::quiet_NaN();
@@ -153,11 +164,11 @@ Result<T> run(const Cfg& c, const Inputs& in, bool backward = true) {
   std::vector<T> dq(q.size(), nan), dk(k.size(), nan), dv(v.size(), nan);
   const uint8_t* mask = in.mask.empty() ? nullptr : in.mask.data();
   mmg::cpu::attention_forward<T>(q.data(), k.data(), v.data(), mask, out.data(), lse.data(), c.B,
-                                 c.H, c.Sq, c.Sk, c.D, c.causal, T(c.scale));
+                                 c.H, c.Sq, c.Sk, c.D, c.causal, T(c.scale), drop, path);
   if (backward) {
     mmg::cpu::attention_backward<T>(q.data(), k.data(), v.data(), mask, out.data(), dout.data(),
                                     lse.data(), dq.data(), dk.data(), dv.data(), c.B, c.H, c.Sq,
-                                    c.Sk, c.D, c.causal, T(c.scale));
+                                    c.Sk, c.D, c.causal, T(c.scale), drop, path);
   }
   return {widen(out), widen(lse), widen(dq), widen(dk), widen(dv)};
 }
@@ -187,6 +198,7 @@ const Cfg kCfgs[] = {
     {2, 2, 197, 197, 16, false, 1, 0.25},  // several query blocks, threads
     {1, 3, 197, 130, 8, true, 2, 0.35},
     {3, 1, 70, 1, 2, true, 1, 1.0},
+    {2, 2, 9, 20, 32, true, 1, 0.2},  // heads of 32: the lanes path's widest fixed size
 };
 
 }  // namespace
@@ -202,12 +214,15 @@ TEST_CASE("attention forward matches the naive reference") {
     CAPTURE(c.mask);
     Inputs in = make_inputs(c, static_cast<uint32_t>(c.Sq * 100 + c.Sk));
     Fwd ref = ref_forward(c, in);
-    auto d = run<double>(c, in, false);
-    CHECK(max_abs_diff(d.out, ref.out) < 1e-13);
-    CHECK(lse_diff(d.lse, ref.lse) < 1e-13);
-    auto f = run<float>(c, in, false);
-    CHECK(max_abs_diff(f.out, ref.out) < 2e-6);
-    CHECK(lse_diff(f.lse, ref.lse) < 2e-6);
+    for (CpuAttentionPath path : kPaths) {
+      CAPTURE(path_name(path));
+      auto d = run<double>(c, in, false, path);
+      CHECK(max_abs_diff(d.out, ref.out) < 1e-13);
+      CHECK(lse_diff(d.lse, ref.lse) < 1e-13);
+      auto f = run<float>(c, in, false, path);
+      CHECK(max_abs_diff(f.out, ref.out) < 2e-6);
+      CHECK(lse_diff(f.lse, ref.lse) < 2e-6);
+    }
   }
 }
 
@@ -222,14 +237,17 @@ TEST_CASE("attention backward matches the naive chain rule") {
     CAPTURE(c.mask);
     Inputs in = make_inputs(c, static_cast<uint32_t>(c.Sk * 100 + c.Sq));
     Grads ref = ref_backward(c, in);
-    auto d = run<double>(c, in);
-    CHECK(max_abs_diff(d.dq, ref.dq) < 1e-12);
-    CHECK(max_abs_diff(d.dk, ref.dk) < 1e-12);
-    CHECK(max_abs_diff(d.dv, ref.dv) < 1e-12);
-    auto f = run<float>(c, in);
-    CHECK(max_abs_diff(f.dq, ref.dq) < 1e-5);
-    CHECK(max_abs_diff(f.dk, ref.dk) < 1e-5);
-    CHECK(max_abs_diff(f.dv, ref.dv) < 1e-5);
+    for (CpuAttentionPath path : kPaths) {
+      CAPTURE(path_name(path));
+      auto d = run<double>(c, in, true, path);
+      CHECK(max_abs_diff(d.dq, ref.dq) < 1e-12);
+      CHECK(max_abs_diff(d.dk, ref.dk) < 1e-12);
+      CHECK(max_abs_diff(d.dv, ref.dv) < 1e-12);
+      auto f = run<float>(c, in, true, path);
+      CHECK(max_abs_diff(f.dq, ref.dq) < 1e-5);
+      CHECK(max_abs_diff(f.dk, ref.dk) < 1e-5);
+      CHECK(max_abs_diff(f.dv, ref.dv) < 1e-5);
+    }
   }
 }
 
@@ -242,33 +260,36 @@ TEST_CASE("attention backward matches finite differences (double)") {
   };
   const double h = 1e-6;
   for (const Cfg& c : cfgs) {
-    CAPTURE(c.Sq);
-    CAPTURE(c.Sk);
-    CAPTURE(c.causal);
-    CAPTURE(c.mask);
-    Inputs in = make_inputs(c, 42);
-    auto g = run<double>(c, in);  // dout = W, so these are the gradients of Σ W ⊙ O
-    auto loss = [&](const Inputs& x) {
-      auto out = run<double>(c, x, false).out;
-      double l = 0;
-      for (size_t i = 0; i < out.size(); ++i) l += in.dout[i] * out[i];
-      return l;
-    };
-    auto check_grad = [&](std::vector<double> Inputs::*field, const std::vector<double>& analytic) {
-      Inputs x = in;
-      for (size_t i = 0; i < analytic.size(); ++i) {
-        double saved = (x.*field)[i];
-        (x.*field)[i] = saved + h;
-        double lp = loss(x);
-        (x.*field)[i] = saved - h;
-        double lm = loss(x);
-        (x.*field)[i] = saved;
-        CHECK(analytic[i] == doctest::Approx((lp - lm) / (2 * h)).epsilon(1e-6).scale(1.0));
-      }
-    };
-    check_grad(&Inputs::q, g.dq);
-    check_grad(&Inputs::k, g.dk);
-    check_grad(&Inputs::v, g.dv);
+    for (CpuAttentionPath path : {CpuAttentionPath::query_blocks, CpuAttentionPath::query_lanes}) {
+      CAPTURE(path_name(path));
+      CAPTURE(c.Sq);
+      CAPTURE(c.Sk);
+      CAPTURE(c.causal);
+      CAPTURE(c.mask);
+      Inputs in = make_inputs(c, 42);
+      auto g = run<double>(c, in, true, path);  // dout = W, so these are the gradients of Σ W ⊙ O
+      auto loss = [&](const Inputs& x) {
+        auto out = run<double>(c, x, false, path).out;
+        double l = 0;
+        for (size_t i = 0; i < out.size(); ++i) l += in.dout[i] * out[i];
+        return l;
+      };
+      auto check_grad = [&](std::vector<double> Inputs::*field, const std::vector<double>& analytic) {
+        Inputs x = in;
+        for (size_t i = 0; i < analytic.size(); ++i) {
+          double saved = (x.*field)[i];
+          (x.*field)[i] = saved + h;
+          double lp = loss(x);
+          (x.*field)[i] = saved - h;
+          double lm = loss(x);
+          (x.*field)[i] = saved;
+          CHECK(analytic[i] == doctest::Approx((lp - lm) / (2 * h)).epsilon(1e-6).scale(1.0));
+        }
+      };
+      check_grad(&Inputs::q, g.dq);
+      check_grad(&Inputs::k, g.dk);
+      check_grad(&Inputs::v, g.dv);
+    }
   }
 }
 
@@ -276,28 +297,31 @@ TEST_CASE("attention: a fully masked query row gives zeros, lse = -inf and zero 
   // Batch 0 has every key masked; with causal, batch 1's query 0 sees only key 0, masked.
   const Cfg c{2, 2, 9, 6, 4, true, 2, 0.5};
   Inputs in = make_inputs(c, 7);
-  auto r = run<double>(c, in);
-  for (int64_t h = 0; h < c.H; ++h) {
-    for (int64_t i = 0; i < c.Sq; ++i) {
-      const int64_t row = (0 * c.H + h) * c.Sq + i;  // batch 0: every row
-      CHECK(r.lse[row] == kNegInf);
-      for (int64_t d = 0; d < c.D; ++d) {
-        CHECK(r.out[row * c.D + d] == 0.0);
-        CHECK(r.dq[row * c.D + d] == 0.0);
+  for (CpuAttentionPath path : {CpuAttentionPath::query_blocks, CpuAttentionPath::query_lanes}) {
+    CAPTURE(path_name(path));
+    auto r = run<double>(c, in, true, path);
+    for (int64_t h = 0; h < c.H; ++h) {
+      for (int64_t i = 0; i < c.Sq; ++i) {
+        const int64_t row = (0 * c.H + h) * c.Sq + i;  // batch 0: every row
+        CHECK(r.lse[row] == kNegInf);
+        for (int64_t d = 0; d < c.D; ++d) {
+          CHECK(r.out[row * c.D + d] == 0.0);
+          CHECK(r.dq[row * c.D + d] == 0.0);
+        }
       }
-    }
-    for (int64_t j = 0; j < c.Sk; ++j)
+      for (int64_t j = 0; j < c.Sk; ++j)
+        for (int64_t d = 0; d < c.D; ++d) {
+          CHECK(r.dk[((0 * c.H + h) * c.Sk + j) * c.D + d] == 0.0);
+          CHECK(r.dv[((0 * c.H + h) * c.Sk + j) * c.D + d] == 0.0);
+        }
+      const int64_t row0 = (1 * c.H + h) * c.Sq;  // batch 1, query 0
+      CHECK(r.lse[row0] == kNegInf);
       for (int64_t d = 0; d < c.D; ++d) {
-        CHECK(r.dk[((0 * c.H + h) * c.Sk + j) * c.D + d] == 0.0);
-        CHECK(r.dv[((0 * c.H + h) * c.Sk + j) * c.D + d] == 0.0);
+        CHECK(r.out[row0 * c.D + d] == 0.0);
+        CHECK(r.dq[row0 * c.D + d] == 0.0);
       }
-    const int64_t row0 = (1 * c.H + h) * c.Sq;  // batch 1, query 0
-    CHECK(r.lse[row0] == kNegInf);
-    for (int64_t d = 0; d < c.D; ++d) {
-      CHECK(r.out[row0 * c.D + d] == 0.0);
-      CHECK(r.dq[row0 * c.D + d] == 0.0);
-    }
-    CHECK(std::isfinite(r.lse[row0 + 1]) == (in.mask[c.Sk + 1] == 1));
+      CHECK(std::isfinite(r.lse[row0 + 1]) == (in.mask[c.Sk + 1] == 1));
+  }
   }
 }
 
@@ -306,29 +330,35 @@ TEST_CASE("attention: causal is top-left aligned when Sq != Sk") {
   // gradients are zero. (Bottom-right alignment would let the last query see it.)
   const Cfg c{1, 1, 3, 5, 2, true, 0, 1.0};
   Inputs in = make_inputs(c, 9);
-  auto r = run<double>(c, in);
-  for (int64_t j = c.Sq; j < c.Sk; ++j)
-    for (int64_t d = 0; d < c.D; ++d) {
-      CHECK(r.dk[j * c.D + d] == 0.0);
-      CHECK(r.dv[j * c.D + d] == 0.0);
-    }
-  // Query 0 sees only key 0: its output is v_0 exactly.
-  for (int64_t d = 0; d < c.D; ++d) CHECK(r.out[d] == doctest::Approx(in.v[d]).epsilon(1e-15));
+  for (CpuAttentionPath path : {CpuAttentionPath::query_blocks, CpuAttentionPath::query_lanes}) {
+    CAPTURE(path_name(path));
+    auto r = run<double>(c, in, true, path);
+    for (int64_t j = c.Sq; j < c.Sk; ++j)
+      for (int64_t d = 0; d < c.D; ++d) {
+        CHECK(r.dk[j * c.D + d] == 0.0);
+        CHECK(r.dv[j * c.D + d] == 0.0);
+      }
+    // Query 0 sees only key 0: its output is v_0 exactly.
+    for (int64_t d = 0; d < c.D; ++d) CHECK(r.out[d] == doctest::Approx(in.v[d]).epsilon(1e-15));
+  }
 }
 
 TEST_CASE("attention gives the same result on one thread and on many") {
   const Cfg c{2, 3, 150, 97, 8, true, 1, 0.3};
   Inputs in = make_inputs(c, 3);
-  int saved = mmg::cpu::num_threads();
-  mmg::cpu::set_num_threads(1);
-  auto one = run<float>(c, in);
-  mmg::cpu::set_num_threads(4);
-  auto many = run<float>(c, in);
-  mmg::cpu::set_num_threads(saved);
-  CHECK(one.out == many.out);
-  CHECK(one.dq == many.dq);
-  CHECK(one.dk == many.dk);
-  CHECK(one.dv == many.dv);
+  for (CpuAttentionPath path : {CpuAttentionPath::query_blocks, CpuAttentionPath::query_lanes}) {
+    CAPTURE(path_name(path));
+    int saved = mmg::cpu::num_threads();
+    mmg::cpu::set_num_threads(1);
+    auto one = run<float>(c, in, true, path);
+    mmg::cpu::set_num_threads(4);
+    auto many = run<float>(c, in, true, path);
+    mmg::cpu::set_num_threads(saved);
+    CHECK(one.out == many.out);
+    CHECK(one.dq == many.dq);
+    CHECK(one.dk == many.dk);
+    CHECK(one.dv == many.dv);
+  }
 }
 
 // The kernels on HeadRows: every operand stored heads-interleaved, [B, S, H, D] (the layout
@@ -338,55 +368,117 @@ TEST_CASE("attention on strided head rows equals attention on packed buffers") {
   using mmg::cpu::HeadRows;
   const Cfg cfgs[] = {{2, 3, 7, 11, 5, false, 1, 0.45}, {3, 2, 70, 9, 8, true, 2, 0.3}};
   for (const Cfg& c : cfgs) {
-    CAPTURE(c.Sq);
-    Inputs in = make_inputs(c, 11);
-    auto packed = run<float>(c, in);
+    for (CpuAttentionPath path : {CpuAttentionPath::query_blocks, CpuAttentionPath::query_lanes}) {
+      CAPTURE(path_name(path));
+      CAPTURE(c.Sq);
+      Inputs in = make_inputs(c, 11);
+      auto packed = run<float>(c, in, true, path);
 
-    const int64_t row = c.D + 3;  // D values, then 3 unused
-    auto strides = [&](int64_t S) { return std::array<int64_t, 3>{S * c.H * row, row, c.H * row}; };
-    // Spread a packed [B,H,S,D] vector into the interleaved layout; unused slots are NaN.
-    auto spread = [&](const std::vector<double>& x, int64_t S) {
-      std::vector<float> y(static_cast<size_t>(c.B * S * c.H * row), std::numeric_limits<float>::quiet_NaN());
-      auto st = strides(S);
-      for (int64_t b = 0; b < c.B; ++b)
-        for (int64_t h = 0; h < c.H; ++h)
-          for (int64_t s = 0; s < S; ++s)
-            for (int64_t d = 0; d < c.D; ++d)
-              y[b * st[0] + h * st[1] + s * st[2] + d] = static_cast<float>(x[((b * c.H + h) * S + s) * c.D + d]);
-      return y;
-    };
-    auto gather = [&](const std::vector<float>& y, int64_t S) {
-      std::vector<double> x(static_cast<size_t>(c.B * c.H * S * c.D));
-      auto st = strides(S);
-      for (int64_t b = 0; b < c.B; ++b)
-        for (int64_t h = 0; h < c.H; ++h)
-          for (int64_t s = 0; s < S; ++s)
-            for (int64_t d = 0; d < c.D; ++d)
-              x[((b * c.H + h) * S + s) * c.D + d] = y[b * st[0] + h * st[1] + s * st[2] + d];
-      return x;
-    };
-    auto view = [&](auto& y, int64_t S) {
-      auto st = strides(S);
-      using E = std::remove_reference_t<decltype(y[0])>;
-      return HeadRows<E>{y.data(), st[0], st[1], st[2]};
-    };
-    const std::vector<float> q = spread(in.q, c.Sq), k = spread(in.k, c.Sk), v = spread(in.v, c.Sk);
-    const std::vector<float> dout = spread(in.dout, c.Sq);
-    std::vector<float> out = spread(std::vector<double>(in.q.size(), NAN), c.Sq), lse(c.B * c.H * c.Sq, NAN);
-    std::vector<float> dq = out, dk = spread(std::vector<double>(in.k.size(), NAN), c.Sk), dv = dk;
-    const uint8_t* mask = in.mask.empty() ? nullptr : in.mask.data();
-    mmg::cpu::attention_forward<float>(view(q, c.Sq), view(k, c.Sk), view(v, c.Sk), mask, view(out, c.Sq),
-                                       lse.data(), c.B, c.H, c.Sq, c.Sk, c.D, c.causal, float(c.scale));
-    const std::vector<float>& out_c = out;
-    mmg::cpu::attention_backward<float>(view(q, c.Sq), view(k, c.Sk), view(v, c.Sk), mask, view(out_c, c.Sq),
-                                        view(dout, c.Sq), lse.data(), view(dq, c.Sq), view(dk, c.Sk),
-                                        view(dv, c.Sk), c.B, c.H, c.Sq, c.Sk, c.D, c.causal, float(c.scale));
-    CHECK(gather(out, c.Sq) == packed.out);
-    CHECK(std::vector<double>(lse.begin(), lse.end()) == packed.lse);
-    CHECK(gather(dq, c.Sq) == packed.dq);
-    CHECK(gather(dk, c.Sk) == packed.dk);
-    CHECK(gather(dv, c.Sk) == packed.dv);
-    // The unused slots are untouched.
-    for (size_t i = c.D; i < dq.size(); i += row) CHECK(std::isnan(dq[i]));
+      const int64_t row = c.D + 3;  // D values, then 3 unused
+      auto strides = [&](int64_t S) { return std::array<int64_t, 3>{S * c.H * row, row, c.H * row}; };
+      // Spread a packed [B,H,S,D] vector into the interleaved layout; unused slots are NaN.
+      auto spread = [&](const std::vector<double>& x, int64_t S) {
+        std::vector<float> y(static_cast<size_t>(c.B * S * c.H * row), std::numeric_limits<float>::quiet_NaN());
+        auto st = strides(S);
+        for (int64_t b = 0; b < c.B; ++b)
+          for (int64_t h = 0; h < c.H; ++h)
+            for (int64_t s = 0; s < S; ++s)
+              for (int64_t d = 0; d < c.D; ++d)
+                y[b * st[0] + h * st[1] + s * st[2] + d] = static_cast<float>(x[((b * c.H + h) * S + s) * c.D + d]);
+        return y;
+      };
+      auto gather = [&](const std::vector<float>& y, int64_t S) {
+        std::vector<double> x(static_cast<size_t>(c.B * c.H * S * c.D));
+        auto st = strides(S);
+        for (int64_t b = 0; b < c.B; ++b)
+          for (int64_t h = 0; h < c.H; ++h)
+            for (int64_t s = 0; s < S; ++s)
+              for (int64_t d = 0; d < c.D; ++d)
+                x[((b * c.H + h) * S + s) * c.D + d] = y[b * st[0] + h * st[1] + s * st[2] + d];
+        return x;
+      };
+      auto view = [&](auto& y, int64_t S) {
+        auto st = strides(S);
+        using E = std::remove_reference_t<decltype(y[0])>;
+        return HeadRows<E>{y.data(), st[0], st[1], st[2]};
+      };
+      const std::vector<float> q = spread(in.q, c.Sq), k = spread(in.k, c.Sk), v = spread(in.v, c.Sk);
+      const std::vector<float> dout = spread(in.dout, c.Sq);
+      std::vector<float> out = spread(std::vector<double>(in.q.size(), NAN), c.Sq), lse(c.B * c.H * c.Sq, NAN);
+      std::vector<float> dq = out, dk = spread(std::vector<double>(in.k.size(), NAN), c.Sk), dv = dk;
+      const uint8_t* mask = in.mask.empty() ? nullptr : in.mask.data();
+      mmg::cpu::attention_forward<float>(view(q, c.Sq), view(k, c.Sk), view(v, c.Sk), mask, view(out, c.Sq),
+                                         lse.data(), c.B, c.H, c.Sq, c.Sk, c.D, c.causal, float(c.scale), {}, path);
+      const std::vector<float>& out_c = out;
+      mmg::cpu::attention_backward<float>(view(q, c.Sq), view(k, c.Sk), view(v, c.Sk), mask, view(out_c, c.Sq),
+                                          view(dout, c.Sq), lse.data(), view(dq, c.Sq), view(dk, c.Sk),
+                                          view(dv, c.Sk), c.B, c.H, c.Sq, c.Sk, c.D, c.causal, float(c.scale), {},
+                                          path);
+      CHECK(gather(out, c.Sq) == packed.out);
+      CHECK(std::vector<double>(lse.begin(), lse.end()) == packed.lse);
+      CHECK(gather(dq, c.Sq) == packed.dq);
+      CHECK(gather(dk, c.Sk) == packed.dk);
+      CHECK(gather(dv, c.Sk) == packed.dv);
+      // The unused slots are untouched.
+      for (size_t i = c.D; i < dq.size(); i += row) CHECK(std::isnan(dq[i]));
+    }
   }
+}
+
+// Dropout on the attention weights: the mask is a pure function of each weight's flat position
+// (kernels/attention.h), so the query-blocks path, which draws it a block of 64 queries at a
+// time, and the query-lanes path, eight queries at a time, must agree; and with the mask fixed by
+// (seed, base) the output is a smooth function of q, k, v, whose gradient the lanes path's
+// backward must give.
+TEST_CASE("attention dropout: both CPU paths draw the same mask and agree, and the lanes path's backward matches finite differences") {
+  mmg::AttentionDropout drop;
+  drop.p = 0.3f;
+  drop.scale = 1.0 / (1.0 - 0.3);
+  drop.seed = 1234;
+  drop.base = 77;
+  const Cfg cfgs[] = {{2, 3, 7, 11, 5, false, 1, 0.45}, {2, 2, 70, 9, 8, true, 2, 0.3}, {1, 2, 5, 17, 16, false, 0, 0.25}};
+  for (const Cfg& c : cfgs) {
+    CAPTURE(c.Sq);
+    CAPTURE(c.Sk);
+    Inputs in = make_inputs(c, 5);
+    auto blocks = run<double>(c, in, true, CpuAttentionPath::query_blocks, drop);
+    auto lanes = run<double>(c, in, true, CpuAttentionPath::query_lanes, drop);
+    auto plain = run<double>(c, in, true, CpuAttentionPath::query_lanes);
+    CHECK(max_abs_diff(lanes.out, blocks.out) < 1e-13);
+    CHECK(lse_diff(lanes.lse, blocks.lse) < 1e-13);
+    CHECK(lse_diff(lanes.lse, plain.lse) < 1e-13);      // lse is of the undropped weights
+    CHECK(max_abs_diff(lanes.out, plain.out) > 1e-2);   // and some weights were dropped
+    CHECK(max_abs_diff(lanes.dq, blocks.dq) < 1e-12);
+    CHECK(max_abs_diff(lanes.dk, blocks.dk) < 1e-12);
+    CHECK(max_abs_diff(lanes.dv, blocks.dv) < 1e-12);
+    auto f = run<float>(c, in, true, CpuAttentionPath::query_lanes, drop);
+    CHECK(max_abs_diff(f.out, lanes.out) < 2e-6);
+    CHECK(max_abs_diff(f.dq, lanes.dq) < 1e-5);
+  }
+
+  const Cfg c{1, 2, 4, 6, 3, true, 1, 0.7};
+  Inputs in = make_inputs(c, 8);
+  auto g = run<double>(c, in, true, CpuAttentionPath::query_lanes, drop);
+  auto loss = [&](const Inputs& x) {
+    auto out = run<double>(c, x, false, CpuAttentionPath::query_lanes, drop).out;
+    double l = 0;
+    for (size_t i = 0; i < out.size(); ++i) l += in.dout[i] * out[i];
+    return l;
+  };
+  const double h = 1e-6;
+  auto check_grad = [&](std::vector<double> Inputs::*field, const std::vector<double>& analytic) {
+    Inputs x = in;
+    for (size_t i = 0; i < analytic.size(); ++i) {
+      double saved = (x.*field)[i];
+      (x.*field)[i] = saved + h;
+      double lp = loss(x);
+      (x.*field)[i] = saved - h;
+      double lm = loss(x);
+      (x.*field)[i] = saved;
+      CHECK(analytic[i] == doctest::Approx((lp - lm) / (2 * h)).epsilon(1e-6).scale(1.0));
+    }
+  };
+  check_grad(&Inputs::q, g.dq);
+  check_grad(&Inputs::k, g.dk);
+  check_grad(&Inputs::v, g.dv);
 }

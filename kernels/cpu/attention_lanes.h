@@ -1,0 +1,22 @@
+// The query-lanes path of the CPU attention kernels (kernels/cpu/attention_lanes.cpp), with
+// attention_forward's and attention_backward's contract (kernels/attention.h); they call it
+// for the sizes cpu_attention_path_for names, or when asked for it.
+#pragma once
+#include <cstdint>
+
+#include "kernels/attention.h"
+
+namespace mmg::cpu {
+
+template <class T>
+void attention_forward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
+                             HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
+                             bool causal, T scale, const AttentionDropout& drop);
+
+template <class T>
+void attention_backward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
+                              HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
+                              HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
+                              bool causal, T scale, const AttentionDropout& drop);
+
+}  // namespace mmg::cpu
