@@ -2,7 +2,9 @@
 //
 // Each row times one op (forward, or forward + backward) with warm-up and the median of
 // repeated runs, and reports it against a baseline measured in the same run:
-//   gemm        GFLOP/s (2·M·N·K per product), and the ratio to a bare Eigen product
+//   gemm        GFLOP/s (2·M·N·K per product), and the ratio to a bare Eigen product: square
+//               products through the matmul op, then the demo's thin products through
+//               cpu::gemm (version 2, the f32 register tiles, where the CPU has AVX2 + FMA)
 //   softmax,    GB/s (bytes that must move: bench/bench_math.h), and the fraction of the
 //   layer_norm  measured memcpy bandwidth
 //   attention   GFLOP/s (4·B·H·Sq·Sk·D forward, 3.5× that forward + backward); the op, then
@@ -21,6 +23,8 @@
 #include "bench/benches.h"
 #include "core/mmgrad.h"
 #include "kernels/attention.h"
+#include "kernels/cpu/gemm_tiles.h"
+#include "kernels/gemm.h"
 #include "kernels/cpu/parallel.h"
 
 namespace mmg::bench {
@@ -72,8 +76,56 @@ static void bench_gemm(Report& report, bool quick) {
     Eigen::setNbThreads(cpu::num_threads());
     double te = time_median([&] { ec.noalias() = ea * eb; });
     Row r("gemm", "", fmt::format("{}x{}x{}", n, n, n), {{"M", n}, {"N", n}, {"K", n}});
+    r.version = cpu::kGemmTiles ? 2 : 1;
     r.note = fmt::format("Eigen {:.1f} GFLOP/s", gemm_flops(n, n, n) / te / 1e9);
     report.add(timed(r, t, gemm_flops(n, n, n), "GFLOP/s", gemm_flops(n, n, n) / te / 1e9, "eigen"));
+  }
+}
+
+// The products of a transformer layer of width 64 over the demo's token rows, in the three
+// orientations a linear layer runs: y = x·Wᵀ (forward), g·W (input gradient) and gᵀ·x (weight
+// gradient); and the convolutional stem's first layer (16 channels from 3×3×3 windows). These
+// are tall and thin, where the f32 register tiles (kernels/cpu/gemm_tiles.cpp) and Eigen
+// differ most. The baseline is Eigen's own product on the same row-major operands, on its own
+// threads (Eigen::setNbThreads), in the same run.
+static void bench_gemm_thin(Report& report, bool quick) {
+  using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  struct Case {
+    const char* label;
+    int64_t rows, out, in;
+  };
+  const std::vector<Case> cases = quick ? std::vector<Case>{{"demo attention projection", 4352, 64, 64}}
+                                        : std::vector<Case>{{"demo attention projection", 4352, 64, 64},
+                                                            {"demo MLP up", 4352, 256, 64},
+                                                            {"demo MLP down", 4352, 64, 256},
+                                                            {"demo conv stem", 65536, 16, 27}};
+  Eigen::setNbThreads(cpu::num_threads());
+  for (const Case& c : cases) {
+    RowMajor x = RowMajor::Random(c.rows, c.in), w = RowMajor::Random(c.out, c.in), g = RowMajor::Random(c.rows, c.out);
+    RowMajor y(c.rows, c.out), gx(c.rows, c.in), gw(c.out, c.in), ey(c.rows, c.out), egx(c.rows, c.in), egw(c.out, c.in);
+    struct Orientation {
+      const char* name;
+      std::function<void()> ours, eigen;
+      const RowMajor *got, *want;
+    };
+    const std::vector<Orientation> orientations = {
+        {"x·Wᵀ", [&] { cpu::gemm<float>(false, true, c.rows, c.out, c.in, 1.0f, x.data(), c.in, w.data(), c.in, 0.0f, y.data(), c.out); },
+         [&] { ey.noalias() = x * w.transpose(); }, &y, &ey},
+        {"g·W", [&] { cpu::gemm<float>(false, false, c.rows, c.in, c.out, 1.0f, g.data(), c.out, w.data(), c.in, 0.0f, gx.data(), c.in); },
+         [&] { egx.noalias() = g * w; }, &gx, &egx},
+        {"gᵀ·x", [&] { cpu::gemm<float>(true, false, c.out, c.in, c.rows, 1.0f, g.data(), c.out, x.data(), c.in, 0.0f, gw.data(), c.in); },
+         [&] { egw.noalias() = g.transpose() * x; }, &gw, &egw}};
+    for (const Orientation& o : orientations) {
+      const double flops = gemm_flops(c.rows, c.out, c.in);
+      const double t = time_median(o.ours), te = time_median(o.eigen);
+      const double err = (*o.got - *o.want).cwiseAbs().maxCoeff() / std::max(1.0f, o.want->cwiseAbs().maxCoeff());
+      Row r("gemm", fmt::format("{} {}", c.label, o.name), fmt::format("{}x{}x{}", c.rows, c.out, c.in),
+            {{"rows", c.rows}, {"out", c.out}, {"in", c.in}});
+      r.version = cpu::kGemmTiles ? 2 : 1;
+      r.check = err < 1e-5 ? "ok" : fmt::format("FAILED: max relative difference {:.1e} from Eigen", err);
+      r.note = fmt::format("Eigen {:.1f} GFLOP/s", flops / te / 1e9);
+      report.add(timed(r, t, flops, "GFLOP/s", flops / te / 1e9, "eigen"));
+    }
   }
 }
 
@@ -205,8 +257,10 @@ int run_cpu_bench(const BenchPlan& plan, const BenchOptions& opts, Report& repor
                   cpu::num_threads(), bw));
   meta = {{"device", "cpu"}, {"threads", cpu::num_threads()}, {"memcpy_gbps", bw}};
   for (const std::string& k : plan.kernels) {
-    if (k == "gemm")
+    if (k == "gemm") {
       bench_gemm(report, opts.quick);
+      bench_gemm_thin(report, opts.quick);
+    }
     else if (k == "softmax")
       bench_softmax(report, opts.quick, bw);
     else if (k == "layer_norm")

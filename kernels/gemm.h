@@ -1,4 +1,5 @@
-// gemm: general matrix product on row-major matrices (CPU: Eigen).
+// gemm: general matrix product on row-major matrices (CPU: our AVX2 register tiles for f32,
+// Eigen for f64 and where AVX2 is missing; CUDA: cuBLASLt).
 //
 //   C = alpha · op(A) · op(B) + beta · C        op(X) = X or Xᵀ
 //
@@ -11,10 +12,10 @@
 // beta == 0 means "overwrite": C is never read, so it may hold garbage or NaN (as in BLAS).
 // C must not overlap A or B.
 //
-// Threads: one large product is split by Eigen itself over mmg::cpu::num_threads() OpenMP
-// threads (a product under ~4M multiply-adds stays on one thread: splitting it costs more
-// than it gains); a batch of small products is spread over the batch with parallel_for,
-// each product running single-threaded inside its chunk. Calling gemm from inside a
+// Threads: one large product is split into blocks of C over mmg::cpu::num_threads() threads
+// (a product under ~1M multiply-adds stays on one thread: splitting it costs more than it
+// gains); a batch of small products is spread over the batch with parallel_for, each
+// product running single-threaded inside its chunk. Calling gemm from inside a
 // parallel_for is fine (it then runs on its calling thread); calling it from several
 // std::threads at once is not (Eigen's thread setting is global).
 #pragma once

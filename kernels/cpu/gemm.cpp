@@ -1,9 +1,12 @@
-// gemm on the CPU: Eigen maps over the caller's row-major buffers (no copies).
+// gemm on the CPU: f32 products in our own register tiles (version 2, gemm_tiles.cpp) where
+// the CPU has AVX2 + FMA; f64, and f32 elsewhere, through Eigen maps over the caller's
+// row-major buffers (version 1, here). `mmg bench --op gemm` times the two side by side.
 #include "kernels/gemm.h"
 
 #include <Eigen/Core>
 #include <algorithm>
 
+#include "kernels/cpu/gemm_tiles.h"
 #include "kernels/cpu/parallel.h"
 
 namespace mmg::cpu {
@@ -48,6 +51,9 @@ static void gemm_one(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K
                      const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C,
                      int64_t ldc) {
   if (M <= 0 || N <= 0) return;
+  if constexpr (kGemmTiles && std::is_same_v<T, float>) {
+    return gemm_tiles(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, /*threaded=*/false);
+  }
   MatrixMap<T> c(C, M, N, Eigen::OuterStride<>(ldc));
   // An empty inner dimension or alpha == 0 leaves only beta·C (and A, B are not read, as in BLAS).
   if (K <= 0 || alpha == T(0)) {
@@ -109,6 +115,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   if (work < kSmallProduct || threads == 1 || std::max(M, N) < 2 * threads) {
     gemm_one(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
+  }
+  if constexpr (kGemmTiles && std::is_same_v<T, float>) {
+    return gemm_tiles(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, /*threaded=*/true);
   }
   gemm_split(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
 }

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu/gemm_tiles.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/gemm.h"
 
@@ -123,6 +124,29 @@ TEST_CASE_TEMPLATE("gemm split over threads by rows (tall C) and by columns (wid
         check_gemm<T>(ta, tb, 601, 37, 67, T(1), T(0), true, rng);        // tall: row blocks
         check_gemm<T>(ta, tb, 37, 601, 67, T(-0.5), T(0.25), false, rng);  // wide: column blocks
         check_gemm<T>(ta, tb, 5, 1031, 211, T(1), T(0), false, rng);      // wide and short
+      }
+  }
+  mmg::cpu::set_num_threads(saved);
+}
+
+TEST_CASE("gemm f32: the register tiles' inner-dimension chunks, column blocks and thin shapes") {
+  // f32 products run in 6×16 register tiles where the CPU has AVX2 + FMA (gemm_tiles.cpp).
+  // Cases that reach its other branches: an inner dimension long enough to be cut into chunks
+  // (a weight gradient over thousands of rows), C wider than one 256-column block with a
+  // ragged last panel, and the demo's thin shapes (N = 16 and 27 columns).
+  if (!mmg::cpu::kGemmTiles) MESSAGE("this build has no AVX2 + FMA: f32 products run through Eigen here");
+  std::mt19937 rng(17);
+  const int saved = mmg::cpu::num_threads();
+  for (int threads : {1, 2}) {
+    mmg::cpu::set_num_threads(threads);
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        check_gemm<float>(ta, tb, 13, 67, 1100, 1.0f, 0.0f, true, rng);       // chunked inner dim
+        check_gemm<float>(ta, tb, 13, 67, 1100, -0.5f, 0.75f, false, rng);
+        check_gemm<float>(ta, tb, 11, 300, 37, 1.0f, 0.0f, true, rng);        // two column blocks
+        check_gemm<float>(ta, tb, 301, 300, 700, 0.5f, 0.25f, false, rng);    // both
+        check_gemm<float>(ta, tb, 4099, 16, 27, 1.0f, 0.0f, true, rng);      // conv stem shapes
+        check_gemm<float>(ta, tb, 16, 27, 4099, 1.0f, 0.0f, true, rng);
       }
   }
   mmg::cpu::set_num_threads(saved);
