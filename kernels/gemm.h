@@ -39,6 +39,12 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
                   const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,
                   int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
 
+// The linear layer's forward: y[rows, out] = x[rows, in] · W[out, in]ᵀ + bias[out], all
+// contiguous, bias may be null. With the f32 register tiles the bias is added as each tile of y
+// is written (no second pass over y); otherwise after the product.
+template <class T>
+void linear_forward(int64_t rows, int64_t out, int64_t in, const T* x, const T* w, const T* bias, T* y);
+
 }  // namespace mmg::cpu
 
 // ---- CUDA (kernels/cuda/gemm.cu) ----

@@ -279,11 +279,9 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     });
   } else {
     visit_float(compute, "linear", [&]<class T>() {
-      // The bias rows copied into y by the copy kernel (over the threads), the product
-      // accumulated onto them: y[rows, out] = x[rows, in] · W[out, in]ᵀ (+ y)
-      if (with_bias) y.copy_(expand(bc, {rows, out_f}));
-      cpu::gemm<T>(false, true, rows, out_f, in, T(1), xc.data<T>(), std::max<int64_t>(in, 1), wc.data<T>(),
-                   std::max<int64_t>(in, 1), with_bias ? T(1) : T(0), y.data<T>(), std::max<int64_t>(out_f, 1));
+      // y[rows, out] = x[rows, in] · W[out, in]ᵀ + b, the bias added as the product is written
+      cpu::linear_forward<T>(rows, out_f, in, xc.data<T>(), wc.data<T>(), with_bias ? bc.data<T>() : nullptr,
+                             y.data<T>());
     });
   }
   Tensor out = reshape(y, out_shape).to(x.dtype());

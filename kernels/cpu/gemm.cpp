@@ -150,12 +150,31 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T
   });
 }
 
+template <class T>
+void linear_forward(int64_t rows, int64_t out, int64_t in, const T* x, const T* w, const T* bias, T* y) {
+  const int64_t ld_in = std::max<int64_t>(in, 1), ld_out = std::max<int64_t>(out, 1);
+  if constexpr (kGemmTiles && std::is_same_v<T, float>) {
+    // The same threading rule as gemm() above.
+    const double work = static_cast<double>(rows) * static_cast<double>(out) * static_cast<double>(in);
+    const bool threaded = work >= kSmallProduct && std::max(rows, out) >= 2 * num_threads();
+    set_eigen_threads(1);
+    return gemm_tiles(false, true, rows, out, in, 1.0f, x, ld_in, w, ld_in, 0.0f, y, ld_out, threaded, bias);
+  }
+  gemm<T>(false, true, rows, out, in, T(1), x, ld_in, w, ld_in, T(0), y, ld_out);
+  if (bias == nullptr) return;
+  parallel_for(rows, std::max<int64_t>(1, 16384 / ld_out), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t j = 0; j < out; ++j) y[r * out + j] += bias[j];
+  });
+}
+
 #define MMG_INSTANTIATE_GEMM(T)                                                              \
   template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, \
                         int64_t, T, T*, int64_t);                                            \
   template void gemm_batched<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, \
                                 const T*, int64_t, T, T*, int64_t, int64_t, int64_t, int64_t, \
-                                int64_t);
+                                int64_t);                                                    \
+  template void linear_forward<T>(int64_t, int64_t, int64_t, const T*, const T*, const T*, T*);
 MMG_INSTANTIATE_GEMM(float)
 MMG_INSTANTIATE_GEMM(double)
 #undef MMG_INSTANTIATE_GEMM

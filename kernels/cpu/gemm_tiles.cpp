@@ -18,7 +18,8 @@
 // Operands are read where they lie, except B when a panel's 16 values of one k are not
 // contiguous (op(B) = Bᵀ, or a last panel narrower than 16): those panels are copied once
 // per call into a [kc][16] buffer, zero-padded. A is never copied: non-transposed, its 6 rows
-// are 6 streams along k; transposed, its 6 values at one k are adjacent.
+// are 6 streams along k; transposed, its 6 values at one k are adjacent. A linear layer's bias
+// is added as the tiles are written (linear_forward, kernels/gemm.h), not in a pass of its own.
 //
 // Blocking: the columns in blocks of 256. When B's block is at most 256 KB (it stays in L2),
 // each row tile runs the whole inner dimension against it; else the inner dimension is cut
@@ -42,6 +43,7 @@ constexpr int kPanel = 16;     // columns a tile: 2 registers of 8 floats
 constexpr int64_t kBlock = 256;           // column block (a multiple of kPanel)
 constexpr int64_t kCachedB = 256 * 1024;  // bytes of B kept whole: half of a Zen 3 core's L2
 constexpr int64_t kChunk = 128;           // inner-dimension chunk when B is larger
+constexpr int64_t kSplitInner = 4;        // split the inner dimension over threads when K >= 4·max(M, N)
 
 // Where the A values of one tile live: A(i + r, k) = a[r·row_step + k·k_step].
 struct ATile {
@@ -73,25 +75,37 @@ inline __m256i first_lanes(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
 }
 
-// C(r, 0..w-1) = alpha · acc[r] + beta · C(r, ·) for the R rows of a tile; beta == 0 does not
-// read C. w < 16 only for the last panel of C.
+// How a finished tile is written: C = alpha · acc + beta · C (+ bias[j] for column j, when
+// bias is set). beta == 0 does not read C.
+struct Epilogue {
+  float alpha, beta;
+  const float* bias;  // the tile's first column's entry, or nullptr
+};
+
+// Writes the R rows of a tile into C; w < 16 only for the last panel of C.
 template <int R>
-inline void store_tile(const __m256 (&acc)[R][2], float alpha, float beta, float* c, int64_t ldc, int w) {
-  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+inline void store_tile(const __m256 (&acc)[R][2], Epilogue e, float* c, int64_t ldc, int w) {
+  const __m256 va = _mm256_set1_ps(e.alpha), vb = _mm256_set1_ps(e.beta);
   const __m256i m0 = first_lanes(std::min(w, 8)), m1 = first_lanes(std::max(w - 8, 0));
+  const bool full = w == kPanel;
+  __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
+  if (e.bias) {
+    bias0 = full ? _mm256_loadu_ps(e.bias) : _mm256_maskload_ps(e.bias, m0);
+    bias1 = full ? _mm256_loadu_ps(e.bias + 8) : _mm256_maskload_ps(e.bias + 8, m1);
+  }
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
     float* row = c + r * ldc;
-    __m256 y0 = _mm256_mul_ps(va, acc[r][0]), y1 = _mm256_mul_ps(va, acc[r][1]);
-    if (w == kPanel) {
-      if (beta != 0.0f) {
+    __m256 y0 = _mm256_fmadd_ps(va, acc[r][0], bias0), y1 = _mm256_fmadd_ps(va, acc[r][1], bias1);
+    if (full) {
+      if (e.beta != 0.0f) {
         y0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(row), y0);
         y1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(row + 8), y1);
       }
       _mm256_storeu_ps(row, y0);
       _mm256_storeu_ps(row + 8, y1);
     } else {
-      if (beta != 0.0f) {
+      if (e.beta != 0.0f) {
         y0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(row, m0), y0);
         y1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(row + 8, m1), y1);
       }
@@ -102,23 +116,22 @@ inline void store_tile(const __m256 (&acc)[R][2], float alpha, float beta, float
 }
 
 template <int R>
-inline void tile(int64_t kc, ATile A, const float* b, int64_t b_step, float alpha, float beta, float* c,
-                 int64_t ldc, int w) {
+inline void tile(int64_t kc, ATile A, const float* b, int64_t b_step, Epilogue e, float* c, int64_t ldc, int w) {
   __m256 acc[R][2];
   tile_product<R>(kc, A, b, b_step, acc);
-  store_tile<R>(acc, alpha, beta, c, ldc, w);
+  store_tile<R>(acc, e, c, ldc, w);
 }
 
 // One tile of up to 6 rows: the row count picks the unrolled kernel.
-inline void any_tile(int rows, int64_t kc, ATile A, const float* b, int64_t b_step, float alpha, float beta,
-                     float* c, int64_t ldc, int w) {
+inline void any_tile(int rows, int64_t kc, ATile A, const float* b, int64_t b_step, Epilogue e, float* c,
+                     int64_t ldc, int w) {
   switch (rows) {
-    case 6: tile<6>(kc, A, b, b_step, alpha, beta, c, ldc, w); break;
-    case 5: tile<5>(kc, A, b, b_step, alpha, beta, c, ldc, w); break;
-    case 4: tile<4>(kc, A, b, b_step, alpha, beta, c, ldc, w); break;
-    case 3: tile<3>(kc, A, b, b_step, alpha, beta, c, ldc, w); break;
-    case 2: tile<2>(kc, A, b, b_step, alpha, beta, c, ldc, w); break;
-    default: tile<1>(kc, A, b, b_step, alpha, beta, c, ldc, w); break;
+    case 6: tile<6>(kc, A, b, b_step, e, c, ldc, w); break;
+    case 5: tile<5>(kc, A, b, b_step, e, c, ldc, w); break;
+    case 4: tile<4>(kc, A, b, b_step, e, c, ldc, w); break;
+    case 3: tile<3>(kc, A, b, b_step, e, c, ldc, w); break;
+    case 2: tile<2>(kc, A, b, b_step, e, c, ldc, w); break;
+    default: tile<1>(kc, A, b, b_step, e, c, ldc, w); break;
   }
 }
 
@@ -133,81 +146,136 @@ struct Operands {
   float beta;
   float* C;
   int64_t ldc;
+  const float* bias;  // [N], added to every row of C; or nullptr
 };
 
+// B's panels for columns [j0, j0 + 16·panels) and inner rows [k0, k0 + kc): where row k of
+// panel p starts (panel_b[p] + k·panel_step[p]). A panel is read in place when its 16 values
+// of one k are adjacent, else copied into `packed` ([p][k][16], zeros past column n1).
+void pack_b(const Operands& o, int64_t j0, int64_t n1, int64_t panels, int64_t k0, int64_t kc,
+            std::vector<float>& packed, std::vector<const float*>& panel_b, std::vector<int64_t>& panel_step) {
+  packed.resize(static_cast<size_t>(panels * kc * kPanel));
+  panel_b.resize(panels);
+  panel_step.resize(panels);
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t j = j0 + p * kPanel;
+    const int w = static_cast<int>(std::min<int64_t>(kPanel, n1 - j));
+    if (!o.trans_b && w == kPanel) {
+      panel_b[p] = o.B + k0 * o.ldb + j;
+      panel_step[p] = o.ldb;
+      continue;
+    }
+    float* dst = packed.data() + p * kc * kPanel;
+    if (!o.trans_b) {  // B(k, j..j+w) is row k's run of w values
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = o.B + (k0 + k) * o.ldb + j;
+        float* d = dst + k * kPanel;
+        for (int jj = 0; jj < kPanel; ++jj) d[jj] = jj < w ? src[jj] : 0.0f;
+      }
+    } else {  // B(k, j + jj) is column k of row j + jj: fill the panel row by row of B
+      std::fill(dst, dst + kc * kPanel, 0.0f);
+      for (int jj = 0; jj < w; ++jj) {
+        const float* src = o.B + (j + jj) * o.ldb + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * kPanel + jj] = src[k];
+      }
+    }
+    panel_b[p] = dst;
+    panel_step[p] = kPanel;
+  }
+}
+
 // Rows [m0, m1) and columns [n0, n1) of C, on the calling thread. The columns are taken in
-// blocks of kBlock, the inner dimension in chunks of kChunk; a chunk after the first adds onto
-// C (beta 1).
+// blocks of kBlock. When all of B's block fits the budget, it is packed (where it must be)
+// once, and every row tile runs the whole inner dimension against it: A is streamed once.
+// Else (A and B both long along the inner dimension, as in a weight gradient Gᵀ·X over
+// thousands of rows) the inner dimension is cut into chunks whose slices of A and B stay in
+// cache while every tile reads them; a chunk after the first adds onto C (beta 1). Copying
+// those slices into tile order first was tried and was slower: the copy costs more than the
+// strided reads it saves.
 void gemm_range(const Operands& o, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   thread_local std::vector<float> packed;
+  thread_local std::vector<const float*> panel_b;
+  thread_local std::vector<int64_t> panel_step;
   for (int64_t j0 = n0; j0 < n1; j0 += kBlock) {
     const int64_t nb = std::min(kBlock, n1 - j0);
     const int64_t panels = (nb + kPanel - 1) / kPanel;
-    // When all of B's block fits the budget, it is packed once and every row tile runs the
-    // whole inner dimension (A streamed once). Else the inner dimension is cut into chunks
-    // (A and B both long along it, as in a weight gradient Xᵀ·G over thousands of rows), each
-    // small enough that its slices of A and B stay in L1 while every tile reads them.
     const bool b_fits = o.K * nb * static_cast<int64_t>(sizeof(float)) <= kCachedB;
     const int64_t chunk = b_fits ? o.K : kChunk;
     for (int64_t k0 = 0; k0 < o.K; k0 += chunk) {
       const int64_t kc = std::min(chunk, o.K - k0);
-      const float beta = k0 == 0 ? o.beta : 1.0f;
-      // Each panel of B: read in place (row k at b + k·ldb) when its 16 values of one k are
-      // adjacent, else copied into packed[p·kc·16 ...] with zeros past the last column.
-      std::vector<const float*> panel_b(panels);
-      std::vector<int64_t> panel_step(panels);
-      packed.resize(static_cast<size_t>(panels * kc * kPanel));
-      for (int64_t p = 0; p < panels; ++p) {
-        const int64_t j = j0 + p * kPanel;
-        const int w = static_cast<int>(std::min<int64_t>(kPanel, n1 - j));
-        if (!o.trans_b && w == kPanel) {
-          panel_b[p] = o.B + k0 * o.ldb + j;
-          panel_step[p] = o.ldb;
-          continue;
-        }
-        float* dst = packed.data() + p * kc * kPanel;
-        for (int64_t k = 0; k < kc; ++k) {
-          for (int jj = 0; jj < kPanel; ++jj) {
-            // B(k, j): stored K×N (row k), or N×K when transposed (column k of row j).
-            dst[k * kPanel + jj] =
-                jj >= w ? 0.0f : o.trans_b ? o.B[(j + jj) * o.ldb + k0 + k] : o.B[(k0 + k) * o.ldb + j + jj];
-          }
-        }
-        panel_b[p] = dst;
-        panel_step[p] = kPanel;
-      }
-      auto one_tile = [&](int64_t i, int64_t p) {
+      const bool first = k0 == 0;
+      pack_b(o, j0, n1, panels, k0, kc, packed, panel_b, panel_step);
+      // Row tiles outer: a tile's rows of A stay in L1 while it meets every panel of B.
+      for (int64_t i = m0; i < m1; i += kTileRows) {
         const int rows = static_cast<int>(std::min<int64_t>(kTileRows, m1 - i));
         // A(i, k0): row i of A, or column i of A when transposed.
         const ATile A = o.trans_a ? ATile{o.A + k0 * o.lda + i, 1, o.lda} : ATile{o.A + i * o.lda + k0, o.lda, 1};
-        const int64_t j = j0 + p * kPanel;
-        const int w = static_cast<int>(std::min<int64_t>(kPanel, n1 - j));
-        any_tile(rows, kc, A, panel_b[p], panel_step[p], o.alpha, beta, o.C + i * o.ldc + j, o.ldc, w);
-      };
-      // Row tiles outer: a tile's rows of A stay in L1 while it meets every panel of B.
-      for (int64_t i = m0; i < m1; i += kTileRows)
-        for (int64_t p = 0; p < panels; ++p) one_tile(i, p);
+        for (int64_t p = 0; p < panels; ++p) {
+          const int64_t j = j0 + p * kPanel;
+          const int w = static_cast<int>(std::min<int64_t>(kPanel, n1 - j));
+          const Epilogue e{o.alpha, first ? o.beta : 1.0f, first && o.bias ? o.bias + j : nullptr};
+          any_tile(rows, kc, A, panel_b[p], panel_step[p], e, o.C + i * o.ldc + j, o.ldc, w);
+        }
+      }
     }
   }
 }
 
-// C = beta·C when the product adds nothing (K == 0 or alpha == 0); beta == 0 does not read C.
-void scale_only(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+// C = beta·C (+ bias) when the product adds nothing (K == 0 or alpha == 0); beta == 0 does not
+// read C.
+void scale_only(int64_t M, int64_t N, float beta, float* C, int64_t ldc, const float* bias) {
   for (int64_t i = 0; i < M; ++i)
-    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    for (int64_t j = 0; j < N; ++j)
+      C[i * ldc + j] = (beta == 0.0f ? 0.0f : beta * C[i * ldc + j]) + (bias ? bias[j] : 0.0f);
+}
+
+// A small C over a long inner dimension (a weight gradient Gᵀ·X: 64×64 over 4352 token rows)
+// is split along the inner dimension: thread t multiplies its share of the rows of X and G,
+// the first into C (with beta and bias), the others into buffers of their own that are then
+// added onto C. Split by rows of C instead, every thread would read all of X and G.
+void split_inner(const Operands& o, int64_t M, int64_t N, int parts) {
+  std::vector<float> partial(static_cast<size_t>((parts - 1) * M * N));
+  parallel_for(parts, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t k0 = o.K * p / parts, k1 = o.K * (p + 1) / parts;
+      Operands part = o;
+      part.K = k1 - k0;
+      part.A = o.trans_a ? o.A + k0 * o.lda : o.A + k0;  // op(A)'s columns k0.., op(B)'s rows k0..
+      part.B = o.trans_b ? o.B + k0 : o.B + k0 * o.ldb;
+      if (p > 0) {
+        part.C = partial.data() + (p - 1) * M * N;
+        part.ldc = N;
+        part.beta = 0.0f;
+        part.bias = nullptr;
+      }
+      if (part.K > 0) gemm_range(part, 0, M, 0, N);
+      else if (p > 0) std::fill(part.C, part.C + M * N, 0.0f);
+    }
+  });
+  for (int64_t i = 0; i < M; ++i)
+    for (int p = 1; p < parts; ++p) {
+      const float* src = partial.data() + (p - 1) * M * N + i * N;
+      float* dst = o.C + i * o.ldc;
+      for (int64_t j = 0; j < N; ++j) dst[j] += src[j];
+    }
 }
 
 }  // namespace
 
 void gemm_tiles(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, bool threaded) {
+                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, bool threaded,
+                const float* bias) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) {
-    scale_only(M, N, beta, C, ldc);
+    scale_only(M, N, beta, C, ldc, bias);
     return;
   }
-  const Operands o{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc};
+  const Operands o{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, bias};
   const int threads = threaded ? num_threads() : 1;
+  if (threads > 1 && K >= kSplitInner * std::max(M, N)) {
+    split_inner(o, M, N, threads);
+    return;
+  }
   // Split C into whole row tiles, or whole column panels when it is wider than tall, so
   // that no thread is left a ragged edge in the middle.
   const int64_t tiles_m = (M + kTileRows - 1) / kTileRows, panels_n = (N + kPanel - 1) / kPanel;

@@ -16,7 +16,9 @@ namespace mmg::cpu {
 inline constexpr bool kGemmTiles = MMG_GEMM_TILES;
 
 // Defined only where MMG_GEMM_TILES is 1; callers guard with `if constexpr (kGemmTiles)`.
+// bias, when set ([N]), is added to every row of C as the tiles are written.
 void gemm_tiles(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, bool threaded);
+                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, bool threaded,
+                const float* bias = nullptr);
 
 }  // namespace mmg::cpu

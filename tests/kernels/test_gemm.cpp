@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cpu/gemm_tiles.h"
@@ -133,7 +134,8 @@ TEST_CASE("gemm f32: the register tiles' inner-dimension chunks, column blocks a
   // f32 products run in 6×16 register tiles where the CPU has AVX2 + FMA (gemm_tiles.cpp).
   // Cases that reach its other branches: an inner dimension long enough to be cut into chunks
   // (a weight gradient over thousands of rows), C wider than one 256-column block with a
-  // ragged last panel, and the demo's thin shapes (N = 16 and 27 columns).
+  // ragged last panel, the demo's thin shapes (N = 16 and 27 columns), and a small C over a
+  // long inner dimension, which on 2 threads is split along the inner dimension.
   if (!mmg::cpu::kGemmTiles) MESSAGE("this build has no AVX2 + FMA: f32 products run through Eigen here");
   std::mt19937 rng(17);
   const int saved = mmg::cpu::num_threads();
@@ -146,7 +148,8 @@ TEST_CASE("gemm f32: the register tiles' inner-dimension chunks, column blocks a
         check_gemm<float>(ta, tb, 11, 300, 37, 1.0f, 0.0f, true, rng);        // two column blocks
         check_gemm<float>(ta, tb, 301, 300, 700, 0.5f, 0.25f, false, rng);    // both
         check_gemm<float>(ta, tb, 4099, 16, 27, 1.0f, 0.0f, true, rng);      // conv stem shapes
-        check_gemm<float>(ta, tb, 16, 27, 4099, 1.0f, 0.0f, true, rng);
+        check_gemm<float>(ta, tb, 16, 27, 4099, 1.0f, 0.0f, true, rng);       // inner split over threads
+        check_gemm<float>(ta, tb, 37, 41, 2000, -0.5f, 0.75f, false, rng);
       }
   }
   mmg::cpu::set_num_threads(saved);
@@ -217,5 +220,35 @@ TEST_CASE_TEMPLATE("gemm_batched: strides, stride-0 broadcast, both threading pa
           check_batched<T>(ta, tb, 197, 160, 170, 3, share_a, share_b, T(-0.5), rng);
         }
   }
+  mmg::cpu::set_num_threads(saved);
+}
+
+TEST_CASE_TEMPLATE("linear_forward: y = x·Wᵀ + bias, the bias added as the product is written", T, float, double) {
+  // Odd sizes: row tiles cut short (rows not a multiple of 6), a ragged last column panel, an
+  // empty inner dimension (y = bias), a long one (split over threads: the bias added once),
+  // and no bias; y NaN-poisoned, never read.
+  std::mt19937 rng(19);
+  const int saved = mmg::cpu::num_threads();
+  for (int threads : {1, 2})
+    for (auto [rows, out, in] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {5, 27, 7}, {601, 67, 64},
+                                 {4099, 16, 27}, {13, 300, 0}, {17, 19, 4000}})
+      for (bool with_bias : {true, false}) {
+        mmg::cpu::set_num_threads(threads);
+        auto x = random_vector<T>(std::max<int64_t>(rows * in, 1), rng);
+        auto w = random_vector<T>(std::max<int64_t>(out * in, 1), rng);
+        auto bias = random_vector<T>(out, rng);
+        std::vector<T> y(rows * out, std::numeric_limits<T>::quiet_NaN());
+        mmg::cpu::linear_forward<T>(rows, out, in, x.data(), w.data(), with_bias ? bias.data() : nullptr, y.data());
+        double worst = 0;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < out; ++j) {
+            double want = with_bias ? static_cast<double>(bias[j]) : 0.0;
+            for (int64_t k = 0; k < in; ++k) want += static_cast<double>(x[r * in + k]) * static_cast<double>(w[j * in + k]);
+            REQUIRE(std::isfinite(static_cast<double>(y[r * out + j])));
+            worst = std::max(worst, std::abs(static_cast<double>(y[r * out + j]) - want));
+          }
+        INFO("rows=" << rows << " out=" << out << " in=" << in << " bias=" << with_bias << " threads=" << threads);
+        CHECK(worst <= tolerance<T>(in));
+      }
   mmg::cpu::set_num_threads(saved);
 }
