@@ -45,6 +45,8 @@ Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor relu(const Tensor& x);      // gradient 0 at 0
 Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::none);
+// GEGLU: the last dim of h cut in halves [a | g], y = a · gelu(g) (half as wide as h)
+Tensor geglu(const Tensor& h, GeluApprox approx = GeluApprox::none);
 Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max);  // grad 1 inside [min,max]
 
 // ---- reductions (core/ops/reduce.cpp). Empty dims = all dims. ----

@@ -21,6 +21,20 @@ void gelu_forward(const T* x, T* y, int64_t n, bool tanh_approx);
 template <class T>
 void gelu_backward(const T* x, const T* dy, T* dx, int64_t n, bool tanh_approx);
 
+// GEGLU (Shazeer 2020, "GLU Variants Improve Transformer") over `rows` rows of h = [a | g],
+// each half `hidden` wide, the gate through GELU:
+//   y = a · gelu(g)                      y [rows, hidden]
+//   ∂L/∂a = dy · gelu(g),   ∂L/∂g = dy · a · gelu'(g)      dh [rows, 2·hidden], both halves
+// Why a kernel of its own: written as chunk, gelu and mul, the backward made each half's
+// gradient a zero-filled full-width tensor with the half copied in, then summed the two, and
+// the forward copied the strided gate out before the gelu: about ten passes over the widest
+// activation of the block. Here each direction is one pass.
+template <class T>
+void geglu_forward(const T* h, T* y, int64_t rows, int64_t hidden, bool tanh_approx);
+
+template <class T>
+void geglu_backward(const T* h, const T* dy, T* dh, int64_t rows, int64_t hidden, bool tanh_approx);
+
 }  // namespace mmg::cpu
 
 // ---- CUDA (kernels/cuda/elementwise.cu) ----

@@ -64,8 +64,10 @@ MLP::MLP(int64_t dim, int64_t hidden, Activation act, double p, Generator* gen, 
 
 Tensor MLP::forward(const Tensor& x) const {
   Tensor h = fc1->forward(x);
-  if (gated) {
-    std::vector<Tensor> halves = chunk(h, 2, -1);  // [a, g]
+  if (gated && act != Activation::relu) {  // [a | g] → a · gelu(g), one fused op
+    h = geglu(h, act == Activation::gelu_tanh ? GeluApprox::tanh : GeluApprox::none);
+  } else if (gated) {
+    std::vector<Tensor> halves = chunk(h, 2, -1);  // [a | g] → a · relu(g)
     h = halves[0] * activate(halves[1], act);
   } else {
     h = activate(h, act);

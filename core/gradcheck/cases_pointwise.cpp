@@ -29,6 +29,10 @@ void add_pointwise_cases(std::vector<GradcheckCase>& c) {
   add(c, "gelu", "[3,13] tanh", {f64({3, 13})}, [](const Args& x) { return gelu(x[0], GeluApprox::tanh); });
   add(c, "gelu", "[17] tanh, scaled ×3", {f64({17})},
       [](const Args& x) { return gelu(x[0] * 3.0, GeluApprox::tanh); });
+  add(c, "geglu", "[3,14] erf", {f64({3, 14})}, [](const Args& x) { return geglu(x[0]); });
+  add(c, "geglu", "[2,3,10] tanh, scaled ×3", {f64({2, 3, 10})},
+      [](const Args& x) { return geglu(x[0] * 3.0, GeluApprox::tanh); });
+  add(c, "geglu", "transposed [10,3] erf", {f64({10, 3})}, [](const Args& x) { return geglu(transpose(x[0], 0, 1)); });
   add(c, "clamp", "[5,7] [-0.5, 0.7]", {f64({5, 7})}, [](const Args& x) { return clamp(x[0], -0.5, 0.7); });
   add(c, "clamp", "[9] min 0.3", {f64({9})}, [](const Args& x) { return clamp(x[0], 0.3, std::nullopt); });
   add(c, "clamp", "[9] max -0.2", {f64({9})}, [](const Args& x) { return clamp(x[0], std::nullopt, -0.2); });

@@ -162,6 +162,44 @@ Tensor gelu(const Tensor& x, GeluApprox approx) {
   });
 }
 
+// ---- GEGLU ----
+// h = [a | g], the last dim cut in halves:  y = a · gelu(g);
+// ∂y/∂a = gelu(g),  ∂y/∂g = a · gelu'(g)  (gelu' as above).
+// On the CPU one fused kernel each way (kernels/gelu.h); on CUDA the same math composed of
+// chunk, gelu and mul, whose kernels exist there.
+Tensor geglu(const Tensor& h, GeluApprox approx) {
+  MMG_PROFILE_OP("geglu");
+  MMG_CHECK(h.defined(), "geglu: undefined tensor argument");
+  MMG_CHECK(is_floating(h.dtype()), "geglu: needs a floating dtype, got {} {}", dtype_name(h.dtype()),
+            shape_str(h.shape()));
+  MMG_CHECK(h.dim() >= 1 && h.size(-1) % 2 == 0, "geglu: the last dim of {} must be even: two halves [a | g]",
+            shape_str(h.shape()));
+  MMG_CHECK(approx == GeluApprox::none || approx == GeluApprox::tanh, "geglu: unknown approximation {}",
+            static_cast<int>(approx));
+  if (h.device().is_cuda()) {
+    std::vector<Tensor> halves = chunk(h, 2, -1);
+    return mul(halves[0], gelu(halves[1], approx));
+  }
+  const bool tanh_approx = approx == GeluApprox::tanh;
+  const DType compute = compute_dtype(h.dtype()), in_dtype = h.dtype();
+  const int64_t hidden = h.size(-1) / 2, rows = numel_of(Shape(h.shape().begin(), h.shape().end() - 1));
+  Shape out_shape = h.shape();
+  out_shape.back() = hidden;
+  Tensor hc = h.detach().to(compute).contiguous();
+  Tensor y = empty(out_shape, {.dtype = compute, .device = h.device()});
+  visit_float(compute, "geglu", [&]<class T>() {
+    cpu::geglu_forward<T>(hc.data<T>(), y.data<T>(), rows, hidden, tanh_approx);
+  });
+  return record_op("geglu", y.to(in_dtype), {h}, [hc, compute, in_dtype, tanh_approx, rows, hidden](const Tensor& g) -> Grads {
+    Tensor gc = g.to(compute).contiguous();
+    Tensor dh = empty_like(hc);
+    visit_float(compute, "geglu", [&]<class T>() {
+      cpu::geglu_backward<T>(hc.data<T>(), gc.data<T>(), dh.data<T>(), rows, hidden, tanh_approx);
+    });
+    return {dh.to(in_dtype)};
+  });
+}
+
 // ---- clamp ----
 // y = min(max(x, lo), hi) with either bound optional;  ∂y/∂x = [lo ≤ x ≤ hi] (PyTorch's
 // choice at the ends). NaN passes through. Integer x keeps its dtype and needs integral bounds.

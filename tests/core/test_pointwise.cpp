@@ -245,6 +245,35 @@ TEST_CASE("integer inputs: abs, neg, relu, clamp keep their dtype") {
   CHECK(!abs(i).requires_grad());
 }
 
+TEST_CASE("geglu: a · gelu(g) over the halves [a | g], forward and backward as chunk, gelu and mul") {
+  // The fused op against the same math composed of other ops: values and the input gradient,
+  // in f64 and f32, both GELU forms, a contiguous input and a transposed one.
+  for (DType dt : {DType::f64, DType::f32})
+    for (GeluApprox approx : {GeluApprox::none, GeluApprox::tanh})
+      for (bool transposed : {false, true}) {
+        CAPTURE(dtype_name(dt));
+        CAPTURE(static_cast<int>(approx));
+        CAPTURE(transposed);
+        Tensor base = uniform(transposed ? Shape{18, 5} : Shape{3, 5, 18}, dt, -5, 5);
+        Tensor g = uniform(transposed ? Shape{5, 9} : Shape{3, 5, 9}, dt, -1, 1);
+        Tensor h1 = base.detach().requires_grad_(), h2 = base.detach().requires_grad_();
+        Tensor in1 = transposed ? h1.transpose(0, 1) : h1, in2 = transposed ? h2.transpose(0, 1) : h2;
+        Tensor y1 = geglu(in1, approx);
+        std::vector<Tensor> halves = chunk(in2, 2, -1);
+        Tensor y2 = halves[0] * gelu(halves[1], approx);
+        const double tol = dt == DType::f64 ? 1e-13 : 3e-6;
+        REQUIRE(y1.shape() == y2.shape());
+        check_close(y1, values(y2), tol);
+        y1.backward(g);
+        y2.backward(g);
+        check_close(h1.grad(), values(h2.grad()), tol);
+      }
+  Tensor odd = zeros({2, 7});
+  CHECK_THROWS_WITH_AS(geglu(odd), doctest::Contains("geglu: the last dim of [2,7] must be even"), Error);
+  CHECK_THROWS_WITH_AS(geglu(arange(4)), doctest::Contains("geglu: needs a floating dtype, got i64 [4]"), Error);
+  CHECK(geglu(zeros({0, 6})).shape() == Shape{0, 3});
+}
+
 TEST_CASE("unary ops name themselves and the dtype in their errors") {
   Tensor i = arange(3);
   CHECK_THROWS_WITH_AS(sqrt(i), doctest::Contains("sqrt: needs a floating dtype, got i64 [3]"), Error);

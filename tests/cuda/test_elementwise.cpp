@@ -195,6 +195,20 @@ TEST_CASE("cuda unary ops: forward and backward, f32 and f64, odd sizes") {
   }
 }
 
+TEST_CASE("cuda geglu: the composed CUDA path against the CPU's fused kernel, forward and backward") {
+  require_gpu();
+  for (DType dt : {DType::f32, DType::f64})
+    for (GeluApprox approx : {GeluApprox::none, GeluApprox::tanh}) {
+      const std::string name = std::string("geglu ") + (approx == GeluApprox::tanh ? "tanh " : "") + dtype_name(dt);
+      for (const Shape& s : {Shape{7, 10}, Shape{3, 5, 34}, Shape{1, 2}})
+        check_op(name, {uniform(s, dt, -5, 5)}, [approx](const auto& v) { return geglu(v[0], approx); },
+                 rtol_for(dt) * 4, atol_for(dt) * 4);
+      check_op(name + " of a transpose", {uniform({10, 33}, dt, -5, 5)},
+               [approx](const auto& v) { return geglu(v[0].transpose(0, 1), approx); }, rtol_for(dt) * 4,
+               atol_for(dt) * 4);
+    }
+}
+
 TEST_CASE("cuda unary ops: kinks, NaN and infinities as on the CPU") {
   require_gpu();
   Tensor x = tensor({0.0, -0.0, NAN, INFINITY, -INFINITY, -0.5, 0.75, 1e-30, -700, 700});
