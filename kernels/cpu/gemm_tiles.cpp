@@ -44,6 +44,7 @@ constexpr int64_t kBlock = 256;           // column block (a multiple of kPanel)
 constexpr int64_t kCachedB = 256 * 1024;  // bytes of B kept whole: half of a Zen 3 core's L2
 constexpr int64_t kChunk = 128;           // inner-dimension chunk when B is larger
 constexpr int64_t kSplitInner = 4;        // split the inner dimension over threads when K >= 4·max(M, N)
+constexpr int64_t kSplitInnerMaxC = 1 << 20;  // ... and C is small enough for a buffer per thread (4 MB)
 
 // Where the A values of one tile live: A(i + r, k) = a[r·row_step + k·k_step].
 struct ATile {
@@ -272,7 +273,7 @@ void gemm_tiles(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, flo
   }
   const Operands o{trans_a, trans_b, K, alpha, A, lda, B, ldb, beta, C, ldc, bias};
   const int threads = threaded ? num_threads() : 1;
-  if (threads > 1 && K >= kSplitInner * std::max(M, N)) {
+  if (threads > 1 && K >= kSplitInner * std::max(M, N) && M * N <= kSplitInnerMaxC) {
     split_inner(o, M, N, threads);
     return;
   }
