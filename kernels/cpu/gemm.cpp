@@ -1,6 +1,6 @@
 // gemm on the CPU: f32 products in our own register tiles (version 2, gemm_tiles.cpp) where
 // the CPU has AVX2 + FMA; f64, and f32 elsewhere, through Eigen maps over the caller's
-// row-major buffers (version 1, here). `mmg bench --op gemm` times the two side by side.
+// row-major buffers (version 1, here). `mmg bench --kernel gemm` times the two side by side.
 #include "kernels/gemm.h"
 
 #include <Eigen/Core>
@@ -105,21 +105,26 @@ static void gemm_split(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
   }
 }
 
+// Whether one M×N×K product is worth splitting over the threads. Small products stay on one
+// thread (Eigen's own cut-off, 50k multiply-adds, is far lower).
+static bool split_over_threads(int64_t M, int64_t N, int64_t K) {
+  const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  const int threads = num_threads();
+  return work >= kSmallProduct && threads > 1 && std::max(M, N) >= 2 * threads;
+}
+
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  // Small products stay on one thread (Eigen's own cut-off, 50k multiply-adds, is far lower).
-  const double work = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  const int threads = num_threads();
   set_eigen_threads(1);
-  if (work < kSmallProduct || threads == 1 || std::max(M, N) < 2 * threads) {
+  if (!split_over_threads(M, N, K)) {
     gemm_one(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   if constexpr (kGemmTiles && std::is_same_v<T, float>) {
     return gemm_tiles(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, /*threaded=*/true);
   }
-  gemm_split(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, threads);
+  gemm_split(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, num_threads());
 }
 
 template <class T>
@@ -154,11 +159,8 @@ template <class T>
 void linear_forward(int64_t rows, int64_t out, int64_t in, const T* x, const T* w, const T* bias, T* y) {
   const int64_t ld_in = std::max<int64_t>(in, 1), ld_out = std::max<int64_t>(out, 1);
   if constexpr (kGemmTiles && std::is_same_v<T, float>) {
-    // The same threading rule as gemm() above.
-    const double work = static_cast<double>(rows) * static_cast<double>(out) * static_cast<double>(in);
-    const bool threaded = work >= kSmallProduct && std::max(rows, out) >= 2 * num_threads();
-    set_eigen_threads(1);
-    return gemm_tiles(false, true, rows, out, in, 1.0f, x, ld_in, w, ld_in, 0.0f, y, ld_out, threaded, bias);
+    return gemm_tiles(false, true, rows, out, in, 1.0f, x, ld_in, w, ld_in, 0.0f, y, ld_out,
+                      split_over_threads(rows, out, in), bias);
   }
   gemm<T>(false, true, rows, out, in, T(1), x, ld_in, w, ld_in, T(0), y, ld_out);
   if (bias == nullptr) return;

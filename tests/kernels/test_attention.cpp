@@ -186,6 +186,35 @@ double lse_diff(const std::vector<double>& a, const std::vector<double>& b) {
   return m;
 }
 
+// Checks the analytic dq, dk, dv of `in` (with dout as W, the gradients of Σ W ⊙ O) against
+// central differences of that loss, one input element at a time, on the given path.
+void check_finite_differences(const Cfg& c, const Inputs& in, CpuAttentionPath path,
+                              const mmg::AttentionDropout& drop = {}) {
+  const double h = 1e-6;
+  auto g = run<double>(c, in, true, path, drop);
+  auto loss = [&](const Inputs& x) {
+    auto out = run<double>(c, x, false, path, drop).out;
+    double l = 0;
+    for (size_t i = 0; i < out.size(); ++i) l += in.dout[i] * out[i];
+    return l;
+  };
+  auto check_grad = [&](std::vector<double> Inputs::*field, const std::vector<double>& analytic) {
+    Inputs x = in;
+    for (size_t i = 0; i < analytic.size(); ++i) {
+      double saved = (x.*field)[i];
+      (x.*field)[i] = saved + h;
+      double lp = loss(x);
+      (x.*field)[i] = saved - h;
+      double lm = loss(x);
+      (x.*field)[i] = saved;
+      CHECK(analytic[i] == doctest::Approx((lp - lm) / (2 * h)).epsilon(1e-6).scale(1.0));
+    }
+  };
+  check_grad(&Inputs::q, g.dq);
+  check_grad(&Inputs::k, g.dk);
+  check_grad(&Inputs::v, g.dv);
+}
+
 const Cfg kCfgs[] = {
     {1, 1, 1, 1, 1, false, 0, 1.0},
     {1, 1, 1, 1, 1, true, 0, 0.5},
@@ -258,7 +287,6 @@ TEST_CASE("attention backward matches finite differences (double)") {
       {2, 1, 6, 3, 2, true, 2, 1.1},  // Sq > Sk, fully masked rows
       {1, 1, 5, 5, 3, false, 1, 0.9},
   };
-  const double h = 1e-6;
   for (const Cfg& c : cfgs) {
     for (CpuAttentionPath path : {CpuAttentionPath::query_blocks, CpuAttentionPath::query_lanes}) {
       CAPTURE(path_name(path));
@@ -266,29 +294,7 @@ TEST_CASE("attention backward matches finite differences (double)") {
       CAPTURE(c.Sk);
       CAPTURE(c.causal);
       CAPTURE(c.mask);
-      Inputs in = make_inputs(c, 42);
-      auto g = run<double>(c, in, true, path);  // dout = W, so these are the gradients of Σ W ⊙ O
-      auto loss = [&](const Inputs& x) {
-        auto out = run<double>(c, x, false, path).out;
-        double l = 0;
-        for (size_t i = 0; i < out.size(); ++i) l += in.dout[i] * out[i];
-        return l;
-      };
-      auto check_grad = [&](std::vector<double> Inputs::*field, const std::vector<double>& analytic) {
-        Inputs x = in;
-        for (size_t i = 0; i < analytic.size(); ++i) {
-          double saved = (x.*field)[i];
-          (x.*field)[i] = saved + h;
-          double lp = loss(x);
-          (x.*field)[i] = saved - h;
-          double lm = loss(x);
-          (x.*field)[i] = saved;
-          CHECK(analytic[i] == doctest::Approx((lp - lm) / (2 * h)).epsilon(1e-6).scale(1.0));
-        }
-      };
-      check_grad(&Inputs::q, g.dq);
-      check_grad(&Inputs::k, g.dk);
-      check_grad(&Inputs::v, g.dv);
+      check_finite_differences(c, make_inputs(c, 42), path);
     }
   }
 }
@@ -457,28 +463,5 @@ TEST_CASE("attention dropout: both CPU paths draw the same mask and agree, and t
   }
 
   const Cfg c{1, 2, 4, 6, 3, true, 1, 0.7};
-  Inputs in = make_inputs(c, 8);
-  auto g = run<double>(c, in, true, CpuAttentionPath::query_lanes, drop);
-  auto loss = [&](const Inputs& x) {
-    auto out = run<double>(c, x, false, CpuAttentionPath::query_lanes, drop).out;
-    double l = 0;
-    for (size_t i = 0; i < out.size(); ++i) l += in.dout[i] * out[i];
-    return l;
-  };
-  const double h = 1e-6;
-  auto check_grad = [&](std::vector<double> Inputs::*field, const std::vector<double>& analytic) {
-    Inputs x = in;
-    for (size_t i = 0; i < analytic.size(); ++i) {
-      double saved = (x.*field)[i];
-      (x.*field)[i] = saved + h;
-      double lp = loss(x);
-      (x.*field)[i] = saved - h;
-      double lm = loss(x);
-      (x.*field)[i] = saved;
-      CHECK(analytic[i] == doctest::Approx((lp - lm) / (2 * h)).epsilon(1e-6).scale(1.0));
-    }
-  };
-  check_grad(&Inputs::q, g.dq);
-  check_grad(&Inputs::k, g.dk);
-  check_grad(&Inputs::v, g.dv);
+  check_finite_differences(c, make_inputs(c, 8), CpuAttentionPath::query_lanes, drop);
 }
