@@ -5,8 +5,10 @@
 //
 // One scale for all gradients keeps the update's direction and only shortens it, so a rare
 // exploding batch cannot throw the model far. The norm is accumulated in f64 (each square and each
-// sum), so it stays accurate for many millions of f32 or bf16 elements. Gradients on a CUDA
-// device are summed and scaled there; the host reads one number, the norm.
+// sum), so it stays accurate for many millions of f32 or bf16 elements. f32 and f64 gradients
+// on the CPU take one fused pass for the norm and one for the scale over all tensors at once
+// (kernels/grad_norm.h); gradients on a CUDA device are summed and scaled there by tensor ops,
+// and the host reads one number, the norm.
 //
 // Returns the norm BEFORE clipping (log it: a growing norm warns of divergence). When the norm is
 // not finite (an inf or NaN in some gradient) the gradients are left as they are and the inf/NaN

@@ -31,6 +31,12 @@
 // this file is built with -fno-trapping-math, which GCC needs to vectorise it: CMakeLists.txt).
 // Lanes past Sq in the last group hold zero queries and are never written back.
 //
+// Every sum is a chain of dependent additions (Σ_d for a score, Σ_j for an output value), and
+// one chain at a time waits on the adder's latency, not its throughput. So four keys' scores
+// (or four output values, or four keys' dK/dV rows) are summed side by side: four independent
+// chains, each adding its terms in the same order as one alone would. The transposes into and out of a group are 8×8 register transposes (AVX2, float,
+// D a multiple of 8), element moves otherwise.
+//
 // Threads: the (b, h) pairs are spread over parallel_for; each pair writes only its own rows.
 #include <Eigen/Core>
 #include <algorithm>
@@ -38,6 +44,10 @@
 #include <limits>
 #include <type_traits>
 #include <vector>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "kernels/cpu/attention_lanes.h"
 #include "kernels/cpu/exp_approx.h"
@@ -57,10 +67,45 @@ constexpr int64_t kLanes = 8;  // queries per group: one AVX register of floats
 template <class T>
 using Lanes = Eigen::Array<T, kLanes, 1>;
 
+#if defined(__AVX2__)
+// r[c] ← column c of the 8×8 matrix whose rows are r[0..7] (unpack pairs, then quads, then halves).
+inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    u[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+#endif
+
 // Rows i0 .. i0+n−1 of head (b, h), D values each, into xt [D, kLanes] (xt[d·kLanes + w] =
 // row i0 + w, value d); lanes n .. kLanes−1 zero.
 template <class T>
 void load_group(HeadRows<const T> x, int64_t b, int64_t h, int64_t i0, int64_t n, int64_t D, T* xt) {
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (D % 8 == 0) {
+      for (int64_t d0 = 0; d0 < D; d0 += 8) {
+        __m256 r[8];
+        for (int64_t w = 0; w < kLanes; ++w)
+          r[w] = w < n ? _mm256_loadu_ps(x.row(b, h, i0 + w) + d0) : _mm256_setzero_ps();
+        transpose8(r);
+        for (int64_t c = 0; c < 8; ++c) _mm256_storeu_ps(xt + (d0 + c) * kLanes, r[c]);
+      }
+      return;
+    }
+  }
+#endif
   std::fill(xt, xt + D * kLanes, T(0));
   for (int64_t w = 0; w < n; ++w) {
     const T* r = x.row(b, h, i0 + w);
@@ -71,18 +116,80 @@ void load_group(HeadRows<const T> x, int64_t b, int64_t h, int64_t i0, int64_t n
 // The inverse for lanes 0 .. n−1: row i0 + w of y ← lane w of yt [D, kLanes].
 template <class T>
 void store_group(const T* yt, int64_t n, int64_t D, HeadRows<T> y, int64_t b, int64_t h, int64_t i0) {
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (D % 8 == 0) {
+      for (int64_t d0 = 0; d0 < D; d0 += 8) {
+        __m256 r[8];
+        for (int64_t c = 0; c < 8; ++c) r[c] = _mm256_loadu_ps(yt + (d0 + c) * kLanes);
+        transpose8(r);
+        for (int64_t w = 0; w < n; ++w) _mm256_storeu_ps(y.row(b, h, i0 + w) + d0, r[w]);
+      }
+      return;
+    }
+  }
+#endif
   for (int64_t w = 0; w < n; ++w) {
     T* r = y.row(b, h, i0 + w);
     for (int64_t d = 0; d < D; ++d) r[d] = yt[d * kLanes + w];
   }
 }
 
-// Σ_d x_d · yt_d over D lanes-vectors yt [D, kLanes], x = one row of D values.
+constexpr int64_t kChains = 4;  // sums kept side by side (see the top of the file)
+
+// tile [kend, kLanes] ← Σ_d x_jd · yt_d for the keys j < kend: x = rows of head (b, h) (K or
+// V), yt = a group's [D, kLanes] (Qᵀ or dOᵀ). Four keys at a time, each summed in d order.
 template <class T>
-inline Lanes<T> row_times_group(const T* x, const T* yt, int64_t D) {
-  Lanes<T> acc = Lanes<T>::Zero();
-  for (int64_t d = 0; d < D; ++d) acc += x[d] * Eigen::Map<const Lanes<T>>(yt + d * kLanes);
-  return acc;
+void keys_dot_group(HeadRows<const T> x, int64_t b, int64_t h, const T* yt, int64_t kend, int64_t D, T* tile) {
+  int64_t j = 0;
+  for (; j + kChains <= kend; j += kChains) {
+    const T *x0 = x.row(b, h, j), *x1 = x.row(b, h, j + 1), *x2 = x.row(b, h, j + 2), *x3 = x.row(b, h, j + 3);
+    Lanes<T> a0 = Lanes<T>::Zero(), a1 = Lanes<T>::Zero(), a2 = Lanes<T>::Zero(), a3 = Lanes<T>::Zero();
+    for (int64_t d = 0; d < D; ++d) {
+      const Lanes<T> y = Eigen::Map<const Lanes<T>>(yt + d * kLanes);
+      a0 += x0[d] * y;
+      a1 += x1[d] * y;
+      a2 += x2[d] * y;
+      a3 += x3[d] * y;
+    }
+    Eigen::Map<Lanes<T>>(tile + j * kLanes) = a0;
+    Eigen::Map<Lanes<T>>(tile + (j + 1) * kLanes) = a1;
+    Eigen::Map<Lanes<T>>(tile + (j + 2) * kLanes) = a2;
+    Eigen::Map<Lanes<T>>(tile + (j + 3) * kLanes) = a3;
+  }
+  for (; j < kend; ++j) {
+    const T* xj = x.row(b, h, j);
+    Lanes<T> acc = Lanes<T>::Zero();
+    for (int64_t d = 0; d < D; ++d) acc += xj[d] * Eigen::Map<const Lanes<T>>(yt + d * kLanes);
+    Eigen::Map<Lanes<T>>(tile + j * kLanes) = acc;
+  }
+}
+
+// yt [D, kLanes] ← Σ_j x_jd · tile_j over the keys j < kend: x = rows of head (b, h) (V or K),
+// tile = a [kend, kLanes] tile (P or dS). Four values d at a time, each summed in key order.
+template <class T>
+void keys_times_tile(HeadRows<const T> x, int64_t b, int64_t h, const T* tile, int64_t kend, int64_t D, T* yt) {
+  int64_t d = 0;
+  for (; d + kChains <= D; d += kChains) {
+    Lanes<T> a0 = Lanes<T>::Zero(), a1 = Lanes<T>::Zero(), a2 = Lanes<T>::Zero(), a3 = Lanes<T>::Zero();
+    for (int64_t j = 0; j < kend; ++j) {
+      const T* xj = x.row(b, h, j) + d;
+      const Lanes<T> t = Eigen::Map<const Lanes<T>>(tile + j * kLanes);
+      a0 += xj[0] * t;
+      a1 += xj[1] * t;
+      a2 += xj[2] * t;
+      a3 += xj[3] * t;
+    }
+    Eigen::Map<Lanes<T>>(yt + d * kLanes) = a0;
+    Eigen::Map<Lanes<T>>(yt + (d + 1) * kLanes) = a1;
+    Eigen::Map<Lanes<T>>(yt + (d + 2) * kLanes) = a2;
+    Eigen::Map<Lanes<T>>(yt + (d + 3) * kLanes) = a3;
+  }
+  for (; d < D; ++d) {
+    Lanes<T> acc = Lanes<T>::Zero();
+    for (int64_t j = 0; j < kend; ++j) acc += x.row(b, h, j)[d] * Eigen::Map<const Lanes<T>>(tile + j * kLanes);
+    Eigen::Map<Lanes<T>>(yt + d * kLanes) = acc;
+  }
 }
 
 // Sᵀ [kend, kLanes]: scale · k_j · q_w, −∞ where key j is masked or (causal) j > i0 + w.
@@ -92,13 +199,14 @@ void group_scores(HeadRows<const T> k, int64_t b, int64_t h, const T* qt, int64_
   const T neg_inf = -std::numeric_limits<T>::infinity();
   Lanes<T> query_index;
   for (int64_t w = 0; w < kLanes; ++w) query_index[w] = static_cast<T>(i0 + w);
+  keys_dot_group(k, b, h, qt, kend, D, st);
   for (int64_t j = 0; j < kend; ++j) {
     Eigen::Map<Lanes<T>> s(st + j * kLanes);
     if (mask && !mask[j]) {
       s.setConstant(neg_inf);
       continue;
     }
-    s = scale * row_times_group(k.row(b, h, j), qt, D);
+    s = scale * s;
     if (causal) s = (query_index < static_cast<T>(j)).select(Lanes<T>::Constant(neg_inf), s);
   }
 }
@@ -129,14 +237,34 @@ void dropout_tile(const AttentionDropout& drop, int64_t bh, int64_t Sq, int64_t 
 template <class T, int kD>
 void add_group_outer_d(const T* a, int64_t kend, HeadRows<const T> x, int64_t i0, int64_t n, HeadRows<T> y,
                        int64_t b, int64_t h, int64_t D) {
-  for (int64_t j = 0; j < kend; ++j) {
-    if constexpr (kD > 0) {
-      using Row = Eigen::Array<T, kD, 1>;
+  if constexpr (kD > 0) {
+    using Row = Eigen::Array<T, kD, 1>;
+    auto one_key = [&](int64_t j) {
       Eigen::Map<Row> yj(y.row(b, h, j));
       Row acc = yj;
       for (int64_t w = 0; w < n; ++w) acc += a[j * kLanes + w] * Eigen::Map<const Row>(x.row(b, h, i0 + w));
       yj = acc;
-    } else {
+    };
+    int64_t j = 0;
+    // Two keys side by side while their rows fit in registers (up to 16 floats each; named
+    // accumulators, since GCC at -O2 keeps an array of them in memory).
+    if constexpr (kD * sizeof(T) <= 64) {
+      for (; j + 2 <= kend; j += 2) {
+        Eigen::Map<Row> y0(y.row(b, h, j)), y1(y.row(b, h, j + 1));
+        Row acc0 = y0, acc1 = y1;
+        const T *a0 = a + j * kLanes, *a1 = a + (j + 1) * kLanes;
+        for (int64_t w = 0; w < n; ++w) {
+          const Row xw = Eigen::Map<const Row>(x.row(b, h, i0 + w));
+          acc0 += a0[w] * xw;
+          acc1 += a1[w] * xw;
+        }
+        y0 = acc0;
+        y1 = acc1;
+      }
+    }
+    for (; j < kend; ++j) one_key(j);
+  } else {
+    for (int64_t j = 0; j < kend; ++j) {
       T* yj = y.row(b, h, j);
       for (int64_t w = 0; w < n; ++w) {
         const T aw = a[j * kLanes + w];
@@ -196,12 +324,7 @@ void forward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v
     p *= inv;
     if (drop.p > 0) p *= Eigen::Map<const Lanes<T>>(g.zt.data() + j * kLanes);
   }
-  // Oᵀ_d = Σ_j V_jd Pᵀ_j
-  for (int64_t d = 0; d < D; ++d) {
-    Lanes<T> acc = Lanes<T>::Zero();
-    for (int64_t j = 0; j < kend; ++j) acc += v.row(b, h, j)[d] * Eigen::Map<const Lanes<T>>(g.st.data() + j * kLanes);
-    Eigen::Map<Lanes<T>>(g.ot.data() + d * kLanes) = acc;
-  }
+  keys_times_tile(v, b, h, g.st.data(), kend, D, g.ot.data());  // Oᵀ_d = Σ_j V_jd Pᵀ_j
   store_group(g.ot.data(), n, D, out, b, h, i0);
 }
 
@@ -229,12 +352,10 @@ void backward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> 
     delta += Eigen::Map<const Lanes<T>>(g.dot.data() + d * kLanes) * Eigen::Map<const Lanes<T>>(g.ot.data() + d * kLanes);
 
   if (drop.p > 0) dropout_tile(drop, bh, Sq, Sk, i0, n, kend, g.zt.data());
-  for (int64_t j = 0; j < kend; ++j) {
-    Eigen::Map<const Lanes<T>> p(g.st.data() + j * kLanes);
-    Eigen::Map<Lanes<T>> dp(g.dpt.data() + j * kLanes);
-    dp = row_times_group(v.row(b, h, j), g.dot.data(), D);  // dPᵀ_j = Σ_d V_jd dOᵀ_d
-    if (drop.p > 0) dp *= Eigen::Map<const Lanes<T>>(g.zt.data() + j * kLanes);
-  }
+  keys_dot_group(v, b, h, g.dot.data(), kend, D, g.dpt.data());  // dPᵀ_j = Σ_d V_jd dOᵀ_d
+  if (drop.p > 0)
+    for (int64_t j = 0; j < kend; ++j)
+      Eigen::Map<Lanes<T>>(g.dpt.data() + j * kLanes) *= Eigen::Map<const Lanes<T>>(g.zt.data() + j * kLanes);
   // dV_j += Σ_w (Z ⊙ P)ᵀ_jw dO_w: with dropout the dropped weights, kept in zt.
   if (drop.p > 0) {
     for (int64_t j = 0; j < kend; ++j)
@@ -249,11 +370,7 @@ void backward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> 
     dp = scale * (Eigen::Map<const Lanes<T>>(g.st.data() + j * kLanes) * (dp - delta));
   }
   // dQᵀ_d = Σ_j K_jd dSᵀ_j (over ot, no longer needed), then dK_j += Σ_w dSᵀ_jw q_w.
-  for (int64_t d = 0; d < D; ++d) {
-    Lanes<T> acc = Lanes<T>::Zero();
-    for (int64_t j = 0; j < kend; ++j) acc += k.row(b, h, j)[d] * Eigen::Map<const Lanes<T>>(g.dpt.data() + j * kLanes);
-    Eigen::Map<Lanes<T>>(g.ot.data() + d * kLanes) = acc;
-  }
+  keys_times_tile(k, b, h, g.dpt.data(), kend, D, g.ot.data());
   store_group(g.ot.data(), n, D, dq, b, h, i0);
   add_group_outer(g.dpt.data(), kend, q, i0, n, dk, b, h, D);
 }

@@ -12,6 +12,7 @@
 #include <numbers>
 
 #include "core/mmgrad.h"
+#include "kernels/cpu/parallel.h"
 #include "nn/checkpoint.h"
 #include "nn/clip.h"
 #include "nn/layers.h"
@@ -618,6 +619,61 @@ TEST_CASE("clip: clip_grad_norm returns the global norm and scales every gradien
     CHECK_THROWS_WITH_AS(nn::clip_grad_norm(m.parameters(), 0.0),
                          doctest::Contains("clip_grad_norm: max_norm must be finite and > 0, got 0"), Error);
   }
+}
+
+TEST_CASE("clip: f32 and f64 gradients, strided and bf16 ones, and tensors across the fused pass's blocks") {
+  // Sizes around cpu::kGradNormBlock (16384), so blocks start and end inside tensors; a
+  // transposed and a bf16 gradient take the tensor ops beside the fused pass.
+  Generator gen(7);
+  std::vector<Tensor> params;
+  auto add = [&](const Shape& shape, DType dtype) {
+    Tensor p = zeros(shape, {.dtype = dtype}).requires_grad_();
+    p.set_grad(randn(shape, {.dtype = DType::f64}, &gen).to(dtype));
+    params.push_back(p);
+  };
+  add({3}, DType::f32);
+  add({100, 200}, DType::f32);  // 20000: crosses the first block's end
+  add({16383}, DType::f32);
+  add({5, 7}, DType::f64);
+  add({40, 1000}, DType::f64);
+  add({2, 9}, DType::bf16);
+  {
+    Tensor p = zeros({30, 20}).requires_grad_();
+    p.set_grad(randn({20, 30}, {}, &gen).transpose(0, 1));  // a strided gradient
+    params.push_back(p);
+  }
+  double ss = 0;
+  std::vector<std::vector<double>> before;
+  for (const Tensor& p : params) {
+    before.push_back(p.grad().to(DType::f64).contiguous().to_vector<double>());
+    for (double x : before.back()) ss += x * x;
+  }
+  const double norm = std::sqrt(ss);
+
+  const int saved = cpu::num_threads();
+  cpu::set_num_threads(1);
+  const double one_thread = nn::grad_norm(params);
+  cpu::set_num_threads(3);
+  const double three_threads = nn::grad_norm(params);
+  cpu::set_num_threads(saved);
+  CHECK(one_thread == three_threads);  // fixed blocks: the same sum on any thread count
+  CHECK(one_thread == doctest::Approx(norm).epsilon(1e-13));
+
+  const double max_norm = norm / 4;
+  CHECK(nn::clip_grad_norm(params, max_norm) == doctest::Approx(norm).epsilon(1e-13));
+  const double c = max_norm / (norm + 1e-6);
+  for (size_t i = 0; i < params.size(); ++i) {
+    CAPTURE(i);
+    const DType dt = params[i].dtype();
+    std::vector<double> want = before[i];
+    // Each gradient scaled in its own dtype, by the scale rounded to that dtype.
+    const double ct = dt == DType::f32 ? static_cast<double>(static_cast<float>(c)) : c;
+    for (double& x : want) x *= ct;
+    // f64: the norm summed in another order than here moves the scale by ~1e-14.
+    const double tol = dt == DType::f64 ? 1e-12 : dt == DType::f32 ? 1e-6 : 1e-2;
+    check_close(params[i].grad().to(DType::f64).contiguous().to_vector<double>(), want, tol);
+  }
+  CHECK(nn::grad_norm(params) == doctest::Approx(max_norm).epsilon(1e-2));  // bf16 rounding
 }
 
 // ---------------------------------------------------------------------------------------------
