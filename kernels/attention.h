@@ -94,17 +94,27 @@ HeadRows<T> packed_heads(T* data, int64_t H, int64_t S, int64_t D) {
   return {data, H * S * D, S * D, D};
 }
 
+// Saved attention weights. The query-lanes path can keep P from the forward for the backward,
+// which then skips recomputing Q Kᵀ and the exponentials (a third of its work on the demo's
+// heads); short sequences make P small. This many elements of T hold them for a call that
+// takes `path` (0 when the call takes the query-blocks path, which never keeps P):
+// B·H·⌈Sq/8⌉·Sk·8, the [keys, 8 queries] tiles of every group of 8 queries.
+int64_t cpu_attention_saved_weights(int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
+                                    CpuAttentionPath path = CpuAttentionPath::by_size);
+
 // Writes out and lse. (b, h, block of 64 queries) tasks run in parallel; each holds one
 // [64, Sk] block of scores, so memory stays O(Sk) per thread, never O(Sq·Sk).
-// lse is packed [B, H, Sq].
+// lse is packed [B, H, Sq]. saved_weights (may be null): cpu_attention_saved_weights(...)
+// elements that the query-lanes path fills with P (before dropout) for the backward.
 template <class T>
 void attention_forward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
                        HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
                        bool causal, T scale, const AttentionDropout& drop = {},
-                       CpuAttentionPath path = CpuAttentionPath::by_size);
+                       CpuAttentionPath path = CpuAttentionPath::by_size, T* saved_weights = nullptr);
 
 // Given dout = ∂L/∂O, writes dq, dk, dv. P is recomputed from q, k and the saved lse
-// (P_ij = exp(S_ij − lse_i)) rather than stored; then, flash-attention style,
+// (P_ij = exp(S_ij − lse_i)), or read from saved_weights when the forward filled them (same
+// path, same sizes); then, flash-attention style,
 //   Δ_i = Σ_d dO_id O_id          (= Σ_j P_ij dP_ij)
 //   dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ⊙ (dP − Δ),   dQ = scale · dS K,   dK = scale · dSᵀ Q
 // (with dropout, the formulas above the AttentionDropout struct; `drop` must be the forward's).
@@ -114,26 +124,27 @@ void attention_backward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const
                         HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
                         HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
                         bool causal, T scale, const AttentionDropout& drop = {},
-                        CpuAttentionPath path = CpuAttentionPath::by_size);
+                        CpuAttentionPath path = CpuAttentionPath::by_size, const T* saved_weights = nullptr);
 
 // The same on packed [B, H, S, D] buffers.
 template <class T>
 void attention_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out, T* lse, int64_t B,
                        int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale,
-                       const AttentionDropout& drop = {}, CpuAttentionPath path = CpuAttentionPath::by_size) {
+                       const AttentionDropout& drop = {}, CpuAttentionPath path = CpuAttentionPath::by_size,
+                       T* saved_weights = nullptr) {
   attention_forward<T>(packed_heads(q, H, Sq, D), packed_heads(k, H, Sk, D), packed_heads(v, H, Sk, D), key_mask,
-                       packed_heads(out, H, Sq, D), lse, B, H, Sq, Sk, D, causal, scale, drop, path);
+                       packed_heads(out, H, Sq, D), lse, B, H, Sq, Sk, D, causal, scale, drop, path, saved_weights);
 }
 
 template <class T>
 void attention_backward(const T* q, const T* k, const T* v, const uint8_t* key_mask, const T* out, const T* dout,
                         const T* lse, T* dq, T* dk, T* dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
                         bool causal, T scale, const AttentionDropout& drop = {},
-                        CpuAttentionPath path = CpuAttentionPath::by_size) {
+                        CpuAttentionPath path = CpuAttentionPath::by_size, const T* saved_weights = nullptr) {
   attention_backward<T>(packed_heads(q, H, Sq, D), packed_heads(k, H, Sk, D), packed_heads(v, H, Sk, D), key_mask,
                         packed_heads(out, H, Sq, D), packed_heads(dout, H, Sq, D), lse, packed_heads(dq, H, Sq, D),
                         packed_heads(dk, H, Sk, D), packed_heads(dv, H, Sk, D), B, H, Sq, Sk, D, causal, scale,
-                        drop, path);
+                        drop, path, saved_weights);
 }
 
 }  // namespace mmg::cpu

@@ -48,6 +48,10 @@ namespace mmg {
 
 static constexpr const char* kOp = "scaled_dot_product_attention";
 
+// The most elements of saved attention weights the CPU op keeps per call (64 MB of f32): the
+// demo's calls keep 0.1–1 M.
+static constexpr int64_t kMaxSavedWeights = int64_t{1} << 24;
+
 // ---- CUDA, v1 ----
 // Contiguous [B,H,S,D] inputs in the compute dtype; batch index bh = b·H + h for every operand.
 
@@ -344,10 +348,16 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   Tensor mc = key_mask.defined() ? key_mask.to(DType::u8).contiguous() : Tensor();
   Tensor out = heads_buffer(B, H, Sq, D);
   Tensor lse = empty({B, H, Sq}, {.dtype = compute});
+  // The weights P kept for the backward where the kernel's path keeps them (short sequences,
+  // narrow heads: kernels/attention.h) and they are small; with no gradient to come, never.
+  const bool grad = grad_mode_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  const int64_t saved_size = grad ? cpu::cpu_attention_saved_weights(B, H, Sq, Sk, D) : 0;
+  Tensor weights = saved_size > 0 && saved_size <= kMaxSavedWeights ? empty({saved_size}, {.dtype = compute}) : Tensor();
   visit_float(compute, kOp, [&]<class T>() {
     cpu::attention_forward<T>(head_rows<const T>(qc), head_rows<const T>(kc), head_rows<const T>(vc),
                               mc.defined() ? mc.data<uint8_t>() : nullptr, head_rows<T>(out), lse.data<T>(), B, H,
-                              Sq, Sk, D, causal, static_cast<T>(s), drop);
+                              Sq, Sk, D, causal, static_cast<T>(s), drop, cpu::CpuAttentionPath::by_size,
+                              weights.defined() ? weights.data<T>() : nullptr);
   });
   Tensor result_out = out.to(result);
 
@@ -363,7 +373,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
       cpu::attention_backward<T>(head_rows<const T>(qc), head_rows<const T>(kc), head_rows<const T>(vc),
                                  mc.defined() ? mc.data<uint8_t>() : nullptr, head_rows<const T>(saved_out),
                                  head_rows<const T>(gc), lse.data<T>(), head_rows<T>(dq), head_rows<T>(dk),
-                                 head_rows<T>(dv), B, H, Sq, Sk, D, causal, static_cast<T>(s), drop);
+                                 head_rows<T>(dv), B, H, Sq, Sk, D, causal, static_cast<T>(s), drop,
+                                 cpu::CpuAttentionPath::by_size, weights.defined() ? weights.data<T>() : nullptr);
     });
     return {dq.to(q_dtype), dk.to(k_dtype), dv.to(v_dtype)};
   });

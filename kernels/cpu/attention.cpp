@@ -236,12 +236,16 @@ static bool take_lanes(CpuAttentionPath path, int64_t Sk, int64_t D) {
   return path == CpuAttentionPath::query_lanes;
 }
 
+int64_t cpu_attention_saved_weights(int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D, CpuAttentionPath path) {
+  return take_lanes(path, Sk, D) ? attention_lanes_saved_weights(B, H, Sq, Sk) : 0;
+}
+
 template <class T>
 void attention_forward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
                        HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                       bool causal, T scale, const AttentionDropout& drop, CpuAttentionPath path) {
+                       bool causal, T scale, const AttentionDropout& drop, CpuAttentionPath path, T* saved_weights) {
   if (take_lanes(path, Sk, D))
-    attention_forward_lanes<T>(q, k, v, key_mask, out, lse, B, H, Sq, Sk, D, causal, scale, drop);
+    attention_forward_lanes<T>(q, k, v, key_mask, out, lse, B, H, Sq, Sk, D, causal, scale, drop, saved_weights);
   else
     forward_blocks<T>(q, k, v, key_mask, out, lse, B, H, Sq, Sk, D, causal, scale, drop);
 }
@@ -250,9 +254,11 @@ template <class T>
 void attention_backward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
                         HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
                         HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                        bool causal, T scale, const AttentionDropout& drop, CpuAttentionPath path) {
+                        bool causal, T scale, const AttentionDropout& drop, CpuAttentionPath path,
+                        const T* saved_weights) {
   if (take_lanes(path, Sk, D))
-    attention_backward_lanes<T>(q, k, v, key_mask, out, dout, lse, dq, dk, dv, B, H, Sq, Sk, D, causal, scale, drop);
+    attention_backward_lanes<T>(q, k, v, key_mask, out, dout, lse, dq, dk, dv, B, H, Sq, Sk, D, causal, scale, drop,
+                                saved_weights);
   else
     backward_blocks<T>(q, k, v, key_mask, out, dout, lse, dq, dk, dv, B, H, Sq, Sk, D, causal, scale, drop);
 }
@@ -260,11 +266,11 @@ void attention_backward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const
 #define MMG_ATTENTION_INSTANTIATE(T)                                                                                \
   template void attention_forward<T>(HeadRows<const T>, HeadRows<const T>, HeadRows<const T>, const uint8_t*,      \
                                      HeadRows<T>, T*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, T,         \
-                                     const AttentionDropout&, CpuAttentionPath);                                    \
+                                     const AttentionDropout&, CpuAttentionPath, T*);                                \
   template void attention_backward<T>(HeadRows<const T>, HeadRows<const T>, HeadRows<const T>, const uint8_t*,     \
                                       HeadRows<const T>, HeadRows<const T>, const T*, HeadRows<T>, HeadRows<T>,     \
                                       HeadRows<T>, int64_t, int64_t, int64_t, int64_t, int64_t, bool, T,            \
-                                      const AttentionDropout&, CpuAttentionPath);
+                                      const AttentionDropout&, CpuAttentionPath, const T*);
 MMG_ATTENTION_INSTANTIATE(float)
 MMG_ATTENTION_INSTANTIATE(double)
 #undef MMG_ATTENTION_INSTANTIATE

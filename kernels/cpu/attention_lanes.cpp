@@ -18,7 +18,8 @@
 //     lse   = m + log l,    Pᵀ_j ← Pᵀ_j / l       (a lane with every key hidden: P = 0, lse = −∞)
 //     Oᵀ_d  = Σ_j V_jd Pᵀ_j                     then written back as the queries' rows
 //   backward, the same group:
-//     Pᵀ_j  = exp(Sᵀ_j − lse)                   recomputed from the saved lse
+//     Pᵀ_j  = the forward's tile when it was saved (kernels/attention.h), else
+//             exp(Sᵀ_j − lse), recomputed from the saved lse
 //     dPᵀ_j = Σ_d V_jd dOᵀ_d,   Δ = Σ_d dOᵀ_d Oᵀ_d
 //     dSᵀ_j = scale · Pᵀ_j (dPᵀ_j − Δ)
 //     dQᵀ_d = Σ_j K_jd dSᵀ_j                   written back as rows
@@ -303,7 +304,8 @@ struct GroupScratch {
 template <class T>
 void forward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* mask,
                    HeadRows<T> out, T* lse, int64_t b, int64_t h, int64_t bh, int64_t i0, int64_t n, int64_t Sq,
-                   int64_t Sk, int64_t D, bool causal, T scale, const AttentionDropout& drop, GroupScratch<T>& g) {
+                   int64_t Sk, int64_t D, bool causal, T scale, const AttentionDropout& drop, GroupScratch<T>& g,
+                   T* saved) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
   const int64_t kend = group_keys(i0, n, Sk, causal);
   load_group(q, b, h, i0, n, D, g.qt.data());
@@ -318,11 +320,12 @@ void forward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v
   const Lanes<T> inv = (sum > T(0)).select(sum.inverse(), Lanes<T>::Zero());
   for (int64_t w = 0; w < n; ++w) lse[bh * Sq + i0 + w] = sum[w] > 0 ? m[w] + std::log(sum[w]) : neg_inf;
 
-  if (drop.p > 0) dropout_tile(drop, bh, Sq, Sk, i0, n, kend, g.zt.data());
-  for (int64_t j = 0; j < kend; ++j) {
-    Eigen::Map<Lanes<T>> p(g.st.data() + j * kLanes);
-    p *= inv;
-    if (drop.p > 0) p *= Eigen::Map<const Lanes<T>>(g.zt.data() + j * kLanes);
+  for (int64_t j = 0; j < kend; ++j) Eigen::Map<Lanes<T>>(g.st.data() + j * kLanes) *= inv;
+  if (saved) std::copy(g.st.data(), g.st.data() + kend * kLanes, saved);  // P, before dropout
+  if (drop.p > 0) {
+    dropout_tile(drop, bh, Sq, Sk, i0, n, kend, g.zt.data());
+    for (int64_t j = 0; j < kend; ++j)
+      Eigen::Map<Lanes<T>>(g.st.data() + j * kLanes) *= Eigen::Map<const Lanes<T>>(g.zt.data() + j * kLanes);
   }
   keys_times_tile(v, b, h, g.st.data(), kend, D, g.ot.data());  // Oᵀ_d = Σ_j V_jd Pᵀ_j
   store_group(g.ot.data(), n, D, out, b, h, i0);
@@ -332,19 +335,24 @@ template <class T>
 void backward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* mask,
                     HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq, HeadRows<T> dk,
                     HeadRows<T> dv, int64_t b, int64_t h, int64_t bh, int64_t i0, int64_t n, int64_t Sq, int64_t Sk,
-                    int64_t D, bool causal, T scale, const AttentionDropout& drop, GroupScratch<T>& g) {
+                    int64_t D, bool causal, T scale, const AttentionDropout& drop, GroupScratch<T>& g,
+                    const T* saved) {
   const T inf = std::numeric_limits<T>::infinity();
   const int64_t kend = group_keys(i0, n, Sk, causal);
-  load_group(q, b, h, i0, n, D, g.qt.data());
   load_group(dout, b, h, i0, n, D, g.dot.data());
   load_group(out, b, h, i0, n, D, g.ot.data());
 
-  // Pᵀ = exp(Sᵀ − lse); a lane whose row is fully masked (lse = −∞), or past Sq, shifts by +∞
-  // so that its weights are exp(−∞) = 0, not exp(−∞ + ∞) = NaN.
-  Lanes<T> shift = Lanes<T>::Constant(inf);
-  for (int64_t w = 0; w < n; ++w) shift[w] = lse[bh * Sq + i0 + w] == -inf ? inf : lse[bh * Sq + i0 + w];
-  group_scores(k, b, h, g.qt.data(), D, kend, mask, causal, i0, scale, g.st.data());
-  exp_tile(g.st.data(), kend, shift.data());
+  // Pᵀ: the forward's, or exp(Sᵀ − lse); a lane whose row is fully masked (lse = −∞), or past
+  // Sq, shifts by +∞ so that its weights are exp(−∞) = 0, not exp(−∞ + ∞) = NaN.
+  const T* pt = saved;
+  if (!saved) {
+    Lanes<T> shift = Lanes<T>::Constant(inf);
+    for (int64_t w = 0; w < n; ++w) shift[w] = lse[bh * Sq + i0 + w] == -inf ? inf : lse[bh * Sq + i0 + w];
+    load_group(q, b, h, i0, n, D, g.qt.data());
+    group_scores(k, b, h, g.qt.data(), D, kend, mask, causal, i0, scale, g.st.data());
+    exp_tile(g.st.data(), kend, shift.data());
+    pt = g.st.data();
+  }
 
   // Δ = Σ_d dOᵀ_d Oᵀ_d, per lane.
   Lanes<T> delta = Lanes<T>::Zero();
@@ -359,15 +367,15 @@ void backward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> 
   // dV_j += Σ_w (Z ⊙ P)ᵀ_jw dO_w: with dropout the dropped weights, kept in zt.
   if (drop.p > 0) {
     for (int64_t j = 0; j < kend; ++j)
-      Eigen::Map<Lanes<T>>(g.zt.data() + j * kLanes) *= Eigen::Map<const Lanes<T>>(g.st.data() + j * kLanes);
+      Eigen::Map<Lanes<T>>(g.zt.data() + j * kLanes) *= Eigen::Map<const Lanes<T>>(pt + j * kLanes);
     add_group_outer(g.zt.data(), kend, dout, i0, n, dv, b, h, D);
   } else {
-    add_group_outer(g.st.data(), kend, dout, i0, n, dv, b, h, D);
+    add_group_outer(pt, kend, dout, i0, n, dv, b, h, D);
   }
   // dSᵀ_j = scale · Pᵀ_j (dPᵀ_j − Δ), stored over dPᵀ.
   for (int64_t j = 0; j < kend; ++j) {
     Eigen::Map<Lanes<T>> dp(g.dpt.data() + j * kLanes);
-    dp = scale * (Eigen::Map<const Lanes<T>>(g.st.data() + j * kLanes) * (dp - delta));
+    dp = scale * (Eigen::Map<const Lanes<T>>(pt + j * kLanes) * (dp - delta));
   }
   // dQᵀ_d = Σ_j K_jd dSᵀ_j (over ot, no longer needed), then dK_j += Σ_w dSᵀ_jw q_w.
   keys_times_tile(k, b, h, g.dpt.data(), kend, D, g.ot.data());
@@ -375,12 +383,22 @@ void backward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> 
   add_group_outer(g.dpt.data(), kend, q, i0, n, dk, b, h, D);
 }
 
+// Where the group of queries i0 .. i0+7 of pair bh keeps its [Sk, kLanes] tile of P.
+inline int64_t saved_tile(int64_t bh, int64_t i0, int64_t Sq, int64_t Sk) {
+  const int64_t groups = (Sq + kLanes - 1) / kLanes;
+  return ((bh * groups) + i0 / kLanes) * Sk * kLanes;
+}
+
 }  // namespace
+
+int64_t attention_lanes_saved_weights(int64_t B, int64_t H, int64_t Sq, int64_t Sk) {
+  return B * H * ((Sq + kLanes - 1) / kLanes) * Sk * kLanes;
+}
 
 template <class T>
 void attention_forward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
                              HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                             bool causal, T scale, const AttentionDropout& drop) {
+                             bool causal, T scale, const AttentionDropout& drop, T* saved_weights) {
   const int64_t work = std::max<int64_t>(Sq * Sk * D, 1);
   parallel_for(B * H, std::max<int64_t>(1, 32768 / work), [&](int64_t t0, int64_t t1) {
     GroupScratch<T> g(D, Sk);
@@ -389,7 +407,7 @@ void attention_forward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows<
       const uint8_t* mask = key_mask ? key_mask + b * Sk : nullptr;
       for (int64_t i0 = 0; i0 < Sq; i0 += kLanes)
         forward_group(q, k, v, mask, out, lse, b, h, bh, i0, std::min(kLanes, Sq - i0), Sq, Sk, D, causal, scale, drop,
-                      g);
+                      g, saved_weights ? saved_weights + saved_tile(bh, i0, Sq, Sk) : nullptr);
     }
   });
 }
@@ -398,7 +416,7 @@ template <class T>
 void attention_backward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
                               HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
                               HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                              bool causal, T scale, const AttentionDropout& drop) {
+                              bool causal, T scale, const AttentionDropout& drop, const T* saved_weights) {
   const int64_t work = std::max<int64_t>(Sq * Sk * D, 1);
   parallel_for(B * H, std::max<int64_t>(1, 32768 / work), [&](int64_t t0, int64_t t1) {
     GroupScratch<T> g(D, Sk);
@@ -411,7 +429,7 @@ void attention_backward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows
       }
       for (int64_t i0 = 0; i0 < Sq; i0 += kLanes)
         backward_group(q, k, v, mask, out, dout, lse, dq, dk, dv, b, h, bh, i0, std::min(kLanes, Sq - i0), Sq, Sk, D,
-                       causal, scale, drop, g);
+                       causal, scale, drop, g, saved_weights ? saved_weights + saved_tile(bh, i0, Sq, Sk) : nullptr);
     }
   });
 }
@@ -419,11 +437,11 @@ void attention_backward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows
 #define MMG_ATTENTION_LANES_INSTANTIATE(T)                                                                             \
   template void attention_forward_lanes<T>(HeadRows<const T>, HeadRows<const T>, HeadRows<const T>, const uint8_t*,   \
                                            HeadRows<T>, T*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, T,      \
-                                           const AttentionDropout&);                                                   \
+                                           const AttentionDropout&, T*);                                               \
   template void attention_backward_lanes<T>(HeadRows<const T>, HeadRows<const T>, HeadRows<const T>, const uint8_t*,  \
                                             HeadRows<const T>, HeadRows<const T>, const T*, HeadRows<T>, HeadRows<T>,  \
                                             HeadRows<T>, int64_t, int64_t, int64_t, int64_t, int64_t, bool, T,         \
-                                            const AttentionDropout&);
+                                            const AttentionDropout&, const T*);
 MMG_ATTENTION_LANES_INSTANTIATE(float)
 MMG_ATTENTION_LANES_INSTANTIATE(double)
 #undef MMG_ATTENTION_LANES_INSTANTIATE

@@ -154,8 +154,10 @@ struct Result {
 // Runs the kernels in T. Outputs are poisoned with NaN first, so a value the kernel
 // forgets to write shows up.
 template <class T>
+// save: let the forward keep P for the backward where the path keeps it (the query-lanes path),
+// in a NaN-poisoned buffer of the size the kernels ask for.
 Result<T> run(const Cfg& c, const Inputs& in, bool backward = true, CpuAttentionPath path = CpuAttentionPath::by_size,
-              const mmg::AttentionDropout& drop = {}) {
+              const mmg::AttentionDropout& drop = {}, bool save = false) {
   auto cast = [](const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); };
   auto widen = [](const std::vector<T>& v) { return std::vector<double>(v.begin(), v.end()); };
   const T nan = std::numeric_limits<T>::quiet_NaN();
@@ -163,12 +165,14 @@ Result<T> run(const Cfg& c, const Inputs& in, bool backward = true, CpuAttention
   std::vector<T> out(q.size(), nan), lse(c.B * c.H * c.Sq, nan);
   std::vector<T> dq(q.size(), nan), dk(k.size(), nan), dv(v.size(), nan);
   const uint8_t* mask = in.mask.empty() ? nullptr : in.mask.data();
+  std::vector<T> weights(save ? mmg::cpu::cpu_attention_saved_weights(c.B, c.H, c.Sq, c.Sk, c.D, path) : 0, nan);
+  T* saved = weights.empty() ? nullptr : weights.data();
   mmg::cpu::attention_forward<T>(q.data(), k.data(), v.data(), mask, out.data(), lse.data(), c.B,
-                                 c.H, c.Sq, c.Sk, c.D, c.causal, T(c.scale), drop, path);
+                                 c.H, c.Sq, c.Sk, c.D, c.causal, T(c.scale), drop, path, saved);
   if (backward) {
     mmg::cpu::attention_backward<T>(q.data(), k.data(), v.data(), mask, out.data(), dout.data(),
                                     lse.data(), dq.data(), dk.data(), dv.data(), c.B, c.H, c.Sq,
-                                    c.Sk, c.D, c.causal, T(c.scale), drop, path);
+                                    c.Sk, c.D, c.causal, T(c.scale), drop, path, saved);
   }
   return {widen(out), widen(lse), widen(dq), widen(dk), widen(dv)};
 }
@@ -267,15 +271,18 @@ TEST_CASE("attention backward matches the naive chain rule") {
     Inputs in = make_inputs(c, static_cast<uint32_t>(c.Sk * 100 + c.Sq));
     Grads ref = ref_backward(c, in);
     for (CpuAttentionPath path : kPaths) {
-      CAPTURE(path_name(path));
-      auto d = run<double>(c, in, true, path);
-      CHECK(max_abs_diff(d.dq, ref.dq) < 1e-12);
-      CHECK(max_abs_diff(d.dk, ref.dk) < 1e-12);
-      CHECK(max_abs_diff(d.dv, ref.dv) < 1e-12);
-      auto f = run<float>(c, in, true, path);
-      CHECK(max_abs_diff(f.dq, ref.dq) < 1e-5);
-      CHECK(max_abs_diff(f.dk, ref.dk) < 1e-5);
-      CHECK(max_abs_diff(f.dv, ref.dv) < 1e-5);
+      for (bool save : {false, true}) {  // P recomputed, or kept by the forward (query lanes)
+        CAPTURE(path_name(path));
+        CAPTURE(save);
+        auto d = run<double>(c, in, true, path, {}, save);
+        CHECK(max_abs_diff(d.dq, ref.dq) < 1e-12);
+        CHECK(max_abs_diff(d.dk, ref.dk) < 1e-12);
+        CHECK(max_abs_diff(d.dv, ref.dv) < 1e-12);
+        auto f = run<float>(c, in, true, path, {}, save);
+        CHECK(max_abs_diff(f.dq, ref.dq) < 1e-5);
+        CHECK(max_abs_diff(f.dk, ref.dk) < 1e-5);
+        CHECK(max_abs_diff(f.dv, ref.dv) < 1e-5);
+      }
     }
   }
 }
@@ -450,6 +457,11 @@ TEST_CASE("attention dropout: both CPU paths draw the same mask and agree, and t
     auto blocks = run<double>(c, in, true, CpuAttentionPath::query_blocks, drop);
     auto lanes = run<double>(c, in, true, CpuAttentionPath::query_lanes, drop);
     auto plain = run<double>(c, in, true, CpuAttentionPath::query_lanes);
+    auto saved = run<double>(c, in, true, CpuAttentionPath::query_lanes, drop, /*save=*/true);
+    CHECK(max_abs_diff(saved.out, lanes.out) == 0.0);  // the same forward, P kept beside it
+    CHECK(max_abs_diff(saved.dq, lanes.dq) < 1e-13);   // P from the forward: other rounding
+    CHECK(max_abs_diff(saved.dk, lanes.dk) < 1e-13);
+    CHECK(max_abs_diff(saved.dv, lanes.dv) < 1e-13);
     CHECK(max_abs_diff(lanes.out, blocks.out) < 1e-13);
     CHECK(lse_diff(lanes.lse, blocks.lse) < 1e-13);
     CHECK(lse_diff(lanes.lse, plain.lse) < 1e-13);      // lse is of the undropped weights
