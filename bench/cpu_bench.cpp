@@ -173,7 +173,9 @@ static void bench_layer_norm(Report& report, bool quick, double bw) {
 }
 
 // The kernel's two CPU paths on packed [B, H, S, D] buffers, each named outright: forward, and
-// forward + backward. The query-lanes row reports its rate as a fraction of the query-blocks one.
+// forward + backward; the query-lanes path twice, with P recomputed in the backward and with P
+// kept by the forward (as the op runs it when a gradient follows). The query-lanes rows report
+// their rates as fractions of the query-blocks one.
 static void bench_attention_paths(Report& report, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal,
                                   const Row& like) {
   using cpu::CpuAttentionPath;
@@ -182,21 +184,26 @@ static void bench_attention_paths(Report& report, int64_t B, int64_t H, int64_t 
     for (size_t i = 0; i < x->size(); ++i) (*x)[i] = static_cast<float>((i * 2654435761u) % 1000) / 500.0f - 1.0f;
   std::vector<float> out(q.size()), lse(B * H * Sq), dq(q.size()), dk(k.size()), dv(v.size());
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  std::vector<float> weights(cpu::cpu_attention_saved_weights(B, H, Sq, Sk, D, CpuAttentionPath::query_lanes));
   double blocks_rate[2] = {0, 0};
-  for (CpuAttentionPath path : {CpuAttentionPath::query_blocks, CpuAttentionPath::query_lanes}) {
-    const bool lanes = path == CpuAttentionPath::query_lanes;
+  for (int variant = 0; variant < 3; ++variant) {
+    const CpuAttentionPath path = variant == 0 ? CpuAttentionPath::query_blocks : CpuAttentionPath::query_lanes;
+    const bool lanes = variant > 0;
+    float* kept = variant == 2 ? weights.data() : nullptr;
     auto forward = [&] {
       cpu::attention_forward<float>(q.data(), k.data(), v.data(), nullptr, out.data(), lse.data(), B, H, Sq, Sk, D,
-                                    causal, scale, {}, path);
+                                    causal, scale, {}, path, kept);
     };
     const double t = time_median(forward);
     const double tb = time_median([&] {
       forward();
       cpu::attention_backward<float>(q.data(), k.data(), v.data(), nullptr, out.data(), dout.data(), lse.data(),
-                                     dq.data(), dk.data(), dv.data(), B, H, Sq, Sk, D, causal, scale, {}, path);
+                                     dq.data(), dk.data(), dv.data(), B, H, Sq, Sk, D, causal, scale, {}, path, kept);
     });
     Row r = like;
-    r.label = like.label + (lanes ? ", kernel: query lanes" : ", kernel: query blocks");
+    r.label = like.label + (variant == 0   ? ", kernel: query blocks"
+                            : variant == 1 ? ", kernel: query lanes, P recomputed"
+                                           : ", kernel: query lanes, P kept");
     const double flops[2] = {attention_flops(B, H, Sq, Sk, D, causal, Direction::fwd),
                              attention_flops(B, H, Sq, Sk, D, causal, Direction::fwd_bwd)};
     for (int dir = 0; dir < 2; ++dir) {
@@ -204,7 +211,7 @@ static void bench_attention_paths(Report& report, int64_t B, int64_t H, int64_t 
       const double secs = dir == 0 ? t : tb;
       Row row = timed(r, secs, flops[dir], "GFLOP/s", lanes ? blocks_rate[dir] : 0, lanes ? "query blocks" : "");
       if (!lanes) blocks_rate[dir] = row.rate;
-      if (cpu::cpu_attention_path_for(Sk, D) == path) row.note = "the op's path at this size";
+      if (cpu::cpu_attention_path_for(Sk, D) == path && variant != 1) row.note = "the op's path at this size";
       report.add(row);
     }
   }
