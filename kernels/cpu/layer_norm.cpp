@@ -54,10 +54,17 @@ static void layer_norm_row(const A* xr, const A* gamma, const A* beta, A* yr, A*
   for (int64_t j = 0; j < cols; ++j) var += (xr[j] - mu) * (xr[j] - mu);
   var /= A(cols);
   A rs = A(1) / std::sqrt(var + eps);
+  // The affine case as a loop of its own: with the null tests inside, GCC (-O2, which does not
+  // unswitch loops) left this loop scalar.
+  if (gamma && beta) {
 #pragma omp simd
-  for (int64_t j = 0; j < cols; ++j) {
-    A xhat = (xr[j] - mu) * rs;
-    yr[j] = (gamma ? gamma[j] : A(1)) * xhat + (beta ? beta[j] : A(0));
+    for (int64_t j = 0; j < cols; ++j) yr[j] = gamma[j] * ((xr[j] - mu) * rs) + beta[j];
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < cols; ++j) {
+      A xhat = (xr[j] - mu) * rs;
+      yr[j] = (gamma ? gamma[j] : A(1)) * xhat + (beta ? beta[j] : A(0));
+    }
   }
   if (mean) *mean = mu;
   if (rstd) *rstd = rs;
