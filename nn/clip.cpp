@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "core/autograd.h"
-#include "core/dispatch.h"
 #include "core/ops.h"
 #include "kernels/grad_norm.h"
 

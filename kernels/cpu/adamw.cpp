@@ -9,12 +9,12 @@
 // file is compiled with -ffp-contract=off (CMakeLists.txt), so no a·b + c becomes a fused
 // multiply-add; the vector division and square root are correctly rounded like the scalar
 // ones (tests/nn/test_optim.cpp compares the two paths bit for bit).
-#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "kernels/adamw.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/tensor_ranges.h"
 
 namespace mmg::cpu {
 
@@ -36,17 +36,13 @@ static void adamw_tensor(const AdamWTensor<T>& a, int64_t begin, int64_t end, T 
 
 template <class T>
 void adamw_step(const AdamWTensor<T>* tensors, int64_t count, double beta1, double beta2, double eps) {
-  // All tensors as one range of elements: start[t] is where tensor t begins in it.
-  std::vector<int64_t> start(static_cast<size_t>(count) + 1, 0);
-  for (int64_t t = 0; t < count; ++t) start[t + 1] = start[t] + tensors[t].n;
+  // All tensors as one range of elements (kernels/cpu/tensor_ranges.h).
+  const std::vector<int64_t> start = tensor_starts(count, [&](int64_t t) { return tensors[t].n; });
   const T b1 = T(beta1), omb1 = T(1.0 - beta1), b2 = T(beta2), omb2 = T(1.0 - beta2), e = T(eps);
   parallel_for(start[count], 1 << 14, [&](int64_t lo, int64_t hi) {
-    // The first tensor that reaches past lo, then each tensor's part of [lo, hi).
-    int64_t t = std::upper_bound(start.begin(), start.end(), lo) - start.begin() - 1;
-    for (; t < count && start[t] < hi; ++t) {
-      const int64_t b = std::max(lo, start[t]) - start[t], en = std::min(hi, start[t + 1]) - start[t];
-      if (b < en) adamw_tensor(tensors[t], b, en, b1, omb1, b2, omb2, e);
-    }
+    for_each_tensor_part(start, lo, hi, [&](int64_t t, int64_t b, int64_t end) {
+      adamw_tensor(tensors[t], b, end, b1, omb1, b2, omb2, e);
+    });
   });
 }
 

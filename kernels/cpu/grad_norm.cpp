@@ -5,44 +5,24 @@
 #include <vector>
 
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/tensor_ranges.h"
 
 namespace mmg::cpu {
-namespace {
-
-// start[t]: where tensor t begins in the range of all elements; start[count] = the total.
-std::vector<int64_t> starts(const int64_t* sizes, int64_t count) {
-  std::vector<int64_t> start(static_cast<size_t>(count) + 1, 0);
-  for (int64_t t = 0; t < count; ++t) start[t + 1] = start[t] + sizes[t];
-  return start;
-}
-
-// f(t, begin, end) for each tensor t's part [begin, end) of the range [lo, hi).
-template <class F>
-void for_each_part(const std::vector<int64_t>& start, int64_t lo, int64_t hi, F&& f) {
-  const int64_t count = static_cast<int64_t>(start.size()) - 1;
-  int64_t t = std::upper_bound(start.begin(), start.end(), lo) - start.begin() - 1;
-  for (; t < count && start[t] < hi; ++t) {
-    const int64_t b = std::max(lo, start[t]) - start[t], e = std::min(hi, start[t + 1]) - start[t];
-    if (b < e) f(t, b, e);
-  }
-}
-
-}  // namespace
 
 template <class T>
 double sum_of_squares(const T* const* data, const int64_t* sizes, int64_t count) {
-  const std::vector<int64_t> start = starts(sizes, count);
+  const std::vector<int64_t> start = tensor_starts(count, [&](int64_t t) { return sizes[t]; });
   const int64_t total = start[count], blocks = (total + kGradNormBlock - 1) / kGradNormBlock;
   std::vector<double> block_sum(static_cast<size_t>(blocks), 0.0);
   parallel_for(blocks, 2, [&](int64_t b0, int64_t b1) {
     for (int64_t blk = b0; blk < b1; ++blk) {
       double s = 0.0;
-      for_each_part(start, blk * kGradNormBlock, std::min(total, (blk + 1) * kGradNormBlock),
-                    [&](int64_t t, int64_t b, int64_t e) {
-                      const T* x = data[t];
+      for_each_tensor_part(start, blk * kGradNormBlock, std::min(total, (blk + 1) * kGradNormBlock),
+                           [&](int64_t t, int64_t b, int64_t e) {
+                             const T* x = data[t];
 #pragma omp simd reduction(+ : s)
-                      for (int64_t i = b; i < e; ++i) s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
-                    });
+                             for (int64_t i = b; i < e; ++i) s += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+                           });
       block_sum[blk] = s;
     }
   });
@@ -53,10 +33,10 @@ double sum_of_squares(const T* const* data, const int64_t* sizes, int64_t count)
 
 template <class T>
 void scale_in_place(T* const* data, const int64_t* sizes, int64_t count, double s) {
-  const std::vector<int64_t> start = starts(sizes, count);
+  const std::vector<int64_t> start = tensor_starts(count, [&](int64_t t) { return sizes[t]; });
   const T scale = static_cast<T>(s);
   parallel_for(start[count], kGradNormBlock, [&](int64_t lo, int64_t hi) {
-    for_each_part(start, lo, hi, [&](int64_t t, int64_t b, int64_t e) {
+    for_each_tensor_part(start, lo, hi, [&](int64_t t, int64_t b, int64_t e) {
       T* x = data[t];
 #pragma omp simd
       for (int64_t i = b; i < e; ++i) x[i] *= scale;
