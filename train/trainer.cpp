@@ -192,7 +192,12 @@ LoadedRun load_run(const std::string& dir_or_checkpoint, Device device) {
   if (checkpoint.empty()) {
     fs::path latest = run_dir / "checkpoints" / "latest";
     MMG_CHECK(fs::exists(latest), "load_run: {} has no checkpoint ({} is missing)", run_dir.string(), latest.string());
-    checkpoint = run_dir / "checkpoints" / read_file(latest.string());
+    // Trimmed: a `latest` written by hand (an editor adds a newline) names the same folder.
+    std::string name = read_file(latest.string());
+    const auto last = name.find_last_not_of(" \t\r\n");
+    name.erase(last == std::string::npos ? 0 : last + 1);
+    MMG_CHECK(!name.empty(), "load_run: {} is empty", latest.string());
+    checkpoint = run_dir / "checkpoints" / name;
   }
   // The model moves first, so the AdamW moments are made, and loaded, on its device.
   run.model->to(device);

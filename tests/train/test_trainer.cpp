@@ -451,6 +451,11 @@ TEST_CASE("Trainer: checkpoints are whole folders named by `latest`, errors for 
   check_same_weights(t.model(), *run.model);
   LoadedRun older = load_run(dir + "/checkpoints/step-000004");
   CHECK(older.step == 4);
+  // `latest` edited by hand, with the newline an editor adds, names the same checkpoint.
+  write_file_atomic(dir + "/checkpoints/latest", "step-000006\n");
+  CHECK(load_run(dir).step == 6);
+  write_file_atomic(dir + "/checkpoints/latest", "\n");
+  CHECK_THROWS_WITH_AS(load_run(dir), doctest::Contains("is empty"), Error);
 
   const std::string empty = temp_dir("empty");
   CHECK_THROWS_WITH_AS(Trainer(config, data, {.out = empty, .resume = true, .verbose = false}),
