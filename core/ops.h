@@ -98,6 +98,10 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);  // last piece may be smaller
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);  // index: 1-D i64/i32
+// Rows by an index that names each row at most once, an adjoint pair (the backward of each is
+// the other; nn/packed_tokens.h packs a batch's real tokens with them):
+Tensor take_rows(const Tensor& x, const Tensor& index);               // x [R,...] -> [N,...]: out[i] = x[index[i]]
+Tensor put_rows(const Tensor& y, const Tensor& index, int64_t rows);  // y [N,...] -> [rows,...]: zeros, out[index[i]] = y[i]
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);        // torch.gather
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);    // mask: bool, broadcasts to x
 Tensor embedding(const Tensor& weight, const Tensor& indices);           // weight [V,D] -> [..., D]

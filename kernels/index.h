@@ -41,6 +41,14 @@ template <class T>
 void index_select_backward(const T* g, const int64_t* index, T* gx, int64_t outer, int64_t size, int64_t inner,
                            int64_t n);
 
+// ---- copy_rows (take_rows, put_rows) ----
+// Rows of `inner` elements, each output row copied from the source row it names or zeroed:
+//   out[i, :] = source[i] >= 0 ? x[source[i], :] : 0        i = 0 .. n-1
+// take_rows passes its index; put_rows passes, for each output row, the input row put there
+// (or -1). Each output row is written once, by one thread.
+template <class T>
+void copy_rows(const T* x, const int64_t* source, T* out, int64_t n, int64_t inner);
+
 // ---- gather (torch.gather) ----
 // `shape` is the index's (and the output's) shape, with ndim dims; index and out are
 // contiguous, x is strided (x_strides; its sizes may exceed `shape` outside `dim`):

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "core/autograd.h"
 #include "models/config.h"
@@ -293,18 +294,27 @@ CrossFusionOutput CrossAttentionFusion::forward(const Tensor& text_tokens, const
     Tensor table = nn::sinusoidal_1d(text_tokens.size(1), config.dim, text_tokens.dtype());
     h = text_tokens + unsqueeze(table, 0).to(text_tokens.device());
   }
+  // The layers on the real text tokens alone, when asked and there are pads (nn/packed_tokens.h).
+  std::optional<nn::PackedTokens> rows;
+  if (config.skip_padding && text_mask.defined()) {
+    rows = nn::PackedTokens::from_mask(text_mask);
+    if (!rows->has_padding()) rows.reset();
+  }
+  const nn::PackedTokens* r = rows ? &*rows : nullptr;
+  if (r) h = r->pack(h);
   const size_t n = layers->size();
   for (size_t i = 0; i < n; ++i) {
     const nn::CrossAttentionLayer& layer = (*layers)[i];
     if (with_attention && i + 1 == n) {
-      nn::LayerOutput o = layer.forward_with_weights(h, memory, text_mask, image_mask);
+      nn::LayerOutput o = layer.forward_with_weights(h, memory, text_mask, image_mask, r);
       h = o.out;
       out.cross_attention = o.weights;
     } else {
-      h = layer.forward(h, memory, text_mask, image_mask);
+      h = layer.forward(h, memory, text_mask, image_mask, r);
     }
   }
   out.tokens = ln_f->forward(h);
+  if (r) out.tokens = r->unpack(out.tokens);
   if (config.pool == "cls") {
     out.pooled = select(out.tokens, 1, 0);
   } else {  // Σ_s mask[b,s]·tokens[b,s,:] / Σ_s mask[b,s], as the text encoder's mean pool

@@ -221,6 +221,11 @@ struct CrossAttentionFusionConfig {
   // model otherwise.
   double init_std = 0.0;
   double qk_init_std = 0.0;
+  // With skip_padding, the layers run on the real text tokens alone (nn/packed_tokens.h): the
+  // same numbers for every real token, zeros at the pads, and work in proportion to the real
+  // tokens instead of the longest text of the batch. Off: every pad row is computed (PyTorch's
+  // layers do that; the parity tests compare against them).
+  bool skip_padding = true;
 
   // Every field, once: to_json and from_json both walk this list (models/config.h).
   template <class Self, class F>
@@ -230,7 +235,7 @@ struct CrossAttentionFusionConfig {
     f("dropout", c.dropout), f("attn_dropout", c.attn_dropout);
     f("eps", c.eps), f("pool", c.pool), f("image_pos", c.image_pos), f("text_pos", c.text_pos);
     f("causal", c.causal);
-    f("init_std", c.init_std), f("qk_init_std", c.qk_init_std);
+    f("init_std", c.init_std), f("qk_init_std", c.qk_init_std), f("skip_padding", c.skip_padding);
   }
 
   void validate() const;

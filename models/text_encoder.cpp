@@ -77,7 +77,8 @@ TextEncoder::TextEncoder(const TextEncoderConfig& cfg, Generator* gen) : config(
   embeddings_ln = register_module("embeddings_ln", std::make_shared<nn::LayerNorm>(D, config.eps));
   embeddings_drop = register_module("embeddings_drop", std::make_shared<nn::Dropout>(config.dropout));
   nn::TransformerOptions o{.dim = D, .heads = config.heads, .mlp_ratio = config.mlp_ratio, .dropout = config.dropout,
-                           .attn_dropout = config.attn_dropout, .eps = config.eps};
+                           .attn_dropout = config.attn_dropout, .eps = config.eps,
+                           .skip_padding = config.skip_padding};
   encoder = register_module("encoder", std::make_shared<nn::TransformerEncoder>(o, config.depth, true, gen));
   init_transformer_weights(*this, gen);
 }

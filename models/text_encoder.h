@@ -43,6 +43,10 @@ struct TextEncoderConfig {
   // initialisation every [CLS] output is nearly the same vector, so a contrastive loss on it
   // sits on a plateau for a while; the mean differs between texts from the first step.
   std::string pool = "cls";
+  // With skip_padding, the layers run on the real tokens alone (nn/packed_tokens.h): the same
+  // numbers for every real token, zeros at the pads, and work in proportion to the real tokens
+  // instead of the longest text of the batch. Off: every pad row is computed (as BERT does).
+  bool skip_padding = true;
 
   // Every field, once: to_json and from_json both walk this list (models/config.h).
   template <class Self, class F>
@@ -50,7 +54,7 @@ struct TextEncoderConfig {
     f("vocab_size", c.vocab_size), f("max_len", c.max_len), f("type_vocab_size", c.type_vocab_size);
     f("dim", c.dim), f("depth", c.depth), f("heads", c.heads), f("mlp_ratio", c.mlp_ratio);
     f("dropout", c.dropout), f("attn_dropout", c.attn_dropout);
-    f("eps", c.eps), f("pad_id", c.pad_id), f("pool", c.pool);
+    f("eps", c.eps), f("pad_id", c.pad_id), f("pool", c.pool), f("skip_padding", c.skip_padding);
   }
 
   void validate() const;

@@ -19,37 +19,59 @@ MultiHeadAttention::MultiHeadAttention(int64_t dim, int64_t heads, double p, int
   dropout = register_module("dropout", std::make_shared<Dropout>(p));
 }
 
-void MultiHeadAttention::check_inputs(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask) const {
+// Padded inputs are [B,S,width]; packed ones [N,width] with N = rows.count(), standing for
+// [rows.batch(), rows.seq(), width]. The logical shapes must agree with each other and the mask.
+void MultiHeadAttention::check_inputs(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask,
+                                      const PackedTokens* q_rows, const PackedTokens* kv_rows) const {
   MMG_CHECK(x_q.defined() && x_kv.defined(), "MultiHeadAttention: undefined input");
-  MMG_CHECK(x_q.dim() == 3 && x_q.size(2) == dim, "MultiHeadAttention: x_q {} must be [B,Sq,{}]",
-            shape_str(x_q.shape()), dim);
-  MMG_CHECK(x_kv.dim() == 3 && x_kv.size(2) == kv_dim && x_kv.size(0) == x_q.size(0),
-            "MultiHeadAttention: x_kv {} must be [B,Sk,{}] with x_q's batch {} (x_q {})", shape_str(x_kv.shape()),
-            kv_dim, x_q.size(0), shape_str(x_q.shape()));
+  auto logical = [&](const Tensor& x, const PackedTokens* rows, int64_t width, const char* which,
+                     const char* seq) -> Shape {
+    if (rows) {
+      MMG_CHECK(x.dim() == 2 && x.size(0) == rows->count() && x.size(1) == width,
+                "MultiHeadAttention: packed {} {} must be [N,{}] with N = {}, the real tokens of [{},{}]", which,
+                shape_str(x.shape()), width, rows->count(), rows->batch(), rows->seq());
+      return {rows->batch(), rows->seq(), width};
+    }
+    MMG_CHECK(x.dim() == 3 && x.size(2) == width, "MultiHeadAttention: {} {} must be [B,{},{}]", which,
+              shape_str(x.shape()), seq, width);
+    return x.shape();
+  };
+  const Shape q = logical(x_q, q_rows, dim, "x_q", "Sq"), kv = logical(x_kv, kv_rows, kv_dim, "x_kv", "Sk");
+  MMG_CHECK(kv[0] == q[0], "MultiHeadAttention: x_kv {} must have x_q's batch {} (x_q {})", shape_str(kv), q[0],
+            shape_str(q));
   if (key_mask.defined()) {
-    MMG_CHECK(key_mask.shape() == Shape({x_kv.size(0), x_kv.size(1)}),
+    MMG_CHECK(key_mask.shape() == Shape({kv[0], kv[1]}),
               "MultiHeadAttention: key_mask {} must be [B,Sk] = [{},{}] for x_kv {}", shape_str(key_mask.shape()),
-              x_kv.size(0), x_kv.size(1), shape_str(x_kv.shape()));
+              kv[0], kv[1], shape_str(kv));
     MMG_CHECK(key_mask.dtype() == DType::boolean || key_mask.dtype() == DType::u8,
               "MultiHeadAttention: key_mask must be bool (true = attend), got {} {}", dtype_name(key_mask.dtype()),
               shape_str(key_mask.shape()));
   }
 }
 
+// Back to the padded layout [B,S,width] for the fused op, when packed.
+static Tensor padded(const Tensor& x, const PackedTokens* rows) { return rows ? rows->unpack(x) : x; }
+
 Tensor MultiHeadAttention::split_heads(const Tensor& x) const {
   return x.view({x.size(0), x.size(1), heads, head_dim}).permute({0, 2, 1, 3});
 }
 
-Tensor MultiHeadAttention::forward(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask, bool causal) const {
-  check_inputs(x_q, x_kv, key_mask);
-  const int64_t B = x_q.size(0), Sq = x_q.size(1);
-  Tensor q = split_heads(q_proj->forward(x_q));
-  Tensor k = split_heads(k_proj->forward(x_kv));
-  Tensor v = split_heads(v_proj->forward(x_kv));
+Tensor MultiHeadAttention::forward(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask, bool causal,
+                                   const PackedTokens* q_rows, const PackedTokens* kv_rows) const {
+  check_inputs(x_q, x_kv, key_mask, q_rows, kv_rows);
+  // The projections on the rows given (the real ones alone, when packed), then padded.
+  Tensor q = padded(q_proj->forward(x_q), q_rows);
+  Tensor k = padded(k_proj->forward(x_kv), kv_rows);
+  Tensor v = padded(v_proj->forward(x_kv), kv_rows);
+  const int64_t B = q.size(0), Sq = q.size(1);
+  q = split_heads(q);
+  k = split_heads(k);
+  v = split_heads(v);
   // Attention dropout only while training; eval mode runs the op without it (and draws nothing).
   const double p = is_training() ? attn_dropout : 0.0;
   Tensor o = scaled_dot_product_attention(q, k, v, key_mask, causal, std::nullopt, p);  // [B,H,Sq,D/H]
   Tensor merged = reshape(o.permute({0, 2, 1, 3}), {B, Sq, dim});      // heads side by side again
+  if (q_rows) merged = q_rows->pack(merged);
   return dropout->forward(out_proj->forward(merged));
 }
 
@@ -77,9 +99,13 @@ Tensor MultiHeadAttention::attention_weights(const Tensor& x_q, const Tensor& x_
   return mean(p, {1});
 }
 
+// Packed: the weights' rows of pad queries are computed from zero inputs (nobody reads them).
 MultiHeadAttention::WithWeights MultiHeadAttention::forward_with_weights(const Tensor& x_q, const Tensor& x_kv,
-                                                                         const Tensor& key_mask, bool causal) const {
-  return {forward(x_q, x_kv, key_mask, causal), attention_weights(x_q, x_kv, key_mask, causal)};
+                                                                         const Tensor& key_mask, bool causal,
+                                                                         const PackedTokens* q_rows,
+                                                                         const PackedTokens* kv_rows) const {
+  Tensor out = forward(x_q, x_kv, key_mask, causal, q_rows, kv_rows);
+  return {out, attention_weights(padded(x_q, q_rows), padded(x_kv, kv_rows), key_mask, causal)};
 }
 
 }  // namespace mmg::nn

@@ -19,11 +19,17 @@
 // probabilities (timm's attn_drop, BERT's attention_probs_dropout_prob), done inside the fused
 // op (its dropout_p) with masks from the global generator, as nn::Dropout's. Both default to 0;
 // attn_dropout holds no parameter, so checkpoints do not change with it.
+//
+// Packed tokens (nn/packed_tokens.h): with q_rows, x_q holds only the real rows [N,dim] of a
+// padded [B,Sq,dim] and so does the output; with kv_rows, x_kv likewise. The projections run on
+// the real rows alone; the rows are put back in place (zeros at the pads) just for the fused
+// attention op, whose output is packed again before the output projection.
 #pragma once
 #include <memory>
 #include <string>
 
 #include "nn/layers.h"
+#include "nn/packed_tokens.h"
 
 namespace mmg::nn {
 
@@ -35,7 +41,9 @@ class MultiHeadAttention : public Module {
                      Generator* gen = nullptr, double attn_dropout = 0.0);
 
   // x_q [B,Sq,dim], x_kv [B,Sk,kv_dim], key_mask [B,Sk] bool or undefined -> [B,Sq,dim].
-  Tensor forward(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask = Tensor(), bool causal = false) const;
+  // Packed (q_rows, kv_rows given): x_q [Nq,dim], x_kv [Nk,kv_dim] -> [Nq,dim].
+  Tensor forward(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask = Tensor(), bool causal = false,
+                 const PackedTokens* q_rows = nullptr, const PackedTokens* kv_rows = nullptr) const;
 
   // The attention probabilities for pictures of what attends to what: P = softmax(QKᵀ/√d + mask)
   // computed with plain ops (not the fused kernel) and averaged over heads, [B,Sq,Sk]. Rows of a
@@ -48,7 +56,8 @@ class MultiHeadAttention : public Module {
     Tensor weights;  // attention_weights(...)
   };
   WithWeights forward_with_weights(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask = Tensor(),
-                                   bool causal = false) const;
+                                   bool causal = false, const PackedTokens* q_rows = nullptr,
+                                   const PackedTokens* kv_rows = nullptr) const;
 
   std::string type_name() const override { return "MultiHeadAttention"; }
 
@@ -58,7 +67,8 @@ class MultiHeadAttention : public Module {
   std::shared_ptr<Dropout> dropout;
 
  private:
-  void check_inputs(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask) const;
+  void check_inputs(const Tensor& x_q, const Tensor& x_kv, const Tensor& key_mask,
+                    const PackedTokens* q_rows = nullptr, const PackedTokens* kv_rows = nullptr) const;
   Tensor split_heads(const Tensor& x) const;  // [B,S,D] -> [B,H,S,D/H]
 };
 

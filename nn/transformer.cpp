@@ -1,6 +1,7 @@
 #include "nn/transformer.h"
 
 #include <cmath>
+#include <optional>
 
 namespace mmg::nn {
 
@@ -23,15 +24,17 @@ TransformerEncoderLayer::TransformerEncoderLayer(const TransformerOptions& o, Ge
   mlp = register_module("mlp", std::make_shared<MLP>(o.dim, hidden, o.activation, o.dropout, gen, o.gated_mlp));
 }
 
-Tensor TransformerEncoderLayer::forward(const Tensor& x, const Tensor& key_mask, bool causal) const {
+Tensor TransformerEncoderLayer::forward(const Tensor& x, const Tensor& key_mask, bool causal,
+                                        const PackedTokens* rows) const {
   Tensor h = ln_1->forward(x);
-  Tensor y = x + attn->forward(h, h, key_mask, causal);
+  Tensor y = x + attn->forward(h, h, key_mask, causal, rows, rows);
   return y + mlp->forward(ln_2->forward(y));
 }
 
-LayerOutput TransformerEncoderLayer::forward_with_weights(const Tensor& x, const Tensor& key_mask, bool causal) const {
+LayerOutput TransformerEncoderLayer::forward_with_weights(const Tensor& x, const Tensor& key_mask, bool causal,
+                                                          const PackedTokens* rows) const {
   Tensor h = ln_1->forward(x);
-  auto a = attn->forward_with_weights(h, h, key_mask, causal);
+  auto a = attn->forward_with_weights(h, h, key_mask, causal, rows, rows);
   Tensor y = x + a.out;
   return {y + mlp->forward(ln_2->forward(y)), a.weights};
 }
@@ -46,23 +49,37 @@ TransformerEncoder::TransformerEncoder(const TransformerOptions& o, int64_t dept
   if (final_norm) ln_f = register_module("ln_f", std::make_shared<LayerNorm>(o.dim, o.eps));
 }
 
+// The real tokens of x, when the options ask to skip the padding and the mask has some.
+static std::optional<PackedTokens> packing(const TransformerOptions& o, const Tensor& key_mask) {
+  if (!o.skip_padding || !key_mask.defined()) return std::nullopt;
+  PackedTokens rows = PackedTokens::from_mask(key_mask);
+  if (!rows.has_padding()) return std::nullopt;
+  return rows;
+}
+
 Tensor TransformerEncoder::forward(const Tensor& x, const Tensor& key_mask, bool causal) const {
-  Tensor h = x;
-  for (const auto& layer : *layers) h = layer->forward(h, key_mask, causal);
-  return ln_f ? ln_f->forward(h) : h;
+  const std::optional<PackedTokens> rows = packing(options, key_mask);
+  const PackedTokens* r = rows ? &*rows : nullptr;
+  Tensor h = r ? r->pack(x) : x;
+  for (const auto& layer : *layers) h = layer->forward(h, key_mask, causal, r);
+  if (ln_f) h = ln_f->forward(h);
+  return r ? r->unpack(h) : h;
 }
 
 TransformerEncoder::WithWeights TransformerEncoder::forward_with_weights(const Tensor& x, const Tensor& key_mask,
                                                                          bool causal) const {
-  WithWeights r;
-  Tensor h = x;
+  const std::optional<PackedTokens> rows = packing(options, key_mask);
+  const PackedTokens* r = rows ? &*rows : nullptr;
+  WithWeights w;
+  Tensor h = r ? r->pack(x) : x;
   for (const auto& layer : *layers) {
-    LayerOutput o = layer->forward_with_weights(h, key_mask, causal);
+    LayerOutput o = layer->forward_with_weights(h, key_mask, causal, r);
     h = o.out;
-    r.weights.push_back(o.weights);
+    w.weights.push_back(o.weights);
   }
-  r.out = ln_f ? ln_f->forward(h) : h;
-  return r;
+  if (ln_f) h = ln_f->forward(h);
+  w.out = r ? r->unpack(h) : h;
+  return w;
 }
 
 // ---- cross-attention (fusion) and decoder layers ----
@@ -85,18 +102,18 @@ CrossAttentionLayer::CrossAttentionLayer(const TransformerOptions& o, bool causa
 
 // The memory is not normalised here: it arrives as the other encoder's (already normalised) output.
 Tensor CrossAttentionLayer::forward(const Tensor& x, const Tensor& memory, const Tensor& x_mask,
-                                    const Tensor& memory_mask) const {
+                                    const Tensor& memory_mask, const PackedTokens* rows) const {
   Tensor h = ln_1->forward(x);
-  Tensor y = x + self_attn->forward(h, h, x_mask, causal);
-  y = y + cross_attn->forward(ln_2->forward(y), memory, memory_mask);
+  Tensor y = x + self_attn->forward(h, h, x_mask, causal, rows, rows);
+  y = y + cross_attn->forward(ln_2->forward(y), memory, memory_mask, false, rows);
   return y + mlp->forward(ln_3->forward(y));
 }
 
 LayerOutput CrossAttentionLayer::forward_with_weights(const Tensor& x, const Tensor& memory, const Tensor& x_mask,
-                                                      const Tensor& memory_mask) const {
+                                                      const Tensor& memory_mask, const PackedTokens* rows) const {
   Tensor h = ln_1->forward(x);
-  Tensor y = x + self_attn->forward(h, h, x_mask, causal);
-  auto c = cross_attn->forward_with_weights(ln_2->forward(y), memory, memory_mask);
+  Tensor y = x + self_attn->forward(h, h, x_mask, causal, rows, rows);
+  auto c = cross_attn->forward_with_weights(ln_2->forward(y), memory, memory_mask, false, rows);
   y = y + c.out;
   return {y + mlp->forward(ln_3->forward(y)), c.weights};
 }

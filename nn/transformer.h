@@ -10,6 +10,11 @@
 //                            then to the image tokens, then the MLP
 //   TransformerDecoderLayer  the same layer with causal self-attention (a captioning decoder)
 //
+// Packed tokens (nn/packed_tokens.h): given `rows`, a layer's x is the real rows [N,dim] of a
+// padded batch; every row-wise step runs on those alone and only attention sees them padded.
+// TransformerEncoder packs by itself when its options ask (skip_padding) and the mask has pads:
+// its output is then zero at the pads, where the padded computation leaves numbers nobody reads.
+//
 // Dropout lives inside the sub-blocks: on the attention's output projection and in the MLP
 // (after the activation and after fc2), and, with attn_dropout, on the attention
 // probabilities inside the fused attention op, so the residual adds are plain.
@@ -37,6 +42,7 @@ struct TransformerOptions {
   double eps = 1e-5;       // LayerNorm epsilon (ViT uses 1e-6, BERT 1e-12)
   bool qkv_bias = true;    // biases of the attention projections
   int64_t memory_dim = 0;  // cross-attention layers: width of the memory (the other modality); 0 = dim
+  bool skip_padding = false;  // TransformerEncoder: run the layers on the real tokens alone (above)
 };
 
 // Attention probabilities of one layer, for pictures: [B,Sq,Sk], averaged over heads.
@@ -48,9 +54,11 @@ struct LayerOutput {
 class TransformerEncoderLayer : public Module {
  public:
   explicit TransformerEncoderLayer(const TransformerOptions& options, Generator* gen = nullptr);
-  // x [B,S,dim]; key_mask [B,S] bool (true = real token) or undefined.
-  Tensor forward(const Tensor& x, const Tensor& key_mask = Tensor(), bool causal = false) const;
-  LayerOutput forward_with_weights(const Tensor& x, const Tensor& key_mask = Tensor(), bool causal = false) const;
+  // x [B,S,dim]; key_mask [B,S] bool (true = real token) or undefined. With rows: x [N,dim].
+  Tensor forward(const Tensor& x, const Tensor& key_mask = Tensor(), bool causal = false,
+                 const PackedTokens* rows = nullptr) const;
+  LayerOutput forward_with_weights(const Tensor& x, const Tensor& key_mask = Tensor(), bool causal = false,
+                                   const PackedTokens* rows = nullptr) const;
   std::string type_name() const override { return "TransformerEncoderLayer"; }
 
   TransformerOptions options;
@@ -82,12 +90,12 @@ class CrossAttentionLayer : public Module {
   // causal: self-attention sees only earlier tokens (a decoder); false for fusion encoders.
   explicit CrossAttentionLayer(const TransformerOptions& options, bool causal = false, Generator* gen = nullptr);
   // x [B,S,dim] with x_mask [B,S]; memory [B,M,memory_dim] with memory_mask [B,M]; masks bool
-  // (true = attend) or undefined.
+  // (true = attend) or undefined. With rows: x [N,dim], the real rows of x_mask (the memory stays padded).
   Tensor forward(const Tensor& x, const Tensor& memory, const Tensor& x_mask = Tensor(),
-                 const Tensor& memory_mask = Tensor()) const;
+                 const Tensor& memory_mask = Tensor(), const PackedTokens* rows = nullptr) const;
   // The output and the cross-attention weights [B,S,M] (which image tokens each word looks at).
   LayerOutput forward_with_weights(const Tensor& x, const Tensor& memory, const Tensor& x_mask = Tensor(),
-                                   const Tensor& memory_mask = Tensor()) const;
+                                   const Tensor& memory_mask = Tensor(), const PackedTokens* rows = nullptr) const;
   std::string type_name() const override { return "CrossAttentionLayer"; }
 
   TransformerOptions options;

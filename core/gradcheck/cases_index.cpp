@@ -27,6 +27,15 @@ void add_index_cases(std::vector<GradcheckCase>& c) {
       [](const Args& x) { return index_select(x[0], 0, x[1]); });
   add(c, "index_select", "[3,7,4] dim -2, 6 indices", {f64({3, 7, 4}), idx({6}, 7)},
       [](const Args& x) { return index_select(x[0], -2, x[1]); });
+  // take_rows and put_rows need an index without repeats: a fixed one, made inside fn.
+  add(c, "take_rows", "[7,3] rows 5, 0, 3", {f64({7, 3})},
+      [](const Args& x) { return take_rows(x[0], from_vector<int64_t>({5, 0, 3})); });
+  add(c, "take_rows", "transposed [5,2,3] all 5 rows reversed", {f64({2, 5, 3})},
+      [](const Args& x) { return take_rows(transpose(x[0], 0, 1), from_vector<int64_t>({4, 3, 2, 1, 0})); });
+  add(c, "put_rows", "[3,4] into rows 4, 1, 5 of 6", {f64({3, 4})},
+      [](const Args& x) { return put_rows(x[0], from_vector<int64_t>({4, 1, 5}), 6); });
+  add(c, "put_rows", "[2,3,2] into rows 0, 2 of 3", {f64({2, 3, 2})},
+      [](const Args& x) { return put_rows(x[0], from_vector<int64_t>({0, 2}), 3); });
   add(c, "gather", "[4,6] dim 1, index [4,9]", {f64({4, 6}), idx({4, 9}, 6)},
       [](const Args& x) { return gather(x[0], 1, x[1]); });
   add(c, "gather", "[5,6,3] dim 1, index [3,4,2]", {f64({5, 6, 3}), idx({3, 4, 2}, 6)},

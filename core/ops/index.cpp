@@ -1,5 +1,5 @@
-// Joining, splitting and indexing: cat, stack, split, chunk, index_select, gather,
-// masked_fill, embedding.
+// Joining, splitting and indexing: cat, stack, split, chunk, index_select, take_rows, put_rows,
+// gather, masked_fill, embedding.
 //
 // The forwards move elements (kernels/index.h) in the input's own dtype — no conversion,
 // so they work for integer and bool tensors too. Each backward sits below its forward:
@@ -241,6 +241,92 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
     });
     return {gx};
   });
+}
+
+// ---- take_rows, put_rows ----
+// An index of distinct rows makes row gathering and row placing each other's adjoint:
+//   take_rows:  out[i] = x[index[i]]                     ∂L/∂x = put_rows(∂L/∂out, index, R)
+//   put_rows:   out[index[i]] = y[i], other rows zero    ∂L/∂y = take_rows(∂L/∂out, index)
+// so neither backward needs index_select's scatter-add (which must sum repeats), only copies.
+
+// The index on the host, each entry checked to lie in [0, rows) and to appear once.
+static std::vector<int64_t> distinct_rows(const char* op, const Tensor& index, int64_t rows, const Shape& shape) {
+  check_index_dtype(op, index);
+  MMG_CHECK(index.dim() == 1, "{}: index must be 1-D, got {} (rows of {})", op, shape_str(index.shape()),
+            shape_str(shape));
+  std::vector<int64_t> host;
+  checked_index(op, index, rows, fmt::format("the {} rows of {}", rows, shape_str(shape)), &host);
+  std::vector<bool> seen(static_cast<size_t>(rows), false);
+  for (int64_t r : host) {
+    MMG_CHECK(!seen[r], "{}: row {} appears twice in the index (rows of {}); index_select allows repeats", op, r,
+              shape_str(shape));
+    seen[r] = true;
+  }
+  return host;
+}
+
+Tensor take_rows(const Tensor& x, const Tensor& index) {
+  MMG_PROFILE_OP("take_rows");
+  MMG_CHECK(x.defined() && index.defined(), "take_rows: undefined tensor argument");
+  check_same_device("take_rows", x, index);
+  MMG_CHECK(x.dim() > 0, "take_rows: cannot take rows of a 0-d tensor");
+  const int64_t R = x.size(0), n = index.numel(), inner = prod(x.shape(), 1, x.shape().size());
+  std::vector<int64_t> host = distinct_rows("take_rows", index, R, x.shape());
+  Shape out_shape = x.shape();
+  out_shape[0] = n;
+  Tensor xc = x.detach().contiguous();
+  Tensor out = empty(out_shape, {.dtype = x.dtype(), .device = x.device()});
+  if (on_cuda("take_rows", out)) {
+    Tensor idx = index.detach().to(DType::i64).contiguous();
+    visit_dtype(x.dtype(), [&]<class T>() {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(x.device().index);
+        cuda::index_select_forward<T>(xc.data<T>(), idx.data<int64_t>(), out.data<T>(), 1, R, inner, n);
+      }
+    });
+  } else {
+    visit_dtype(x.dtype(), [&]<class T>() { cpu::copy_rows<T>(xc.data<T>(), host.data(), out.data<T>(), n, inner); });
+  }
+  return record_op("take_rows", out, {x}, [index, R](const Tensor& g) -> Grads { return {put_rows(g, index, R)}; });
+}
+
+Tensor put_rows(const Tensor& y, const Tensor& index, int64_t rows) {
+  MMG_PROFILE_OP("put_rows");
+  MMG_CHECK(y.defined() && index.defined(), "put_rows: undefined tensor argument");
+  check_same_device("put_rows", y, index);
+  MMG_CHECK(y.dim() > 0, "put_rows: cannot put rows of a 0-d tensor");
+  MMG_CHECK(rows >= 0, "put_rows: rows must be >= 0, got {}", rows);
+  MMG_CHECK(index.dim() == 1 && index.numel() == y.size(0),
+            "put_rows: index {} must name one output row for each of the {} rows of y {}", shape_str(index.shape()),
+            y.size(0), shape_str(y.shape()));
+  Shape out_shape = y.shape();
+  out_shape[0] = rows;
+  std::vector<int64_t> host = distinct_rows("put_rows", index, rows, out_shape);
+  const int64_t n = y.size(0), inner = prod(y.shape(), 1, y.shape().size());
+  // source[r]: the row of y put in output row r, or (none) -1 on the CPU, n on CUDA: there the
+  // gather reads from y with one zero row appended.
+  std::vector<int64_t> source(static_cast<size_t>(rows), -1);
+  for (int64_t i = 0; i < n; ++i) source[host[i]] = i;
+  Tensor yc = y.detach().contiguous();
+  Tensor out = empty(out_shape, {.dtype = y.dtype(), .device = y.device()});
+  if (on_cuda("put_rows", out)) {
+    NoGradGuard no_grad;
+    Shape zero_row = y.shape();
+    zero_row[0] = 1;
+    Tensor padded = cat({yc, zeros(zero_row, {.dtype = y.dtype(), .device = y.device()})}, 0);
+    for (int64_t& s : source)
+      if (s < 0) s = n;
+    Tensor src = from_vector(source, {rows}, {.dtype = DType::i64, .device = y.device()});
+    visit_dtype(y.dtype(), [&]<class T>() {
+      if constexpr (kWithCuda) {
+        cuda::DeviceGuard guard(y.device().index);
+        cuda::index_select_forward<T>(padded.data<T>(), src.data<int64_t>(), out.data<T>(), 1, n + 1, inner, rows);
+      }
+    });
+  } else {
+    visit_dtype(y.dtype(), [&]<class T>() { cpu::copy_rows<T>(yc.data<T>(), source.data(), out.data<T>(), rows, inner); });
+  }
+  return record_op("put_rows", out, {y}, [index](const Tensor& g) -> Grads { return {take_rows(g, index)}; });
 }
 
 // ---- gather ----

@@ -60,6 +60,20 @@ void index_select_backward(const T* g, const int64_t* index, T* gx, int64_t oute
   });
 }
 
+// ---- copy_rows ----
+template <class T>
+void copy_rows(const T* x, const int64_t* source, T* out, int64_t n, int64_t inner) {
+  parallel_for(n, rows_grain(inner), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      T* dst = out + i * inner;
+      if (source[i] < 0)
+        std::fill(dst, dst + inner, T{});
+      else
+        std::copy(x + source[i] * inner, x + (source[i] + 1) * inner, dst);
+    }
+  });
+}
+
 // ---- gather ----
 // Walk the index's shape with x's strides, except along `dim` (stride 0 there): that gives
 // the offset of the position in x with coordinate 0 along dim; index[p] supplies the rest.
@@ -151,6 +165,7 @@ void embedding_backward(const T* dout, const int64_t* indices, T* dweight, int64
 #define MMG_INDEX_COPIES(T)                                                                                    \
   template void cat_piece<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t);                                \
   template void index_select_forward<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t, int64_t);      \
+  template void copy_rows<T>(const T*, const int64_t*, T*, int64_t, int64_t);                                   \
   template void gather_forward<T>(const T*, const int64_t*, const int64_t*, T*, int, const int64_t*, int64_t);  \
   template void masked_fill<T>(const T*, const int64_t*, const bool*, const int64_t*, T, T*, int, const int64_t*); \
   template void embedding_forward<T>(const T*, const int64_t*, T*, int64_t, int64_t);

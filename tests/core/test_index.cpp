@@ -1,8 +1,9 @@
-// cat, stack, split, chunk, index_select, gather, masked_fill, embedding: values against
+// cat, stack, split, chunk, index_select, take_rows, put_rows, gather, masked_fill, embedding: values against
 // naive loops over multi-indices, non-contiguous inputs, negative dims, gradients against
 // naive scatter-adds, determinism across thread counts, and the error messages.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/mmgrad.h"
@@ -269,6 +270,67 @@ TEST_CASE("index_select on non-contiguous and integer inputs") {
   CHECK(vals(direct) == vals(base.contiguous().slice(2, 4, 5).permute({2, 0, 1}).contiguous()));
   Tensor ids = from_vector<int64_t>({10, 11, 12, 13});
   CHECK(index_select(ids, 0, from_vector<int32_t>({3, 0})).to_vector<int64_t>() == std::vector<int64_t>{13, 10});
+}
+
+// ---------------------------------------------------------------- take_rows, put_rows
+TEST_CASE("take_rows and put_rows: values against loops, each the other's backward, every storage dtype") {
+  Generator g(8);
+  Tensor x = randn({6, 2, 3}, f64o, &g);
+  const std::vector<int64_t> rows = {4, 0, 5, 2};
+  Tensor index = from_vector<int64_t>(rows);
+  Tensor taken = take_rows(x, index);
+  REQUIRE(taken.shape() == Shape{4, 2, 3});
+  for (size_t i = 0; i < rows.size(); ++i)
+    CHECK(vals(select(taken, 0, static_cast<int64_t>(i))) == vals(select(x, 0, rows[i])));
+  Tensor put = put_rows(taken, index, 6);
+  REQUIRE(put.shape() == Shape{6, 2, 3});
+  for (int64_t r = 0; r < 6; ++r) {
+    CAPTURE(r);
+    const bool named = std::find(rows.begin(), rows.end(), r) != rows.end();
+    CHECK(vals(select(put, 0, r)) == (named ? vals(select(x, 0, r)) : std::vector<double>(6, 0.0)));
+  }
+  // Adjoint: the gradient of take_rows is put_rows of the gradient, and back.
+  Tensor xl = x.clone().requires_grad_(true);
+  Tensor w = randn({4, 2, 3}, f64o, &g);
+  sum(take_rows(xl, index) * w).backward();
+  CHECK(vals(xl.grad()) == vals(put_rows(w, index, 6)));
+  Tensor yl = taken.detach().requires_grad_(true);
+  Tensor v = randn({6, 2, 3}, f64o, &g);
+  sum(put_rows(yl, index, 6) * v).backward();
+  CHECK(vals(yl.grad()) == vals(take_rows(v, index)));
+  // Pure copies: integer, bool and half tables, strided inputs, i32 indices.
+  Tensor ids = from_vector<int64_t>({10, 11, 12, 13});
+  CHECK(take_rows(ids, from_vector<int32_t>({3, 0})).to_vector<int64_t>() == std::vector<int64_t>{13, 10});
+  CHECK(put_rows(ids, from_vector<int64_t>({1, 0, 4, 2}), 6).to_vector<int64_t>() ==
+        std::vector<int64_t>{11, 10, 13, 0, 12, 0});
+  Tensor flags = from_vector<bool>({true, false, true});
+  CHECK(put_rows(flags, from_vector<int64_t>({2, 0, 1}), 4).to_vector<int64_t>() == std::vector<int64_t>{0, 1, 1, 0});
+  Tensor half = x.to(DType::bf16);
+  CHECK(vals(take_rows(half, index)) == vals(taken.to(DType::bf16)));
+  Tensor strided = x.permute({1, 0, 2});  // [2,6,3]
+  CHECK(vals(take_rows(strided, from_vector<int64_t>({1}))) == vals(strided.contiguous().slice(0, 1, 2)));
+  CHECK(take_rows(x, from_vector<int64_t>(std::vector<int64_t>{})).shape() == Shape{0, 2, 3});
+  CHECK(vals(put_rows(x.slice(0, 0, 0), from_vector<int64_t>(std::vector<int64_t>{}), 2)) ==
+        std::vector<double>(12, 0.0));
+}
+
+TEST_CASE("take_rows and put_rows: a repeated or out-of-range row, or a count that does not fit, is named") {
+  Tensor x = randn({5, 3});
+  CHECK_THROWS_WITH_AS(take_rows(x, from_vector<int64_t>({1, 3, 1})),
+                       doctest::Contains("take_rows: row 1 appears twice in the index (rows of [5,3])"), Error);
+  CHECK_THROWS_WITH_AS(take_rows(x, from_vector<int64_t>({5})),
+                       doctest::Contains("take_rows: index 5 is out of range for the 5 rows of [5,3]"), Error);
+  CHECK_THROWS_WITH_AS(take_rows(x, from_vector<int64_t>({0, 1}).view({1, 2})),
+                       doctest::Contains("take_rows: index must be 1-D, got [1,2]"), Error);
+  CHECK_THROWS_WITH_AS(take_rows(x, from_vector<double>({0.0})), doctest::Contains("index must be i64 or i32"), Error);
+  CHECK_THROWS_WITH_AS(put_rows(x, from_vector<int64_t>({0, 1}), 4),
+                       doctest::Contains("put_rows: index [2] must name one output row for each of the 5 rows"), Error);
+  CHECK_THROWS_WITH_AS(put_rows(x, from_vector<int64_t>({0, 1, 2, 3, 3}), 6),
+                       doctest::Contains("put_rows: row 3 appears twice"), Error);
+  CHECK_THROWS_WITH_AS(put_rows(x, from_vector<int64_t>({0, 1, 2, 3, 4}), 4),
+                       doctest::Contains("put_rows: index 4 is out of range for the 4 rows of [4,3]"), Error);
+  CHECK_THROWS_WITH_AS(put_rows(x, from_vector<int64_t>({0, 1, 2, 3, 4}), -1),
+                       doctest::Contains("put_rows: rows must be >= 0, got -1"), Error);
 }
 
 TEST_CASE("index_select backward sums the gradient of repeated indices") {

@@ -38,6 +38,36 @@ TEST_CASE("cuda index_select: every dim, repeated and missing indices, gradients
   check_parity(index_select(ints.to(kGpu), 0, i32.to(kGpu)), index_select(ints, 0, i32), 0, 0, "i64 table, i32 index");
 }
 
+TEST_CASE("cuda take_rows and put_rows: rows in any order, rows left empty, gradients, integer and bf16 tables") {
+  require_gpu();
+  for (DType dt : {DType::f32, DType::f64, DType::bf16}) {
+    Tensor x = uniform({37, 3, 11}, dt, -1, 1);
+    // Every third row of 37, in reverse: 13 distinct rows; put back, 24 rows stay zero.
+    std::vector<int64_t> rows;
+    for (int64_t r = 36; r >= 0; r -= 3) rows.push_back(r);
+    Tensor index = from_vector(rows);
+    const std::string name = "take_rows/put_rows " + dtype_name(dt);
+    Tensor xc = x.clone().detach().requires_grad_(true), xg = x.to(kGpu).detach().requires_grad_(true);
+    Tensor want = put_rows(take_rows(xc, index) * 2.0, index, 37);
+    poison_like(want.shape(), dt);
+    Tensor got = put_rows(take_rows(xg, index.to(kGpu)) * 2.0, index.to(kGpu), 37);
+    check_parity(got, want, 0, 0, name + " forward");
+    Tensor r = uniform(want.shape(), dt, -1, 1);
+    (want * r).sum().backward();
+    poison_like(x.shape(), dt);
+    (got * r.to(kGpu)).sum().backward();
+    const double tol = dt == DType::bf16 ? 1e-2 : rtol_for(dt);
+    check_parity(xg.grad(), xc.grad(), tol, tol, name + " gradient");
+  }
+  Tensor ints = integers({9, 4}, DType::i64, -50, 50);
+  Tensor i32 = from_vector<int32_t>({7, 0, 3});
+  check_parity(put_rows(ints.to(kGpu), from_vector<int64_t>({8, 0, 5, 1, 2, 3, 4, 6, 7}).to(kGpu), 10),
+               put_rows(ints, from_vector<int64_t>({8, 0, 5, 1, 2, 3, 4, 6, 7}), 10), 0, 0, "i64 put_rows");
+  check_parity(take_rows(ints.to(kGpu), i32.to(kGpu)), take_rows(ints, i32), 0, 0, "i64 take_rows, i32 index");
+  CHECK_THROWS_WITH_AS(take_rows(ints.to(kGpu), from_vector<int64_t>({2, 2}).to(kGpu)),
+                       doctest::Contains("take_rows: row 2 appears twice"), Error);
+}
+
 TEST_CASE("cuda embedding: token ids of any shape, frequent tokens, gradients, bf16") {
   require_gpu();
   for (DType dt : {DType::f32, DType::f64, DType::bf16}) {

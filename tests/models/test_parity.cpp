@@ -382,8 +382,10 @@ TEST_CASE("parity with PyTorch: nn CrossAttentionLayer (fusion) and TransformerD
 TEST_CASE("parity with PyTorch: models ViT, TextEncoder, CrossAttentionFusion") {
   SUBCASE("ViT, CLS token and pooling, learned positions") { run_parity("vit"); }
   SUBCASE("ViT, mean pooling, 2-D sinusoidal positions") { run_parity("vit_mean_sincos"); }
-  SUBCASE("text encoder, padding mask, token types") { run_parity("text_encoder"); }
-  SUBCASE("cross-attention fusion encoder (ALBEF)") { run_parity("cross_fusion"); }
+  // Every pad row computed, as PyTorch's layers do (the references' outputs and gradients
+  // include the pads' rows); tests/models/test_skip_padding.cpp checks the real rows alone.
+  SUBCASE("text encoder, padding mask, token types") { run_parity("text_encoder", {{"skip_padding", false}}); }
+  SUBCASE("cross-attention fusion encoder (ALBEF)") { run_parity("cross_fusion", {{"skip_padding", false}}); }
 }
 
 TEST_CASE("parity with PyTorch: models CaptionDecoder with caption_lm_loss") {

@@ -249,6 +249,39 @@ TEST_CASE("VLM with edited captions: itc adds them as candidates, itm pairs each
   }
 }
 
+TEST_CASE("VLM: skipping the padding (the default) changes no loss and no gradient") {
+  // Texts of 4..8 tokens padded to 8, edits and all four pre-training objectives: every text goes
+  // through the text encoder and the fusion packed (nn/packed_tokens.h) or padded.
+  const VLMBatch batch = with_edits(micro_batch(6, 8));
+  const nlohmann::json objectives = {{"itc", 1}, {"itm", 1}, {"mlm", 1}, {"vqa", 1}};
+  VLMConfig config = micro_config("albef-micro", objectives);
+  REQUIRE(config.fusion.dual.text.skip_padding);
+  REQUIRE(config.fusion.fusion.skip_padding);
+  config.fusion.fusion.causal = true;  // as the demo's fusion
+  config.fusion.fusion.gated_mlp = true;
+  VLMConfig padded_config = config;
+  padded_config.fusion.dual.text.skip_padding = false;
+  padded_config.fusion.fusion.skip_padding = false;
+  manual_seed(23);
+  VLM packed(config), padded(padded_config);
+  padded.load_state_dict(packed.state_dict());
+  Generator ga(4), gb(4);  // the same masked-token draws for mlm
+  Losses a = packed.compute_losses(batch, &ga), b = padded.compute_losses(batch, &gb);
+  for (const char* name : {"itc", "itm", "mlm", "vqa"}) {
+    CAPTURE(name);
+    CHECK(a.get(name).item() == doctest::Approx(b.get(name).item()).epsilon(1e-5));
+  }
+  a.total.backward();
+  b.total.backward();
+  auto pa = packed.named_parameters(), pb = padded.named_parameters();
+  REQUIRE(pa.size() == pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    CAPTURE(pa[i].first);
+    REQUIRE(pa[i].second.grad().defined());
+    CHECK(allclose(pa[i].second.grad(), pb[i].second.grad(), 1e-4, 1e-6));
+  }
+}
+
 TEST_CASE("VLM: captions are the decoder's beam search over the ViT's tokens, class and answer logits") {
   manual_seed(11);
   VLM vlm(VLMConfig::preset("vlm-micro"));

@@ -1,0 +1,41 @@
+#include "nn/packed_tokens.h"
+
+#include <vector>
+
+namespace mmg::nn {
+
+PackedTokens PackedTokens::from_mask(const Tensor& key_mask) {
+  MMG_CHECK(key_mask.defined() && key_mask.dim() == 2, "PackedTokens: key_mask {} must be [B,S]",
+            key_mask.defined() ? shape_str(key_mask.shape()) : "undefined");
+  MMG_CHECK(key_mask.dtype() == DType::boolean || key_mask.dtype() == DType::u8,
+            "PackedTokens: key_mask must be bool (true = a real token), got {} {}", dtype_name(key_mask.dtype()),
+            shape_str(key_mask.shape()));
+  PackedTokens p;
+  p.batch_ = key_mask.size(0);
+  p.seq_ = key_mask.size(1);
+  // The mask is read on the host: the row lists are a few thousand integers, made once per
+  // encoder call and shared by every layer.
+  const std::vector<int64_t> real = key_mask.to(DType::i64).to_vector<int64_t>();
+  std::vector<int64_t> rows;
+  for (size_t k = 0; k < real.size(); ++k)
+    if (real[k]) rows.push_back(static_cast<int64_t>(k));
+  p.count_ = static_cast<int64_t>(rows.size());
+  p.real_rows_ = from_vector(rows, {p.count_}, {.dtype = DType::i64, .device = key_mask.device()});
+  return p;
+}
+
+Tensor PackedTokens::pack(const Tensor& x) const {
+  MMG_CHECK(x.defined() && x.dim() == 3 && x.size(0) == batch_ && x.size(1) == seq_,
+            "PackedTokens::pack: x {} must be [B,S,D] with [B,S] = [{},{}], the mask's shape",
+            x.defined() ? shape_str(x.shape()) : "undefined", batch_, seq_);
+  return take_rows(reshape(x, {batch_ * seq_, x.size(2)}), real_rows_);
+}
+
+Tensor PackedTokens::unpack(const Tensor& x) const {
+  MMG_CHECK(x.defined() && x.dim() == 2 && x.size(0) == count_,
+            "PackedTokens::unpack: x {} must be [N,D] with N = {}, the mask's real tokens",
+            x.defined() ? shape_str(x.shape()) : "undefined", count_);
+  return reshape(put_rows(x, real_rows_, batch_ * seq_), {batch_, seq_, x.size(1)});
+}
+
+}  // namespace mmg::nn
