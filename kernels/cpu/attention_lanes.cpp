@@ -288,9 +288,20 @@ void add_group_outer(const T* a, int64_t kend, HeadRows<const T> x, int64_t i0, 
   }
 }
 
-// The keys a group may see: all Sk, or with causal those up to its last query.
-inline int64_t group_keys(int64_t i0, int64_t n, int64_t Sk, bool causal) {
-  return causal ? std::min(i0 + n, Sk) : Sk;
+// The keys a group may see: all Sk, or with causal those up to its last query; and none past
+// `key_limit`, the last key the mask lets through (+1). The keys cut off are masked: their
+// weights are exactly 0, so leaving them out changes no sum (a batch of texts padded to its
+// longest text has its pads there: half the keys of the demo's captions).
+inline int64_t group_keys(int64_t i0, int64_t n, int64_t Sk, bool causal, int64_t key_limit) {
+  return std::min(causal ? std::min(i0 + n, Sk) : Sk, key_limit);
+}
+
+// One past the last key that `mask` (Sk entries, or nullptr for none) lets through.
+inline int64_t visible_key_limit(const uint8_t* mask, int64_t Sk) {
+  if (!mask) return Sk;
+  int64_t limit = Sk;
+  while (limit > 0 && !mask[limit - 1]) --limit;
+  return limit;
 }
 
 // Per-thread scratch: the group's transposed operands and its [Sk, kLanes] tiles.
@@ -303,11 +314,11 @@ struct GroupScratch {
 
 template <class T>
 void forward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* mask,
-                   HeadRows<T> out, T* lse, int64_t b, int64_t h, int64_t bh, int64_t i0, int64_t n, int64_t Sq,
-                   int64_t Sk, int64_t D, bool causal, T scale, const AttentionDropout& drop, GroupScratch<T>& g,
-                   T* saved) {
+                   int64_t key_limit, HeadRows<T> out, T* lse, int64_t b, int64_t h, int64_t bh, int64_t i0, int64_t n,
+                   int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale, const AttentionDropout& drop,
+                   GroupScratch<T>& g, T* saved) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
-  const int64_t kend = group_keys(i0, n, Sk, causal);
+  const int64_t kend = group_keys(i0, n, Sk, causal, key_limit);
   load_group(q, b, h, i0, n, D, g.qt.data());
   group_scores(k, b, h, g.qt.data(), D, kend, mask, causal, i0, scale, g.st.data());
 
@@ -333,12 +344,12 @@ void forward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v
 
 template <class T>
 void backward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* mask,
-                    HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq, HeadRows<T> dk,
-                    HeadRows<T> dv, int64_t b, int64_t h, int64_t bh, int64_t i0, int64_t n, int64_t Sq, int64_t Sk,
-                    int64_t D, bool causal, T scale, const AttentionDropout& drop, GroupScratch<T>& g,
+                    int64_t key_limit, HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
+                    HeadRows<T> dk, HeadRows<T> dv, int64_t b, int64_t h, int64_t bh, int64_t i0, int64_t n, int64_t Sq,
+                    int64_t Sk, int64_t D, bool causal, T scale, const AttentionDropout& drop, GroupScratch<T>& g,
                     const T* saved) {
   const T inf = std::numeric_limits<T>::infinity();
-  const int64_t kend = group_keys(i0, n, Sk, causal);
+  const int64_t kend = group_keys(i0, n, Sk, causal, key_limit);
   load_group(dout, b, h, i0, n, D, g.dot.data());
   load_group(out, b, h, i0, n, D, g.ot.data());
 
@@ -405,9 +416,10 @@ void attention_forward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows<
     for (int64_t bh = t0; bh < t1; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       const uint8_t* mask = key_mask ? key_mask + b * Sk : nullptr;
+      const int64_t key_limit = visible_key_limit(mask, Sk);
       for (int64_t i0 = 0; i0 < Sq; i0 += kLanes)
-        forward_group(q, k, v, mask, out, lse, b, h, bh, i0, std::min(kLanes, Sq - i0), Sq, Sk, D, causal, scale, drop,
-                      g, saved_weights ? saved_weights + saved_tile(bh, i0, Sq, Sk) : nullptr);
+        forward_group(q, k, v, mask, key_limit, out, lse, b, h, bh, i0, std::min(kLanes, Sq - i0), Sq, Sk, D, causal,
+                      scale, drop, g, saved_weights ? saved_weights + saved_tile(bh, i0, Sq, Sk) : nullptr);
     }
   });
 }
@@ -423,13 +435,15 @@ void attention_backward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows
     for (int64_t bh = t0; bh < t1; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       const uint8_t* mask = key_mask ? key_mask + b * Sk : nullptr;
+      const int64_t key_limit = visible_key_limit(mask, Sk);
       for (int64_t j = 0; j < Sk; ++j) {  // keys no query sees keep zero gradients
         std::fill(dk.row(b, h, j), dk.row(b, h, j) + D, T(0));
         std::fill(dv.row(b, h, j), dv.row(b, h, j) + D, T(0));
       }
       for (int64_t i0 = 0; i0 < Sq; i0 += kLanes)
-        backward_group(q, k, v, mask, out, dout, lse, dq, dk, dv, b, h, bh, i0, std::min(kLanes, Sq - i0), Sq, Sk, D,
-                       causal, scale, drop, g, saved_weights ? saved_weights + saved_tile(bh, i0, Sq, Sk) : nullptr);
+        backward_group(q, k, v, mask, key_limit, out, dout, lse, dq, dk, dv, b, h, bh, i0, std::min(kLanes, Sq - i0),
+                       Sq, Sk, D, causal, scale, drop, g,
+                       saved_weights ? saved_weights + saved_tile(bh, i0, Sq, Sk) : nullptr);
     }
   });
 }

@@ -42,7 +42,8 @@ std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -1.5, doubl
 struct Cfg {
   int64_t B, H, Sq, Sk, D;
   bool causal;
-  int mask;  // 0: none; 1: random keys masked; 2: also batch 0 fully masked, batch 1 key 0
+  int mask;  // 0: none; 1: random keys masked; 2: also batch 0 fully masked, batch 1 key 0;
+             // 3: right padding (a batch of texts): batch b's first (3·b + 2) mod (Sk + 1) keys real
   double scale;
 };
 
@@ -65,6 +66,9 @@ Inputs make_inputs(const Cfg& c, uint32_t seed) {
       for (int64_t j = 0; j < c.Sk; ++j) in.mask[j] = 0;  // batch 0 sees nothing
       if (c.B > 1) in.mask[c.Sk] = 0;                       // batch 1, key 0 masked
     }
+    if (c.mask == 3)  // the kernels leave out the trailing pads; lengths 2, 5, 8, ... wrap past Sk to 0
+      for (int64_t b = 0; b < c.B; ++b)
+        for (int64_t j = 0; j < c.Sk; ++j) in.mask[b * c.Sk + j] = j < (3 * b + 2) % (c.Sk + 1);
   }
   return in;
 }
@@ -232,6 +236,9 @@ const Cfg kCfgs[] = {
     {1, 3, 197, 130, 8, true, 2, 0.35},
     {3, 1, 70, 1, 2, true, 1, 1.0},
     {2, 2, 9, 20, 32, true, 1, 0.2},  // heads of 32: the lanes path's widest fixed size
+    {4, 2, 9, 9, 8, false, 3, 0.35},    // padded texts: lengths 2, 5, 8, 1
+    {4, 2, 9, 9, 8, true, 3, 0.35},
+    {5, 2, 17, 13, 16, false, 3, 0.25},  // lengths 2, 5, 8, 11, 0 (no key at all)
 };
 
 }  // namespace
