@@ -625,10 +625,10 @@ TEST_CASE("configs: every field of every config differs from its default and sur
 
   TextEncoderConfig t;
   t.vocab_size = 77, t.max_len = 9, t.type_vocab_size = 3, t.dim = 12, t.depth = 1, t.heads = 2, t.mlp_ratio = 3.0;
-  t.dropout = 0.05, t.attn_dropout = 0.1, t.eps = 1e-7, t.pad_id = 5, t.pool = "mean";
+  t.dropout = 0.05, t.attn_dropout = 0.1, t.eps = 1e-7, t.pad_id = 5, t.pool = "mean", t.skip_padding = false;
   check_json(t, "TextEncoderConfig",
              "family, vocab_size, max_len, type_vocab_size, dim, depth, heads, mlp_ratio, dropout, attn_dropout, eps, "
-             "pad_id, pool");
+             "pad_id, pool, skip_padding");
 
   CaptionDecoderConfig d;
   d.vocab_size = 60, d.max_len = 7, d.dim = 8, d.depth = 1, d.heads = 2, d.mlp_ratio = 2.0, d.dropout = 0.1;
@@ -647,10 +647,10 @@ TEST_CASE("configs: every field of every config differs from its default and sur
   CrossAttentionFusionConfig f;
   f.dim = 12, f.image_dim = 24, f.depth = 1, f.heads = 3, f.mlp_ratio = 2.0, f.dropout = 0.1, f.attn_dropout = 0.2;
   f.eps = 1e-5, f.pool = "mean", f.image_pos = true, f.gated_mlp = true, f.text_pos = true;
-  f.causal = true, f.init_std = 0.05, f.qk_init_std = 0.125;
+  f.causal = true, f.init_std = 0.05, f.qk_init_std = 0.125, f.skip_padding = false;
   check_json(f, "CrossAttentionFusionConfig",
              "dim, image_dim, depth, heads, mlp_ratio, gated_mlp, dropout, attn_dropout, eps, pool, image_pos, text_pos, "
-             "causal, init_std, qk_init_std");
+             "causal, init_std, qk_init_std, skip_padding");
 
   PooledFusionConfig p{.mode = "mul", .dim = 6};
   check_json(p, "PooledFusionConfig", "mode, dim");
