@@ -208,8 +208,9 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
             shape_str(x.shape()));
   int64_t d = wrap_dim(dim, x.dim(), "index_select", x.shape());
   int64_t size = x.shape()[d], n = index.numel();
-  std::vector<int64_t> host;
-  Tensor idx = checked_index("index_select", index, size, fmt::format("dim {} of {}", d, shape_str(x.shape())), &host);
+  std::vector<int64_t> host;  // only CUDA's backward needs the indices on the host (invert_index)
+  Tensor idx = checked_index("index_select", index, size, fmt::format("dim {} of {}", d, shape_str(x.shape())),
+                             x.device().is_cuda() ? &host : nullptr);
   int64_t outer = prod(x.shape(), 0, d), inner = prod(x.shape(), d + 1, x.shape().size());
   Shape out_shape = x.shape();
   out_shape[d] = n;
@@ -442,9 +443,9 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   MMG_CHECK(weight.dim() == 2, "embedding: weight must be 2-D [V,D], got {}", shape_str(weight.shape()));
   check_index_dtype("embedding", indices);
   int64_t V = weight.shape()[0], D = weight.shape()[1], n = indices.numel();
-  std::vector<int64_t> host;
-  Tensor idx =
-      checked_index("embedding", indices, V, fmt::format("the rows of weight {}", shape_str(weight.shape())), &host);
+  std::vector<int64_t> host;  // only CUDA's backward needs the indices on the host (invert_index)
+  Tensor idx = checked_index("embedding", indices, V, fmt::format("the rows of weight {}", shape_str(weight.shape())),
+                             weight.device().is_cuda() ? &host : nullptr);
   Shape out_shape = indices.shape();
   out_shape.push_back(D);
   Tensor wc = weight.detach().contiguous();
