@@ -295,11 +295,8 @@ CrossFusionOutput CrossAttentionFusion::forward(const Tensor& text_tokens, const
     h = text_tokens + unsqueeze(table, 0).to(text_tokens.device());
   }
   // The layers on the real text tokens alone, when asked and there are pads (nn/packed_tokens.h).
-  std::optional<nn::PackedTokens> rows;
-  if (config.skip_padding && text_mask.defined()) {
-    rows = nn::PackedTokens::from_mask(text_mask);
-    if (!rows->has_padding()) rows.reset();
-  }
+  const std::optional<nn::PackedTokens> rows =
+      config.skip_padding ? nn::PackedTokens::if_padded(text_mask) : std::nullopt;
   const nn::PackedTokens* r = rows ? &*rows : nullptr;
   if (r) h = r->pack(h);
   const size_t n = layers->size();

@@ -24,6 +24,13 @@ PackedTokens PackedTokens::from_mask(const Tensor& key_mask) {
   return p;
 }
 
+std::optional<PackedTokens> PackedTokens::if_padded(const Tensor& key_mask) {
+  if (!key_mask.defined()) return std::nullopt;
+  PackedTokens rows = from_mask(key_mask);
+  if (!rows.has_padding()) return std::nullopt;
+  return rows;
+}
+
 Tensor PackedTokens::pack(const Tensor& x) const {
   MMG_CHECK(x.defined() && x.dim() == 3 && x.size(0) == batch_ && x.size(1) == seq_,
             "PackedTokens::pack: x {} must be [B,S,D] with [B,S] = [{},{}], the mask's shape",

@@ -15,6 +15,7 @@
 // take_rows and put_rows (core/ops.h), each the other's backward: row copies both ways.
 #pragma once
 #include <cstdint>
+#include <optional>
 
 #include "core/ops.h"
 
@@ -24,6 +25,8 @@ class PackedTokens {
  public:
   // key_mask [B,S] bool or u8, on any device.
   static PackedTokens from_mask(const Tensor& key_mask);
+  // The same, or nothing when there is no mask or it has no pad (packing would only copy).
+  static std::optional<PackedTokens> if_padded(const Tensor& key_mask);
 
   Tensor pack(const Tensor& x) const;    // [B,S,D] -> [N,D]
   Tensor unpack(const Tensor& x) const;  // [N,D] -> [B,S,D], zero rows at the pads

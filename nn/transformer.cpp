@@ -51,10 +51,7 @@ TransformerEncoder::TransformerEncoder(const TransformerOptions& o, int64_t dept
 
 // The real tokens of x, when the options ask to skip the padding and the mask has some.
 static std::optional<PackedTokens> packing(const TransformerOptions& o, const Tensor& key_mask) {
-  if (!o.skip_padding || !key_mask.defined()) return std::nullopt;
-  PackedTokens rows = PackedTokens::from_mask(key_mask);
-  if (!rows.has_padding()) return std::nullopt;
-  return rows;
+  return o.skip_padding ? PackedTokens::if_padded(key_mask) : std::nullopt;
 }
 
 Tensor TransformerEncoder::forward(const Tensor& x, const Tensor& key_mask, bool causal) const {

@@ -37,6 +37,10 @@ TEST_CASE("PackedTokens: pack keeps the real rows in order, unpack puts them bac
   CHECK(same_values(back, x * real_rows(mask)));
 
   CHECK_FALSE(PackedTokens::from_mask(make_mask({{1, 1}, {1, 1}})).has_padding());
+  CHECK_FALSE(PackedTokens::if_padded(make_mask({{1, 1}, {1, 1}})).has_value());  // nothing to skip
+  CHECK_FALSE(PackedTokens::if_padded(Tensor()).has_value());
+  REQUIRE(PackedTokens::if_padded(mask).has_value());
+  CHECK(PackedTokens::if_padded(mask)->count() == 6);
   CHECK_THROWS_WITH_AS(rows.pack(randn({3, 5, 2})), doctest::Contains("x [3,5,2] must be [B,S,D] with [B,S] = [3,4]"),
                        Error);
   CHECK_THROWS_WITH_AS(rows.unpack(randn({7, 2})), doctest::Contains("x [7,2] must be [N,D] with N = 6"), Error);
