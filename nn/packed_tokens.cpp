@@ -15,7 +15,7 @@ PackedTokens PackedTokens::from_mask(const Tensor& key_mask) {
   p.seq_ = key_mask.size(1);
   // The mask is read on the host: the row lists are a few thousand integers, made once per
   // encoder call and shared by every layer.
-  const std::vector<int64_t> real = key_mask.to(DType::i64).to_vector<int64_t>();
+  const std::vector<int64_t> real = key_mask.to_vector<int64_t>();
   std::vector<int64_t> rows;
   for (size_t k = 0; k < real.size(); ++k)
     if (real[k]) rows.push_back(static_cast<int64_t>(k));

@@ -6,6 +6,7 @@
 // the gradient goes back to where each element came from, summed where one input element
 // fed several outputs (a repeated index). Those scatter-adds are deterministic kernels.
 #include <cmath>
+#include <memory>
 #include <string>
 
 #include "core/autograd.h"
@@ -266,13 +267,14 @@ static std::vector<int64_t> distinct_rows(const char* op, const Tensor& index, i
   return host;
 }
 
-Tensor take_rows(const Tensor& x, const Tensor& index) {
-  MMG_PROFILE_OP("take_rows");
-  MMG_CHECK(x.defined() && index.defined(), "take_rows: undefined tensor argument");
-  check_same_device("take_rows", x, index);
-  MMG_CHECK(x.dim() > 0, "take_rows: cannot take rows of a 0-d tensor");
+// The two ops once their index is checked: `rows_of` holds it on the host (distinct, in range).
+// Each backward calls the other directly with the same checked index: no second check (on CUDA,
+// no second copy of the index to the host).
+using HostRows = std::shared_ptr<const std::vector<int64_t>>;
+static Tensor put_checked(const Tensor& y, const Tensor& index, const HostRows& rows_of, int64_t rows);
+
+static Tensor take_checked(const Tensor& x, const Tensor& index, const HostRows& rows_of) {
   const int64_t R = x.size(0), n = index.numel(), inner = prod(x.shape(), 1, x.shape().size());
-  std::vector<int64_t> host = distinct_rows("take_rows", index, R, x.shape());
   Shape out_shape = x.shape();
   out_shape[0] = n;
   Tensor xc = x.detach().contiguous();
@@ -286,28 +288,22 @@ Tensor take_rows(const Tensor& x, const Tensor& index) {
       }
     });
   } else {
-    visit_dtype(x.dtype(), [&]<class T>() { cpu::copy_rows<T>(xc.data<T>(), host.data(), out.data<T>(), n, inner); });
+    visit_dtype(x.dtype(),
+                [&]<class T>() { cpu::copy_rows<T>(xc.data<T>(), rows_of->data(), out.data<T>(), n, inner); });
   }
-  return record_op("take_rows", out, {x}, [index, R](const Tensor& g) -> Grads { return {put_rows(g, index, R)}; });
+  return record_op("take_rows", out, {x}, [index, rows_of, R](const Tensor& g) -> Grads {
+    return {put_checked(g, index, rows_of, R)};
+  });
 }
 
-Tensor put_rows(const Tensor& y, const Tensor& index, int64_t rows) {
-  MMG_PROFILE_OP("put_rows");
-  MMG_CHECK(y.defined() && index.defined(), "put_rows: undefined tensor argument");
-  check_same_device("put_rows", y, index);
-  MMG_CHECK(y.dim() > 0, "put_rows: cannot put rows of a 0-d tensor");
-  MMG_CHECK(rows >= 0, "put_rows: rows must be >= 0, got {}", rows);
-  MMG_CHECK(index.dim() == 1 && index.numel() == y.size(0),
-            "put_rows: index {} must name one output row for each of the {} rows of y {}", shape_str(index.shape()),
-            y.size(0), shape_str(y.shape()));
+static Tensor put_checked(const Tensor& y, const Tensor& index, const HostRows& rows_of, int64_t rows) {
   Shape out_shape = y.shape();
   out_shape[0] = rows;
-  std::vector<int64_t> host = distinct_rows("put_rows", index, rows, out_shape);
   const int64_t n = y.size(0), inner = prod(y.shape(), 1, y.shape().size());
   // source[r]: the row of y put in output row r, or (none) -1 on the CPU, n on CUDA: there the
   // gather reads from y with one zero row appended.
   std::vector<int64_t> source(static_cast<size_t>(rows), -1);
-  for (int64_t i = 0; i < n; ++i) source[host[i]] = i;
+  for (int64_t i = 0; i < n; ++i) source[(*rows_of)[i]] = i;
   Tensor yc = y.detach().contiguous();
   Tensor out = empty(out_shape, {.dtype = y.dtype(), .device = y.device()});
   if (on_cuda("put_rows", out)) {
@@ -325,9 +321,36 @@ Tensor put_rows(const Tensor& y, const Tensor& index, int64_t rows) {
       }
     });
   } else {
-    visit_dtype(y.dtype(), [&]<class T>() { cpu::copy_rows<T>(yc.data<T>(), source.data(), out.data<T>(), rows, inner); });
+    visit_dtype(y.dtype(),
+                [&]<class T>() { cpu::copy_rows<T>(yc.data<T>(), source.data(), out.data<T>(), rows, inner); });
   }
-  return record_op("put_rows", out, {y}, [index](const Tensor& g) -> Grads { return {take_rows(g, index)}; });
+  return record_op("put_rows", out, {y}, [index, rows_of](const Tensor& g) -> Grads {
+    return {take_checked(g, index, rows_of)};
+  });
+}
+
+Tensor take_rows(const Tensor& x, const Tensor& index) {
+  MMG_PROFILE_OP("take_rows");
+  MMG_CHECK(x.defined() && index.defined(), "take_rows: undefined tensor argument");
+  check_same_device("take_rows", x, index);
+  MMG_CHECK(x.dim() > 0, "take_rows: cannot take rows of a 0-d tensor");
+  auto rows_of = std::make_shared<const std::vector<int64_t>>(distinct_rows("take_rows", index, x.size(0), x.shape()));
+  return take_checked(x, index, rows_of);
+}
+
+Tensor put_rows(const Tensor& y, const Tensor& index, int64_t rows) {
+  MMG_PROFILE_OP("put_rows");
+  MMG_CHECK(y.defined() && index.defined(), "put_rows: undefined tensor argument");
+  check_same_device("put_rows", y, index);
+  MMG_CHECK(y.dim() > 0, "put_rows: cannot put rows of a 0-d tensor");
+  MMG_CHECK(rows >= 0, "put_rows: rows must be >= 0, got {}", rows);
+  MMG_CHECK(index.dim() == 1 && index.numel() == y.size(0),
+            "put_rows: index {} must name one output row for each of the {} rows of y {}", shape_str(index.shape()),
+            y.size(0), shape_str(y.shape()));
+  Shape out_shape = y.shape();
+  out_shape[0] = rows;
+  auto rows_of = std::make_shared<const std::vector<int64_t>>(distinct_rows("put_rows", index, rows, out_shape));
+  return put_checked(y, index, rows_of, rows);
 }
 
 // ---- gather ----
