@@ -191,14 +191,15 @@ static void bench_attention_paths(Report& report, int64_t B, int64_t H, int64_t 
     const bool lanes = variant > 0;
     float* kept = variant == 2 ? weights.data() : nullptr;
     auto forward = [&] {
-      cpu::attention_forward<float>(q.data(), k.data(), v.data(), nullptr, out.data(), lse.data(), B, H, Sq, Sk, D,
-                                    causal, scale, {}, path, kept);
+      cpu::attention_forward<float>(q.data(), k.data(), v.data(), nullptr, nullptr, out.data(), lse.data(), B, H, Sq,
+                                    Sk, D, causal, scale, {}, path, kept);
     };
     const double t = time_median(forward);
     const double tb = time_median([&] {
       forward();
-      cpu::attention_backward<float>(q.data(), k.data(), v.data(), nullptr, out.data(), dout.data(), lse.data(),
-                                     dq.data(), dk.data(), dv.data(), B, H, Sq, Sk, D, causal, scale, {}, path, kept);
+      cpu::attention_backward<float>(q.data(), k.data(), v.data(), nullptr, nullptr, out.data(), dout.data(),
+                                     lse.data(), dq.data(), dk.data(), dv.data(), B, H, Sq, Sk, D, causal, scale, {},
+                                     path, kept);
     });
     Row r = like;
     r.label = like.label + (variant == 0   ? ", kernel: query blocks"

@@ -116,10 +116,13 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
 // causal: query i sees keys j <= i (top-left aligned, as PyTorch); scale defaults to 1/sqrt(D).
 // dropout_p in [0, 1) drops attention weights (as torch's dropout_p: whenever p > 0, there is
 // no training flag) with a mask drawn from `gen` (the default generator when null).
+// query_mask [B,Sq] bool (false = a query nobody reads, e.g. a pad token) or undefined: a masked
+// query sees no key, so its output is zero and it passes no gradient; the CPU skips its work.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& key_mask = Tensor(), bool causal = false,
                                     std::optional<double> scale = std::nullopt, double dropout_p = 0.0,
-                                    Generator* gen = nullptr);  // core/ops/attention.cpp
+                                    Generator* gen = nullptr,
+                                    const Tensor& query_mask = Tensor());  // core/ops/attention.cpp
 // logits [N,C], target [N] i64; mean over rows whose target != ignore_index.
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index = -100,
                      double label_smoothing = 0.0);  // core/ops/losses.cpp

@@ -5,6 +5,7 @@
 //   k, v, dk, dv     [B, H, Sk, D]
 //   lse              [B, H, Sq]
 //   key_mask         [B, Sk] uint8 (1 = attend, 0 = masked), or nullptr for none
+//   query_mask       [B, Sq] uint8 (1 = a query, 0 = masked: it sees no key), or nullptr for none
 // For each (b, h):
 //   S = scale · Q Kᵀ                         [Sq, Sk]
 //   S_ij = −∞ where key j is masked, or (causal) where j > i
@@ -17,7 +18,10 @@
 //
 // A query row whose keys are all masked has no softmax: its output is zeros, its
 // lse = −∞, and the backward gives it (and the keys it would have seen through it) zero
-// gradient. Outputs are overwritten, never accumulated into.
+// gradient. A masked query is such a row, whatever the keys: the pad queries of a batch of
+// texts padded to its longest text, whose outputs nobody reads. The CPU kernels skip the
+// queries past the last unmasked one of each batch (the pads of right-padded text) outright.
+// Outputs are overwritten, never accumulated into.
 //
 // Dropout on the attention weights (AttentionDropout below, p > 0): each weight P_ij is
 // kept or dropped before it meets V, by a mask drawn from Philox (kernels/philox.h) as a
@@ -108,8 +112,8 @@ int64_t cpu_attention_saved_weights(int64_t B, int64_t H, int64_t Sq, int64_t Sk
 // elements that the query-lanes path fills with P (before dropout) for the backward.
 template <class T>
 void attention_forward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
-                       HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                       bool causal, T scale, const AttentionDropout& drop = {},
+                       const uint8_t* query_mask, HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq,
+                       int64_t Sk, int64_t D, bool causal, T scale, const AttentionDropout& drop = {},
                        CpuAttentionPath path = CpuAttentionPath::by_size, T* saved_weights = nullptr);
 
 // Given dout = ∂L/∂O, writes dq, dk, dv. P is recomputed from q, k and the saved lse
@@ -121,30 +125,31 @@ void attention_forward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const 
 // (b, h) pairs run in parallel; each walks its queries in order, summing into dk, dv.
 template <class T>
 void attention_backward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
-                        HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
-                        HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                        bool causal, T scale, const AttentionDropout& drop = {},
+                        const uint8_t* query_mask, HeadRows<const T> out, HeadRows<const T> dout, const T* lse,
+                        HeadRows<T> dq, HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk,
+                        int64_t D, bool causal, T scale, const AttentionDropout& drop = {},
                         CpuAttentionPath path = CpuAttentionPath::by_size, const T* saved_weights = nullptr);
 
 // The same on packed [B, H, S, D] buffers.
 template <class T>
-void attention_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, T* out, T* lse, int64_t B,
-                       int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale,
+void attention_forward(const T* q, const T* k, const T* v, const uint8_t* key_mask, const uint8_t* query_mask,
+                       T* out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale,
                        const AttentionDropout& drop = {}, CpuAttentionPath path = CpuAttentionPath::by_size,
                        T* saved_weights = nullptr) {
   attention_forward<T>(packed_heads(q, H, Sq, D), packed_heads(k, H, Sk, D), packed_heads(v, H, Sk, D), key_mask,
-                       packed_heads(out, H, Sq, D), lse, B, H, Sq, Sk, D, causal, scale, drop, path, saved_weights);
+                       query_mask, packed_heads(out, H, Sq, D), lse, B, H, Sq, Sk, D, causal, scale, drop, path,
+                       saved_weights);
 }
 
 template <class T>
-void attention_backward(const T* q, const T* k, const T* v, const uint8_t* key_mask, const T* out, const T* dout,
-                        const T* lse, T* dq, T* dk, T* dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                        bool causal, T scale, const AttentionDropout& drop = {},
+void attention_backward(const T* q, const T* k, const T* v, const uint8_t* key_mask, const uint8_t* query_mask,
+                        const T* out, const T* dout, const T* lse, T* dq, T* dk, T* dv, int64_t B, int64_t H,
+                        int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale, const AttentionDropout& drop = {},
                         CpuAttentionPath path = CpuAttentionPath::by_size, const T* saved_weights = nullptr) {
   attention_backward<T>(packed_heads(q, H, Sq, D), packed_heads(k, H, Sk, D), packed_heads(v, H, Sk, D), key_mask,
-                        packed_heads(out, H, Sq, D), packed_heads(dout, H, Sq, D), lse, packed_heads(dq, H, Sq, D),
-                        packed_heads(dk, H, Sk, D), packed_heads(dv, H, Sk, D), B, H, Sq, Sk, D, causal, scale,
-                        drop, path, saved_weights);
+                        query_mask, packed_heads(out, H, Sq, D), packed_heads(dout, H, Sq, D), lse,
+                        packed_heads(dq, H, Sq, D), packed_heads(dk, H, Sk, D), packed_heads(dv, H, Sk, D), B, H,
+                        Sq, Sk, D, causal, scale, drop, path, saved_weights);
 }
 
 }  // namespace mmg::cpu

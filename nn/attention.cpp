@@ -69,7 +69,10 @@ Tensor MultiHeadAttention::forward(const Tensor& x_q, const Tensor& x_kv, const 
   v = split_heads(v);
   // Attention dropout only while training; eval mode runs the op without it (and draws nothing).
   const double p = is_training() ? attn_dropout : 0.0;
-  Tensor o = scaled_dot_product_attention(q, k, v, key_mask, causal, std::nullopt, p);  // [B,H,Sq,D/H]
+  // Packed queries: the pads' outputs are dropped by pack below, so attention need not compute
+  // them (its query mask).
+  const Tensor query_mask = q_rows ? q_rows->mask() : Tensor();
+  Tensor o = scaled_dot_product_attention(q, k, v, key_mask, causal, std::nullopt, p, nullptr, query_mask);
   Tensor merged = reshape(o.permute({0, 2, 1, 3}), {B, Sq, dim});      // heads side by side again
   if (q_rows) merged = q_rows->pack(merged);
   return dropout->forward(out_proj->forward(merged));

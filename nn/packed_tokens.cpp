@@ -21,6 +21,7 @@ PackedTokens PackedTokens::from_mask(const Tensor& key_mask) {
     if (real[k]) rows.push_back(static_cast<int64_t>(k));
   p.count_ = static_cast<int64_t>(rows.size());
   p.real_rows_ = from_vector(rows, {p.count_}, {.dtype = DType::i64, .device = key_mask.device()});
+  p.mask_ = key_mask.detach().to(DType::boolean);
   return p;
 }
 

@@ -31,6 +31,8 @@ class PackedTokens {
   Tensor pack(const Tensor& x) const;    // [B,S,D] -> [N,D]
   Tensor unpack(const Tensor& x) const;  // [N,D] -> [B,S,D], zero rows at the pads
 
+  // [B,S] bool on the mask's device: true at the real tokens (attention's query mask).
+  const Tensor& mask() const { return mask_; }
   int64_t batch() const { return batch_; }
   int64_t seq() const { return seq_; }
   int64_t count() const { return count_; }  // N, the real tokens
@@ -39,6 +41,7 @@ class PackedTokens {
  private:
   int64_t batch_ = 0, seq_ = 0, count_ = 0;
   Tensor real_rows_;  // [N] i64: b·S + s of each real token
+  Tensor mask_;       // [B,S] bool
 };
 
 }  // namespace mmg::nn

@@ -1,5 +1,6 @@
 // Gradcheck cases for scaled_dot_product_attention: self- and cross-attention (Sq != Sk),
-// key-padding masks, causal, a batch whose keys are all masked, and dropout on the weights.
+// key-padding masks, causal, a batch whose keys are all masked, masked queries, and dropout on the
+// weights.
 #include "core/gradcheck/cases.h"
 
 namespace mmg::gradcheck_cases {
@@ -22,6 +23,12 @@ void add_attention_cases(std::vector<GradcheckCase>& c) {
         Tensor m = from_vector<bool>({true, false, true, true, false, false, false, false}, {2, 4},
                                      {.dtype = DType::boolean, .device = x[0].device()});
         return scaled_dot_product_attention(x[0], x[1], x[2], m);
+      });
+  add(c, "scaled_dot_product_attention", "query_mask [2,5] (right-padded, one gap), key_mask [2,6]",
+      {f64({2, 2, 5, 3}), f64({2, 2, 6, 3}), f64({2, 2, 6, 3}), mask({2, 6})}, [](const Args& x) {
+        Tensor qm = from_vector<bool>({true, true, true, false, false, true, false, true, true, false}, {2, 5},
+                                      {.dtype = DType::boolean, .device = x[0].device()});
+        return scaled_dot_product_attention(x[0], x[1], x[2], x[3], false, std::nullopt, 0.0, nullptr, qm);
       });
   // Dropout: a generator made inside fn, so every evaluation draws the same mask.
   add(c, "scaled_dot_product_attention", "dropout 0.3, q,k,v [2,2,5,3]",

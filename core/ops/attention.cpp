@@ -6,6 +6,10 @@
 // causal is top-left aligned, as torch's is_causal=True: query i sees keys j <= i even when
 // Sq != Sk. A query that sees no key at all gets a zero output and zero gradients (PyTorch
 // gives NaN there); with padding masks this happens for rows of fully padded sequences.
+// query_mask [B,Sq] (false = masked) makes a query such a row whatever the keys: the pad tokens
+// of a batch of texts, whose outputs nn::MultiHeadAttention drops when it packs them
+// (nn/packed_tokens.h). The CPU kernels skip them; on CUDA the kernels compute every query and
+// the op zeroes the masked rows of the output (and so of its gradient) after them.
 // The forward saves lse (the log-sum-exp of each score row) instead of P; the backward
 // kernel recomputes P from it. Mixed dtypes promote; bf16/f16 are computed in f32.
 //
@@ -296,12 +300,23 @@ static void check_qkv(const char* name, const Tensor& t) {
   MMG_CHECK(t.dim() == 4, "{}: {} must be 4-D [B,H,S,D], got {}", kOp, name, shape_str(t.shape()));
 }
 
+// A [B,S] mask argument: bool or u8, that shape, on q's device. `meaning`: what true says.
+static void check_mask(const char* name, const char* meaning, const Tensor& mask, int64_t B, int64_t S,
+                       const char* dims, const Tensor& q, const Tensor& k) {
+  MMG_CHECK(mask.dtype() == DType::boolean || mask.dtype() == DType::u8, "{}: {} must be bool (true = {}), got {} {}",
+            kOp, name, meaning, dtype_name(mask.dtype()), shape_str(mask.shape()));
+  MMG_CHECK(mask.shape() == Shape({B, S}), "{}: {} {} must be {} = [{},{}] for q {} and k {}", kOp, name,
+            shape_str(mask.shape()), dims, B, S, shape_str(q.shape()), shape_str(k.shape()));
+  check_same_device(kOp, q, mask);
+}
+
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& key_mask,
-                                    bool causal, std::optional<double> scale, double dropout_p, Generator* gen) {
+                                    bool causal, std::optional<double> scale, double dropout_p, Generator* gen,
+                                    const Tensor& query_mask) {
   MMG_PROFILE_OP("scaled_dot_product_attention");
   if (autocast_dtype() && (q.dtype() == DType::f32 || k.dtype() == DType::f32 || v.dtype() == DType::f32))
     return scaled_dot_product_attention(autocast_to_low(q), autocast_to_low(k), autocast_to_low(v), key_mask, causal,
-                                        scale, dropout_p, gen);
+                                        scale, dropout_p, gen, query_mask);
   check_qkv("q", q);
   check_qkv("k", k);
   check_qkv("v", v);
@@ -313,14 +328,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
             shape_str(q.shape()), shape_str(k.shape()), B, H, D);
   MMG_CHECK(v.shape() == k.shape(), "{}: v {} must have k's shape {}", kOp, shape_str(v.shape()),
             shape_str(k.shape()));
-  if (key_mask.defined()) {
-    MMG_CHECK(key_mask.dtype() == DType::boolean || key_mask.dtype() == DType::u8,
-              "{}: key_mask must be bool (true = attend), got {} {}", kOp, dtype_name(key_mask.dtype()),
-              shape_str(key_mask.shape()));
-    MMG_CHECK(key_mask.shape() == Shape({B, Sk}), "{}: key_mask {} must be [B,Sk] = [{},{}] for q {} and k {}", kOp,
-              shape_str(key_mask.shape()), B, Sk, shape_str(q.shape()), shape_str(k.shape()));
-    check_same_device(kOp, q, key_mask);
-  }
+  if (key_mask.defined()) check_mask("key_mask", "attend", key_mask, B, Sk, "[B,Sk]", q, k);
+  if (query_mask.defined()) check_mask("query_mask", "a query", query_mask, B, Sq, "[B,Sq]", q, k);
   const double s = scale.value_or(D > 0 ? 1.0 / std::sqrt(static_cast<double>(D)) : 1.0);
   MMG_CHECK(std::isfinite(s), "{}: scale must be finite, got {}", kOp, s);
   MMG_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, "{}: dropout_p must be in [0, 1), got {} (q {})", kOp, dropout_p,
@@ -330,7 +339,13 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   const bool cuda = on_cuda(kOp, q);  // before the draw: a refused call reserves nothing
   if (cuda) check_cuda_version(q, k, v, result);
   const AttentionDropout drop = draw_dropout(dropout_p, gen, B * H * Sq * Sk);
-  if (cuda) return attention_cuda(q, k, v, key_mask, causal, s, drop, result);
+  if (cuda) {
+    Tensor out = attention_cuda(q, k, v, key_mask, causal, s, drop, result);
+    if (!query_mask.defined()) return out;
+    // Masked queries: zero rows, through `where`, whose backward zeroes their gradient too.
+    Tensor keep = query_mask.to(DType::boolean).view({B, 1, Sq, 1});
+    return where(keep, out, scalar_like(out, 0.0));
+  }
   const DType compute = compute_dtype(result);
   // The CPU kernel reads any layout whose rows of D values are contiguous (cpu::HeadRows), so
   // the heads nn::MultiHeadAttention makes by permuting a [B, S, H·D] projection come in as
@@ -344,8 +359,9 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     return empty({B, S, H, D}, {.dtype = compute}).permute({0, 2, 1, 3});  // [B,H,S,D], heads interleaved
   };
   Tensor qc = prepare(q), kc = prepare(k), vc = prepare(v);
-  // The kernel reads the mask as bytes, nonzero = attend.
+  // The kernel reads the masks as bytes, nonzero = attend.
   Tensor mc = key_mask.defined() ? key_mask.to(DType::u8).contiguous() : Tensor();
+  Tensor mq = query_mask.defined() ? query_mask.to(DType::u8).contiguous() : Tensor();
   Tensor out = heads_buffer(B, H, Sq, D);
   Tensor lse = empty({B, H, Sq}, {.dtype = compute});
   // The weights P kept for the backward where the kernel's path keeps them (short sequences,
@@ -355,7 +371,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   Tensor weights = saved_size > 0 && saved_size <= kMaxSavedWeights ? empty({saved_size}, {.dtype = compute}) : Tensor();
   visit_float(compute, kOp, [&]<class T>() {
     cpu::attention_forward<T>(head_rows<const T>(qc), head_rows<const T>(kc), head_rows<const T>(vc),
-                              mc.defined() ? mc.data<uint8_t>() : nullptr, head_rows<T>(out), lse.data<T>(), B, H,
+                              mc.defined() ? mc.data<uint8_t>() : nullptr, mq.defined() ? mq.data<uint8_t>() : nullptr,
+                              head_rows<T>(out), lse.data<T>(), B, H,
                               Sq, Sk, D, causal, static_cast<T>(s), drop, cpu::CpuAttentionPath::by_size,
                               weights.defined() ? weights.data<T>() : nullptr);
   });
@@ -371,7 +388,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     Tensor dq = heads_buffer(B, H, Sq, D), dk = heads_buffer(B, H, Sk, D), dv = heads_buffer(B, H, Sk, D);
     visit_float(compute, kOp, [&]<class T>() {
       cpu::attention_backward<T>(head_rows<const T>(qc), head_rows<const T>(kc), head_rows<const T>(vc),
-                                 mc.defined() ? mc.data<uint8_t>() : nullptr, head_rows<const T>(saved_out),
+                                 mc.defined() ? mc.data<uint8_t>() : nullptr,
+                                 mq.defined() ? mq.data<uint8_t>() : nullptr, head_rows<const T>(saved_out),
                                  head_rows<const T>(gc), lse.data<T>(), head_rows<T>(dq), head_rows<T>(dk),
                                  head_rows<T>(dv), B, H, Sq, Sk, D, causal, static_cast<T>(s), drop,
                                  cpu::CpuAttentionPath::by_size, weights.defined() ? weights.data<T>() : nullptr);

@@ -89,13 +89,28 @@ static void exp_shifted(T* s, int64_t n, T shift) {
   for (int64_t j = 0; j < n; ++j) s[j] = exp_of(s[j] - shift);
 }
 
-// S = scale · Q[i0 : i0+n] K[0 : kend]ᵀ, then −∞ where key j is masked or (causal) j > i.
+// S = scale · Q[i0 : i0+n] K[0 : kend]ᵀ, then −∞ where key j is masked, (causal) j > i, or
+// query i is masked (qmask: the query mask's row of this batch, or nullptr).
 template <class T>
 static void masked_scores(HeadRows<const T> q, HeadRows<const T> k, int64_t b, int64_t h, const uint8_t* mask,
-                          int64_t i0, int64_t n, int64_t kend, int64_t D, bool causal, T scale, Mat<T>& S) {
+                          const uint8_t* qmask, int64_t i0, int64_t n, int64_t kend, int64_t D, bool causal, T scale,
+                          Mat<T>& S) {
   S.resize(n, kend);
   S.noalias() = head_block(q, b, h, i0, n, D) * head_block(k, b, h, 0, kend, D).transpose();
-  for (int64_t r = 0; r < n; ++r) mask_scores_row(S.data() + r * S.cols(), kend, mask, causal, i0 + r, scale);
+  for (int64_t r = 0; r < n; ++r) {
+    T* s = S.data() + r * S.cols();
+    if (qmask && !qmask[i0 + r]) std::fill(s, s + kend, -std::numeric_limits<T>::infinity());
+    else mask_scores_row(s, kend, mask, causal, i0 + r, scale);
+  }
+}
+
+// One past the last query that `qmask` (Sq entries, or nullptr for none) lets through: the
+// queries after it see no key, and the kernels write their zeros without computing them.
+static int64_t visible_query_limit(const uint8_t* qmask, int64_t Sq) {
+  if (!qmask) return Sq;
+  int64_t limit = Sq;
+  while (limit > 0 && !qmask[limit - 1]) --limit;
+  return limit;
 }
 
 // In place, row by row: S ← softmax(S), and lse_r = log Σ_j exp(S_rj). A row of all −∞
@@ -139,7 +154,7 @@ static void dropout_factors(const AttentionDropout& drop, int64_t bh, int64_t Sq
 // O = softmax(S) V for every (b, h, query block); with dropout O = (Z ⊙ softmax(S)) V.
 template <class T>
 static void forward_blocks(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
-                       HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
+                       const uint8_t* query_mask, HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
                        bool causal, T scale, const AttentionDropout& drop) {
   const int64_t blocks = (Sq + kQueryBlock - 1) / kQueryBlock;
   const int64_t tasks = B * H * blocks;
@@ -148,11 +163,19 @@ static void forward_blocks(HeadRows<const T> q, HeadRows<const T> k, HeadRows<co
     Mat<T> S, Z;  // scratch, reused across this chunk's tasks
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t bh = t / blocks, blk = t % blocks, b = bh / H, h = bh % H;
-      const int64_t i0 = blk * kQueryBlock, n = std::min(kQueryBlock, Sq - i0);
-      const int64_t kend = key_end(i0 + n, Sk, causal);
       const uint8_t* mask = key_mask ? key_mask + b * Sk : nullptr;
+      const uint8_t* qmask = query_mask ? query_mask + b * Sq : nullptr;
+      // Queries past the last one the query mask lets through: zeros, lse = −∞, not computed.
+      const int64_t i0 = blk * kQueryBlock, i1 = std::min(i0 + kQueryBlock, Sq);
+      const int64_t n = std::max<int64_t>(0, std::min(i1, visible_query_limit(qmask, Sq)) - i0);
+      for (int64_t i = i0 + n; i < i1; ++i) {
+        std::fill(out.row(b, h, i), out.row(b, h, i) + D, T(0));
+        lse[bh * Sq + i] = -std::numeric_limits<T>::infinity();
+      }
+      if (n == 0) continue;
+      const int64_t kend = key_end(i0 + n, Sk, causal);
 
-      masked_scores(q, k, b, h, mask, i0, n, kend, D, causal, scale, S);
+      masked_scores(q, k, b, h, mask, qmask, i0, n, kend, D, causal, scale, S);
       softmax_rows_lse(S, lse + bh * Sq + i0);  // lse of the undropped weights
       if (drop.p > 0) {
         dropout_factors(drop, bh, Sq, Sk, i0, n, kend, Z);
@@ -167,7 +190,7 @@ static void forward_blocks(HeadRows<const T> q, HeadRows<const T> k, HeadRows<co
 // five products.
 template <class T>
 static void backward_blocks(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
-                        HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
+                        const uint8_t* query_mask, HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
                         HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
                         bool causal, T scale, const AttentionDropout& drop) {
   const int64_t work = std::max<int64_t>(Sq * Sk * D, 1);
@@ -177,12 +200,15 @@ static void backward_blocks(HeadRows<const T> q, HeadRows<const T> k, HeadRows<c
     for (int64_t bh = t0; bh < t1; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       const uint8_t* mask = key_mask ? key_mask + b * Sk : nullptr;
+      const uint8_t* qmask = query_mask ? query_mask + b * Sq : nullptr;
+      const int64_t query_limit = visible_query_limit(qmask, Sq);  // the queries after it: dq = 0
       RowsMap<T> dK = head_block(dk, b, h, 0, Sk, D), dV = head_block(dv, b, h, 0, Sk, D);
       dK.setZero();
       dV.setZero();
+      head_block(dq, b, h, query_limit, Sq - query_limit, D).setZero();
 
-      for (int64_t i0 = 0; i0 < Sq; i0 += kQueryBlock) {
-        const int64_t n = std::min(kQueryBlock, Sq - i0);
+      for (int64_t i0 = 0; i0 < query_limit; i0 += kQueryBlock) {
+        const int64_t n = std::min(kQueryBlock, query_limit - i0);
         const int64_t kend = key_end(i0 + n, Sk, causal);
         ConstRowsMap<T> Q = head_block(q, b, h, i0, n, D), K = head_block(k, b, h, 0, kend, D);
         ConstRowsMap<T> V = head_block(v, b, h, 0, kend, D);
@@ -191,7 +217,7 @@ static void backward_blocks(HeadRows<const T> q, HeadRows<const T> k, HeadRows<c
 
         // P_ij = exp(S_ij − lse_i); masked S_ij = −∞ give 0, a fully masked row (lse = −∞)
         // is set to 0 outright (exp(−∞ + ∞) would be NaN).
-        masked_scores(q, k, b, h, mask, i0, n, kend, D, causal, scale, P);
+        masked_scores(q, k, b, h, mask, qmask, i0, n, kend, D, causal, scale, P);
         for (int64_t r = 0; r < n; ++r) {
           if (lse_blk[r] == neg_inf) P.row(r).setZero();
           else exp_shifted(P.data() + r * kend, kend, lse_blk[r]);
@@ -242,33 +268,36 @@ int64_t cpu_attention_saved_weights(int64_t B, int64_t H, int64_t Sq, int64_t Sk
 
 template <class T>
 void attention_forward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
-                       HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                       bool causal, T scale, const AttentionDropout& drop, CpuAttentionPath path, T* saved_weights) {
+                       const uint8_t* query_mask, HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq,
+                       int64_t Sk, int64_t D, bool causal, T scale, const AttentionDropout& drop,
+                       CpuAttentionPath path, T* saved_weights) {
   if (take_lanes(path, Sk, D))
-    attention_forward_lanes<T>(q, k, v, key_mask, out, lse, B, H, Sq, Sk, D, causal, scale, drop, saved_weights);
+    attention_forward_lanes<T>(q, k, v, key_mask, query_mask, out, lse, B, H, Sq, Sk, D, causal, scale, drop,
+                               saved_weights);
   else
-    forward_blocks<T>(q, k, v, key_mask, out, lse, B, H, Sq, Sk, D, causal, scale, drop);
+    forward_blocks<T>(q, k, v, key_mask, query_mask, out, lse, B, H, Sq, Sk, D, causal, scale, drop);
 }
 
 template <class T>
 void attention_backward(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
-                        HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
-                        HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                        bool causal, T scale, const AttentionDropout& drop, CpuAttentionPath path,
+                        const uint8_t* query_mask, HeadRows<const T> out, HeadRows<const T> dout, const T* lse,
+                        HeadRows<T> dq, HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk,
+                        int64_t D, bool causal, T scale, const AttentionDropout& drop, CpuAttentionPath path,
                         const T* saved_weights) {
   if (take_lanes(path, Sk, D))
-    attention_backward_lanes<T>(q, k, v, key_mask, out, dout, lse, dq, dk, dv, B, H, Sq, Sk, D, causal, scale, drop,
-                                saved_weights);
+    attention_backward_lanes<T>(q, k, v, key_mask, query_mask, out, dout, lse, dq, dk, dv, B, H, Sq, Sk, D, causal,
+                                scale, drop, saved_weights);
   else
-    backward_blocks<T>(q, k, v, key_mask, out, dout, lse, dq, dk, dv, B, H, Sq, Sk, D, causal, scale, drop);
+    backward_blocks<T>(q, k, v, key_mask, query_mask, out, dout, lse, dq, dk, dv, B, H, Sq, Sk, D, causal, scale,
+                       drop);
 }
 
 #define MMG_ATTENTION_INSTANTIATE(T)                                                                                \
   template void attention_forward<T>(HeadRows<const T>, HeadRows<const T>, HeadRows<const T>, const uint8_t*,      \
-                                     HeadRows<T>, T*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, T,         \
+                                     const uint8_t*, HeadRows<T>, T*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, T,         \
                                      const AttentionDropout&, CpuAttentionPath, T*);                                \
   template void attention_backward<T>(HeadRows<const T>, HeadRows<const T>, HeadRows<const T>, const uint8_t*,     \
-                                      HeadRows<const T>, HeadRows<const T>, const T*, HeadRows<T>, HeadRows<T>,     \
+                                      const uint8_t*, HeadRows<const T>, HeadRows<const T>, const T*, HeadRows<T>, HeadRows<T>,     \
                                       HeadRows<T>, int64_t, int64_t, int64_t, int64_t, int64_t, bool, T,            \
                                       const AttentionDropout&, CpuAttentionPath, const T*);
 MMG_ATTENTION_INSTANTIATE(float)

@@ -30,7 +30,9 @@
 // A group's vectors are Eigen fixed-size arrays (they stay in registers); the exponentials
 // are a loop over a [keys, kLanes] tile that the compiler vectorises (exp_approx for float;
 // this file is built with -fno-trapping-math, which GCC needs to vectorise it: CMakeLists.txt).
-// Lanes past Sq in the last group hold zero queries and are never written back.
+// Lanes past Sq in the last group hold zero queries and are never written back. A masked query
+// (query_mask) is a lane whose scores are all −∞; groups past a batch's last unmasked query are
+// not computed at all, only their zeros written.
 //
 // Every sum is a chain of dependent additions (Σ_d for a score, Σ_j for an output value), and
 // one chain at a time waits on the adder's latency, not its throughput. So four keys' scores
@@ -193,10 +195,11 @@ void keys_times_tile(HeadRows<const T> x, int64_t b, int64_t h, const T* tile, i
   }
 }
 
-// Sᵀ [kend, kLanes]: scale · k_j · q_w, −∞ where key j is masked or (causal) j > i0 + w.
+// Sᵀ [kend, kLanes]: scale · k_j · q_w, −∞ where key j is masked, (causal) j > i0 + w, or
+// query i0 + w is masked (qmask: the n queries' entries of the query mask, or nullptr).
 template <class T>
 void group_scores(HeadRows<const T> k, int64_t b, int64_t h, const T* qt, int64_t D, int64_t kend,
-                  const uint8_t* mask, bool causal, int64_t i0, T scale, T* st) {
+                  const uint8_t* mask, const uint8_t* qmask, int64_t n, bool causal, int64_t i0, T scale, T* st) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
   Lanes<T> query_index;
   for (int64_t w = 0; w < kLanes; ++w) query_index[w] = static_cast<T>(i0 + w);
@@ -210,6 +213,10 @@ void group_scores(HeadRows<const T> k, int64_t b, int64_t h, const T* qt, int64_
     s = scale * s;
     if (causal) s = (query_index < static_cast<T>(j)).select(Lanes<T>::Constant(neg_inf), s);
   }
+  if (!qmask) return;
+  for (int64_t w = 0; w < n; ++w)  // a masked query sees no key
+    if (!qmask[w])
+      for (int64_t j = 0; j < kend; ++j) st[j * kLanes + w] = neg_inf;
 }
 
 // In place over the tile: st ← exp(st − shift_w) for each lane w.
@@ -304,6 +311,15 @@ inline int64_t visible_key_limit(const uint8_t* mask, int64_t Sk) {
   return limit;
 }
 
+// One past the last query that `qmask` (Sq entries, or nullptr for none) lets through: the
+// queries after it see no key, and the kernels write their zeros without computing them.
+inline int64_t visible_query_limit(const uint8_t* qmask, int64_t Sq) {
+  if (!qmask) return Sq;
+  int64_t limit = Sq;
+  while (limit > 0 && !qmask[limit - 1]) --limit;
+  return limit;
+}
+
 // Per-thread scratch: the group's transposed operands and its [Sk, kLanes] tiles.
 template <class T>
 struct GroupScratch {
@@ -314,13 +330,13 @@ struct GroupScratch {
 
 template <class T>
 void forward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* mask,
-                   int64_t key_limit, HeadRows<T> out, T* lse, int64_t b, int64_t h, int64_t bh, int64_t i0, int64_t n,
-                   int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale, const AttentionDropout& drop,
-                   GroupScratch<T>& g, T* saved) {
+                   const uint8_t* qmask, int64_t key_limit, HeadRows<T> out, T* lse, int64_t b, int64_t h,
+                   int64_t bh, int64_t i0, int64_t n, int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale,
+                   const AttentionDropout& drop, GroupScratch<T>& g, T* saved) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
   const int64_t kend = group_keys(i0, n, Sk, causal, key_limit);
   load_group(q, b, h, i0, n, D, g.qt.data());
-  group_scores(k, b, h, g.qt.data(), D, kend, mask, causal, i0, scale, g.st.data());
+  group_scores(k, b, h, g.qt.data(), D, kend, mask, qmask, n, causal, i0, scale, g.st.data());
 
   Lanes<T> m = Lanes<T>::Constant(neg_inf);
   for (int64_t j = 0; j < kend; ++j) m = m.max(Eigen::Map<const Lanes<T>>(g.st.data() + j * kLanes));
@@ -344,10 +360,10 @@ void forward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v
 
 template <class T>
 void backward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* mask,
-                    int64_t key_limit, HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
-                    HeadRows<T> dk, HeadRows<T> dv, int64_t b, int64_t h, int64_t bh, int64_t i0, int64_t n, int64_t Sq,
-                    int64_t Sk, int64_t D, bool causal, T scale, const AttentionDropout& drop, GroupScratch<T>& g,
-                    const T* saved) {
+                    const uint8_t* qmask, int64_t key_limit, HeadRows<const T> out, HeadRows<const T> dout,
+                    const T* lse, HeadRows<T> dq, HeadRows<T> dk, HeadRows<T> dv, int64_t b, int64_t h, int64_t bh,
+                    int64_t i0, int64_t n, int64_t Sq, int64_t Sk, int64_t D, bool causal, T scale,
+                    const AttentionDropout& drop, GroupScratch<T>& g, const T* saved) {
   const T inf = std::numeric_limits<T>::infinity();
   const int64_t kend = group_keys(i0, n, Sk, causal, key_limit);
   load_group(dout, b, h, i0, n, D, g.dot.data());
@@ -360,7 +376,7 @@ void backward_group(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> 
     Lanes<T> shift = Lanes<T>::Constant(inf);
     for (int64_t w = 0; w < n; ++w) shift[w] = lse[bh * Sq + i0 + w] == -inf ? inf : lse[bh * Sq + i0 + w];
     load_group(q, b, h, i0, n, D, g.qt.data());
-    group_scores(k, b, h, g.qt.data(), D, kend, mask, causal, i0, scale, g.st.data());
+    group_scores(k, b, h, g.qt.data(), D, kend, mask, qmask, n, causal, i0, scale, g.st.data());
     exp_tile(g.st.data(), kend, shift.data());
     pt = g.st.data();
   }
@@ -406,54 +422,72 @@ int64_t attention_lanes_saved_weights(int64_t B, int64_t H, int64_t Sq, int64_t 
   return B * H * ((Sq + kLanes - 1) / kLanes) * Sk * kLanes;
 }
 
+// The first query of the groups a pair computes: the groups from it on hold masked queries
+// only (a batch of texts padded to its longest text has its pad queries there).
+inline int64_t computed_queries(const uint8_t* qmask, int64_t Sq) {
+  const int64_t limit = visible_query_limit(qmask, Sq);
+  return std::min(Sq, (limit + kLanes - 1) / kLanes * kLanes);
+}
+
 template <class T>
 void attention_forward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
-                             HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                             bool causal, T scale, const AttentionDropout& drop, T* saved_weights) {
+                             const uint8_t* query_mask, HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq,
+                             int64_t Sk, int64_t D, bool causal, T scale, const AttentionDropout& drop,
+                             T* saved_weights) {
+  const T neg_inf = -std::numeric_limits<T>::infinity();
   const int64_t work = std::max<int64_t>(Sq * Sk * D, 1);
   parallel_for(B * H, std::max<int64_t>(1, 32768 / work), [&](int64_t t0, int64_t t1) {
     GroupScratch<T> g(D, Sk);
     for (int64_t bh = t0; bh < t1; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       const uint8_t* mask = key_mask ? key_mask + b * Sk : nullptr;
-      const int64_t key_limit = visible_key_limit(mask, Sk);
-      for (int64_t i0 = 0; i0 < Sq; i0 += kLanes)
-        forward_group(q, k, v, mask, key_limit, out, lse, b, h, bh, i0, std::min(kLanes, Sq - i0), Sq, Sk, D, causal,
-                      scale, drop, g, saved_weights ? saved_weights + saved_tile(bh, i0, Sq, Sk) : nullptr);
+      const uint8_t* qmask = query_mask ? query_mask + b * Sq : nullptr;
+      const int64_t key_limit = visible_key_limit(mask, Sk), computed = computed_queries(qmask, Sq);
+      for (int64_t i0 = 0; i0 < computed; i0 += kLanes)
+        forward_group(q, k, v, mask, qmask ? qmask + i0 : nullptr, key_limit, out, lse, b, h, bh, i0,
+                      std::min(kLanes, Sq - i0), Sq, Sk, D, causal, scale, drop, g,
+                      saved_weights ? saved_weights + saved_tile(bh, i0, Sq, Sk) : nullptr);
+      for (int64_t i = computed; i < Sq; ++i) {  // masked queries: zeros, lse = −∞
+        std::fill(out.row(b, h, i), out.row(b, h, i) + D, T(0));
+        lse[bh * Sq + i] = neg_inf;
+      }
     }
   });
 }
 
 template <class T>
 void attention_backward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
-                              HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
-                              HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                              bool causal, T scale, const AttentionDropout& drop, const T* saved_weights) {
+                              const uint8_t* query_mask, HeadRows<const T> out, HeadRows<const T> dout, const T* lse,
+                              HeadRows<T> dq, HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq,
+                              int64_t Sk, int64_t D, bool causal, T scale, const AttentionDropout& drop,
+                              const T* saved_weights) {
   const int64_t work = std::max<int64_t>(Sq * Sk * D, 1);
   parallel_for(B * H, std::max<int64_t>(1, 32768 / work), [&](int64_t t0, int64_t t1) {
     GroupScratch<T> g(D, Sk);
     for (int64_t bh = t0; bh < t1; ++bh) {
       const int64_t b = bh / H, h = bh % H;
       const uint8_t* mask = key_mask ? key_mask + b * Sk : nullptr;
-      const int64_t key_limit = visible_key_limit(mask, Sk);
+      const uint8_t* qmask = query_mask ? query_mask + b * Sq : nullptr;
+      const int64_t key_limit = visible_key_limit(mask, Sk), computed = computed_queries(qmask, Sq);
       for (int64_t j = 0; j < Sk; ++j) {  // keys no query sees keep zero gradients
         std::fill(dk.row(b, h, j), dk.row(b, h, j) + D, T(0));
         std::fill(dv.row(b, h, j), dv.row(b, h, j) + D, T(0));
       }
-      for (int64_t i0 = 0; i0 < Sq; i0 += kLanes)
-        backward_group(q, k, v, mask, key_limit, out, dout, lse, dq, dk, dv, b, h, bh, i0, std::min(kLanes, Sq - i0),
-                       Sq, Sk, D, causal, scale, drop, g,
+      for (int64_t i0 = 0; i0 < computed; i0 += kLanes)
+        backward_group(q, k, v, mask, qmask ? qmask + i0 : nullptr, key_limit, out, dout, lse, dq, dk, dv, b, h, bh,
+                       i0, std::min(kLanes, Sq - i0), Sq, Sk, D, causal, scale, drop, g,
                        saved_weights ? saved_weights + saved_tile(bh, i0, Sq, Sk) : nullptr);
+      for (int64_t i = computed; i < Sq; ++i) std::fill(dq.row(b, h, i), dq.row(b, h, i) + D, T(0));
     }
   });
 }
 
 #define MMG_ATTENTION_LANES_INSTANTIATE(T)                                                                             \
   template void attention_forward_lanes<T>(HeadRows<const T>, HeadRows<const T>, HeadRows<const T>, const uint8_t*,   \
-                                           HeadRows<T>, T*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, T,      \
+                                           const uint8_t*, HeadRows<T>, T*, int64_t, int64_t, int64_t, int64_t, int64_t, bool, T,      \
                                            const AttentionDropout&, T*);                                               \
   template void attention_backward_lanes<T>(HeadRows<const T>, HeadRows<const T>, HeadRows<const T>, const uint8_t*,  \
-                                            HeadRows<const T>, HeadRows<const T>, const T*, HeadRows<T>, HeadRows<T>,  \
+                                            const uint8_t*, HeadRows<const T>, HeadRows<const T>, const T*, HeadRows<T>, HeadRows<T>,  \
                                             HeadRows<T>, int64_t, int64_t, int64_t, int64_t, int64_t, bool, T,         \
                                             const AttentionDropout&, const T*);
 MMG_ATTENTION_LANES_INSTANTIATE(float)

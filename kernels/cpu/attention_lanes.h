@@ -15,13 +15,13 @@ int64_t attention_lanes_saved_weights(int64_t B, int64_t H, int64_t Sq, int64_t 
 // saved_weights: null, or attention_lanes_saved_weights(...) elements to write P into.
 template <class T>
 void attention_forward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
-                             HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
-                             bool causal, T scale, const AttentionDropout& drop, T* saved_weights = nullptr);
+                             const uint8_t* query_mask, HeadRows<T> out, T* lse, int64_t B, int64_t H, int64_t Sq,
+                             int64_t Sk, int64_t D, bool causal, T scale, const AttentionDropout& drop, T* saved_weights = nullptr);
 
 template <class T>
 void attention_backward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows<const T> v, const uint8_t* key_mask,
-                              HeadRows<const T> out, HeadRows<const T> dout, const T* lse, HeadRows<T> dq,
-                              HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
+                              const uint8_t* query_mask, HeadRows<const T> out, HeadRows<const T> dout, const T* lse,
+                              HeadRows<T> dq, HeadRows<T> dk, HeadRows<T> dv, int64_t B, int64_t H, int64_t Sq, int64_t Sk, int64_t D,
                               bool causal, T scale, const AttentionDropout& drop,
                               const T* saved_weights = nullptr);
 

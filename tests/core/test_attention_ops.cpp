@@ -164,6 +164,55 @@ TEST_CASE("scaled_dot_product_attention: a query that sees no key gives zeros an
   CHECK(std::abs(o[((0 * 2 + 0) * 3 + 1) * 5]) > 0.0);  // batch 0, query 1 sees key 1
 }
 
+// A masked query is a row nobody reads (a pad token): zero output, no gradient; every other row
+// and every gradient as if the call had no query mask and the masked rows' dout were zero.
+TEST_CASE("scaled_dot_product_attention: query_mask zeroes the masked rows and passes them no gradient") {
+  const int64_t B = 3, H = 2, Sq = 11, Sk = 9, D = 8;
+  // Right-padded texts (lengths 4, 11, 0), the first with a gap at position 2.
+  std::vector<bool> real(B * Sq);
+  for (int64_t i = 0; i < Sq; ++i) {
+    real[0 * Sq + i] = i < 4 && i != 2;
+    real[1 * Sq + i] = true;
+    real[2 * Sq + i] = false;
+  }
+  Tensor qmask = from_vector<bool>(real, {B, Sq});
+  Generator gen(30);
+  Tensor kmask = lt(rand({B, Sk}, {}, &gen), scalar_tensor(0.8));
+  for (bool causal : {false, true}) {
+    CAPTURE(causal);
+    Tensor q = random({B, H, Sq, D}, DType::f64, 31).requires_grad_();
+    Tensor k = random({B, H, Sk, D}, DType::f64, 32).requires_grad_();
+    Tensor v = random({B, H, Sk, D}, DType::f64, 33).requires_grad_();
+    Tensor w = random({B, H, Sq, D}, DType::f64, 34);
+    Tensor out = scaled_dot_product_attention(q, k, v, kmask, causal, std::nullopt, 0.0, nullptr, qmask);
+    sum(mul(out, w)).backward();
+    const auto o = out.to_vector<double>(), gq = q.grad().to_vector<double>();
+
+    Tensor q2 = q.detach().requires_grad_(), k2 = k.detach().requires_grad_(), v2 = v.detach().requires_grad_();
+    Tensor keep = qmask.view({B, 1, Sq, 1}).to(DType::f64);
+    Tensor plain = scaled_dot_product_attention(q2, k2, v2, kmask, causal);
+    sum(mul(plain, mul(w, keep))).backward();
+    const auto p = plain.to_vector<double>();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < Sq; ++i)
+          for (int64_t d = 0; d < D; ++d) {
+            const int64_t at = ((b * H + h) * Sq + i) * D + d;
+            if (real[b * Sq + i]) CHECK(o[at] == p[at]);
+            else CHECK((o[at] == 0.0 && gq[at] == 0.0));
+          }
+    CHECK(max_abs_diff(gq, q2.grad().to_vector<double>()) < 1e-14);
+    CHECK(max_abs_diff(k.grad().to_vector<double>(), k2.grad().to_vector<double>()) < 1e-14);
+    CHECK(max_abs_diff(v.grad().to_vector<double>(), v2.grad().to_vector<double>()) < 1e-14);
+  }
+  // u8 like bool.
+  Tensor q = random({B, H, Sq, D}, DType::f64, 35), k = random({B, H, Sk, D}, DType::f64, 36),
+         v = random({B, H, Sk, D}, DType::f64, 37);
+  CHECK(scaled_dot_product_attention(q, k, v, kmask, false, std::nullopt, 0.0, nullptr, qmask).to_vector<double>() ==
+        scaled_dot_product_attention(q, k, v, kmask, false, std::nullopt, 0.0, nullptr, qmask.to(DType::u8))
+            .to_vector<double>());
+}
+
 TEST_CASE("scaled_dot_product_attention: q, k and v each receive a gradient") {
   Tensor q = random({2, 4, 9, 8}, DType::f32, 16).requires_grad_();
   Tensor k = random({2, 4, 11, 8}, DType::f32, 17).requires_grad_();
@@ -220,6 +269,12 @@ TEST_CASE("scaled_dot_product_attention rejects bad arguments") {
                        msg("key_mask must be bool (true = attend), got f32 [2,6]"), Error);
   CHECK_THROWS_WITH_AS(scaled_dot_product_attention(q, k, v, zeros({2, 4}, {.dtype = DType::boolean})),
                        msg("key_mask [2,4] must be [B,Sk] = [2,6]"), Error);
+  const Tensor none;
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(q, k, v, none, false, std::nullopt, 0.0, nullptr, zeros({2, 4})),
+                       msg("query_mask must be bool (true = a query), got f32 [2,4]"), Error);
+  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(q, k, v, none, false, std::nullopt, 0.0, nullptr,
+                                                    zeros({2, 6}, {.dtype = DType::boolean})),
+                       msg("query_mask [2,6] must be [B,Sq] = [2,4] for q [2,3,4,8] and k [2,3,6,8]"), Error);
   CHECK_THROWS_WITH_AS(scaled_dot_product_attention(zeros({2, 3, 4, 8}, {.dtype = DType::i32}), k, v),
                        msg("q needs a floating dtype, got i32 [2,3,4,8]"), Error);
   CHECK_THROWS_WITH_AS(scaled_dot_product_attention(q, Tensor(), v), msg("k is undefined"), Error);

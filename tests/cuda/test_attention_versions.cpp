@@ -6,7 +6,8 @@
 // tiles), Sq = Sk, Sq < Sk and Sq > Sk with causal, cross-attention 64 over 197, key-padding
 // masks with a fully masked batch row, head dims 32, 64, 128 (v2's own instances), 24 and 100
 // (v2's zero-padded columns), 200 (past v2: the op falls back to v1), and B·H = 70000 (more
-// tiles than v2's grid has blocks). Then a gradcheck in f64 on the device for each version,
+// tiles than v2's grid has blocks); a query mask (right-padded texts) on every version. Then a
+// gradcheck in f64 on the device for each version,
 // and for v2: the same bits on a second run (no atomics) and memory O(S), not O(S²).
 #include <doctest/doctest.h>
 
@@ -78,6 +79,40 @@ TEST_CASE("cuda attention, every version: forward and backward against the CPU o
     for (int version : attention_versions_for(dt)) {
       KernelVersionGuard guard("attention", version);
       for (const Case& c : cases) check_case(c, dt, version, rtol, atol);
+    }
+  }
+}
+
+// A query mask (pad tokens nobody reads): the CPU kernels skip the masked queries, the CUDA op
+// zeroes their rows after its kernels. Right-padded texts of odd lengths (one of them empty, one
+// with a gap), with the same mask on the keys as a text attending to itself has; every version,
+// v3 and v4 in bf16 and f16.
+TEST_CASE("cuda attention, every version: a query mask against the CPU op") {
+  require_gpu();
+  REQUIRE(attention_version_count() >= 2);
+  const int64_t B = 5, H = 3, S = 37, lengths[B] = {7, 18, 37, 0, 13};
+  std::vector<bool> real(B * S);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < S; ++i) real[b * S + i] = i < lengths[b] && !(b == 1 && i == 3);
+  const Tensor qmask = from_vector<bool>(real, {B, S});
+  for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+    const bool half = dt != DType::f32;
+    for (int version : attention_versions_for(dt)) {
+      if (half && version <= 2) continue;  // v1 and v2 in 16 bits: the test above
+      KernelVersionGuard guard("attention", version);
+      for (bool causal : {false, true}) {
+        Tensor q = uniform({B, H, S, 24}, dt, -1, 1), k = uniform({B, H, S, 24}, dt, -1, 1);
+        Tensor v = uniform({B, H, S, 24}, dt, -1, 1), r = uniform({B, H, S, 24}, dt, -1, 1);
+        const std::string name = "attention v" + std::to_string(version) + " " + dtype_name(dt) + " query mask" +
+                                 (causal ? " causal" : "");
+        check_attention_parity(
+            name, q, k, v, qmask, r, half ? DType::f32 : dt,
+            [&qmask, causal](const Tensor& a, const Tensor& b, const Tensor& w, const Tensor& m, bool gpu) {
+              return scaled_dot_product_attention(a, b, w, m, causal, std::nullopt, 0.0, nullptr,
+                                                  gpu ? qmask.to(kGpu) : qmask);
+            },
+            half ? half_attention_tolerance(dt) : AttentionTolerance{.rtol = 1e-5, .abs = 3e-5});
+      }
     }
   }
 }

@@ -487,10 +487,10 @@ inline CaseData make_case(const Case& c, Mode mode, std::mt19937& gen) {
   d.dk_ref.resize(d.k.size());
   d.dv_ref.resize(d.v.size());
   const std::vector<double> qd = widen(d.q), kd = widen(d.k), vd = widen(d.v), dod = widen(d.dout);
-  mmg::cpu::attention_forward<double>(qd.data(), kd.data(), vd.data(), d.mask_ptr(), d.out_ref.data(),
+  mmg::cpu::attention_forward<double>(qd.data(), kd.data(), vd.data(), d.mask_ptr(), nullptr, d.out_ref.data(),
                                       d.lse_ref.data(), c.B, c.H, c.Sq, c.Sk, c.D, c.causal, d.scale, d.drop);
-  mmg::cpu::attention_backward<double>(qd.data(), kd.data(), vd.data(), d.mask_ptr(), d.out_ref.data(), dod.data(),
-                                       d.lse_ref.data(), d.dq_ref.data(), d.dk_ref.data(), d.dv_ref.data(), c.B, c.H,
+  mmg::cpu::attention_backward<double>(qd.data(), kd.data(), vd.data(), d.mask_ptr(), nullptr, d.out_ref.data(),
+                                       dod.data(), d.lse_ref.data(), d.dq_ref.data(), d.dk_ref.data(), d.dv_ref.data(), c.B, c.H,
                                        c.Sq, c.Sk, c.D, c.causal, d.scale, d.drop);
   return d;
 }

@@ -45,11 +45,14 @@ struct Cfg {
   int mask;  // 0: none; 1: random keys masked; 2: also batch 0 fully masked, batch 1 key 0;
              // 3: right padding (a batch of texts): batch b's first (3·b + 2) mod (Sk + 1) keys real
   double scale;
+  int qmask = 0;  // 0: none; 1: random queries masked; 2: right padding, batch b's first
+                  // (2·b + 3) mod (Sq + 1) queries real (the kernels skip the rest outright)
 };
 
 struct Inputs {
   std::vector<double> q, k, v, dout;
-  std::vector<uint8_t> mask;  // empty: none
+  std::vector<uint8_t> mask;   // empty: none
+  std::vector<uint8_t> qmask;  // empty: none
 };
 
 Inputs make_inputs(const Cfg& c, uint32_t seed) {
@@ -70,11 +73,19 @@ Inputs make_inputs(const Cfg& c, uint32_t seed) {
       for (int64_t b = 0; b < c.B; ++b)
         for (int64_t j = 0; j < c.Sk; ++j) in.mask[b * c.Sk + j] = j < (3 * b + 2) % (c.Sk + 1);
   }
+  if (c.qmask > 0) {
+    std::mt19937 gen(seed + 5);
+    in.qmask.resize(static_cast<size_t>(c.B * c.Sq));
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t i = 0; i < c.Sq; ++i)
+        in.qmask[b * c.Sq + i] = c.qmask == 1 ? (gen() % 10) < 6 : i < (2 * b + 3) % (c.Sq + 1);
+  }
   return in;
 }
 
 bool visible(const Cfg& c, const Inputs& in, int64_t b, int64_t i, int64_t j) {
   if (!in.mask.empty() && !in.mask[b * c.Sk + j]) return false;
+  if (!in.qmask.empty() && !in.qmask[b * c.Sq + i]) return false;  // a masked query sees no key
   return !(c.causal && j > i);  // top-left aligned: query i sees keys j <= i
 }
 
@@ -169,12 +180,13 @@ Result<T> run(const Cfg& c, const Inputs& in, bool backward = true, CpuAttention
   std::vector<T> out(q.size(), nan), lse(c.B * c.H * c.Sq, nan);
   std::vector<T> dq(q.size(), nan), dk(k.size(), nan), dv(v.size(), nan);
   const uint8_t* mask = in.mask.empty() ? nullptr : in.mask.data();
+  const uint8_t* qmask = in.qmask.empty() ? nullptr : in.qmask.data();
   std::vector<T> weights(save ? mmg::cpu::cpu_attention_saved_weights(c.B, c.H, c.Sq, c.Sk, c.D, path) : 0, nan);
   T* saved = weights.empty() ? nullptr : weights.data();
-  mmg::cpu::attention_forward<T>(q.data(), k.data(), v.data(), mask, out.data(), lse.data(), c.B,
+  mmg::cpu::attention_forward<T>(q.data(), k.data(), v.data(), mask, qmask, out.data(), lse.data(), c.B,
                                  c.H, c.Sq, c.Sk, c.D, c.causal, T(c.scale), drop, path, saved);
   if (backward) {
-    mmg::cpu::attention_backward<T>(q.data(), k.data(), v.data(), mask, out.data(), dout.data(),
+    mmg::cpu::attention_backward<T>(q.data(), k.data(), v.data(), mask, qmask, out.data(), dout.data(),
                                     lse.data(), dq.data(), dk.data(), dv.data(), c.B, c.H, c.Sq,
                                     c.Sk, c.D, c.causal, T(c.scale), drop, path, saved);
   }
@@ -239,6 +251,14 @@ const Cfg kCfgs[] = {
     {4, 2, 9, 9, 8, false, 3, 0.35},    // padded texts: lengths 2, 5, 8, 1
     {4, 2, 9, 9, 8, true, 3, 0.35},
     {5, 2, 17, 13, 16, false, 3, 0.25},  // lengths 2, 5, 8, 11, 0 (no key at all)
+    // Query masks: random; right-padded queries (query lengths 3, 5, 7, ...), with padded keys as
+    // a batch of texts attending to itself has them, over several groups of 8 and blocks of 64.
+    {2, 3, 7, 11, 5, false, 1, 0.45, 1},
+    {3, 2, 13, 9, 8, true, 0, 0.35, 1},
+    {4, 2, 9, 9, 8, false, 3, 0.35, 2},
+    {5, 2, 17, 13, 16, true, 3, 0.25, 2},
+    {2, 2, 70, 20, 32, false, 1, 0.2, 2},
+    {40, 1, 70, 9, 4, false, 0, 0.5, 2},  // query lengths up to 69 and 0 (past 64: a second block)
 };
 
 }  // namespace
@@ -252,6 +272,7 @@ TEST_CASE("attention forward matches the naive reference") {
     CAPTURE(c.D);
     CAPTURE(c.causal);
     CAPTURE(c.mask);
+    CAPTURE(c.qmask);
     Inputs in = make_inputs(c, static_cast<uint32_t>(c.Sq * 100 + c.Sk));
     Fwd ref = ref_forward(c, in);
     for (CpuAttentionPath path : kPaths) {
@@ -275,6 +296,7 @@ TEST_CASE("attention backward matches the naive chain rule") {
     CAPTURE(c.D);
     CAPTURE(c.causal);
     CAPTURE(c.mask);
+    CAPTURE(c.qmask);
     Inputs in = make_inputs(c, static_cast<uint32_t>(c.Sk * 100 + c.Sq));
     Grads ref = ref_backward(c, in);
     for (CpuAttentionPath path : kPaths) {
@@ -300,6 +322,8 @@ TEST_CASE("attention backward matches finite differences (double)") {
       {2, 1, 4, 6, 3, true, 1, 0.7},
       {2, 1, 6, 3, 2, true, 2, 1.1},  // Sq > Sk, fully masked rows
       {1, 1, 5, 5, 3, false, 1, 0.9},
+      {2, 1, 5, 4, 3, false, 1, 0.6, 1},  // masked queries
+      {3, 1, 11, 6, 3, true, 3, 0.6, 2},  // right-padded queries: lengths 3, 5, 7
   };
   for (const Cfg& c : cfgs) {
     for (CpuAttentionPath path : {CpuAttentionPath::query_blocks, CpuAttentionPath::query_lanes}) {
@@ -308,6 +332,7 @@ TEST_CASE("attention backward matches finite differences (double)") {
       CAPTURE(c.Sk);
       CAPTURE(c.causal);
       CAPTURE(c.mask);
+    CAPTURE(c.qmask);
       check_finite_differences(c, make_inputs(c, 42), path);
     }
   }
@@ -342,6 +367,42 @@ TEST_CASE("attention: a fully masked query row gives zeros, lse = -inf and zero 
       }
       CHECK(std::isfinite(r.lse[row0 + 1]) == (in.mask[c.Sk + 1] == 1));
   }
+  }
+}
+
+// What a packed text encoder relies on: masking a query changes nothing but that query's row,
+// which is zero (lse −∞), and the gradients equal those of the unmasked call whose dout is zero
+// at the masked rows (the gradient a packed layer sends back through its pads).
+TEST_CASE("attention: a masked query gives a zero row, and the gradients of a zero dout there") {
+  const Cfg cfgs[] = {{3, 2, 21, 9, 8, false, 3, 0.35, 2}, {2, 2, 11, 7, 5, true, 1, 0.5, 1},
+                      {3, 1, 70, 12, 4, false, 0, 0.5, 2}};
+  for (const Cfg& c : cfgs) {
+    CAPTURE(c.Sq);
+    Inputs in = make_inputs(c, 13);
+    Inputs plain = in;
+    plain.qmask.clear();
+    for (int64_t bh = 0; bh < c.B * c.H; ++bh)
+      for (int64_t i = 0; i < c.Sq; ++i)
+        if (!in.qmask[(bh / c.H) * c.Sq + i])
+          for (int64_t d = 0; d < c.D; ++d) plain.dout[(bh * c.Sq + i) * c.D + d] = 0.0;
+    for (CpuAttentionPath path : {CpuAttentionPath::query_blocks, CpuAttentionPath::query_lanes}) {
+      CAPTURE(path_name(path));
+      auto masked = run<double>(c, in, true, path), unmasked = run<double>(c, plain, true, path);
+      for (int64_t bh = 0; bh < c.B * c.H; ++bh)
+        for (int64_t i = 0; i < c.Sq; ++i) {
+          const int64_t row = bh * c.Sq + i;
+          const bool real = in.qmask[(bh / c.H) * c.Sq + i];
+          CHECK((masked.lse[row] == kNegInf) == (!real || unmasked.lse[row] == kNegInf));
+          for (int64_t d = 0; d < c.D; ++d) {
+            // (the blocks path's products over fewer rows may round differently)
+            if (real) CHECK(std::abs(masked.out[row * c.D + d] - unmasked.out[row * c.D + d]) < 1e-14);
+            else CHECK((masked.out[row * c.D + d] == 0.0 && masked.dq[row * c.D + d] == 0.0));
+          }
+        }
+      CHECK(max_abs_diff(masked.dq, unmasked.dq) < 1e-13);
+      CHECK(max_abs_diff(masked.dk, unmasked.dk) < 1e-13);
+      CHECK(max_abs_diff(masked.dv, unmasked.dv) < 1e-13);
+    }
   }
 }
 
@@ -427,10 +488,11 @@ TEST_CASE("attention on strided head rows equals attention on packed buffers") {
       std::vector<float> out = spread(std::vector<double>(in.q.size(), NAN), c.Sq), lse(c.B * c.H * c.Sq, NAN);
       std::vector<float> dq = out, dk = spread(std::vector<double>(in.k.size(), NAN), c.Sk), dv = dk;
       const uint8_t* mask = in.mask.empty() ? nullptr : in.mask.data();
-      mmg::cpu::attention_forward<float>(view(q, c.Sq), view(k, c.Sk), view(v, c.Sk), mask, view(out, c.Sq),
+      const uint8_t* qmask = in.qmask.empty() ? nullptr : in.qmask.data();
+      mmg::cpu::attention_forward<float>(view(q, c.Sq), view(k, c.Sk), view(v, c.Sk), mask, qmask, view(out, c.Sq),
                                          lse.data(), c.B, c.H, c.Sq, c.Sk, c.D, c.causal, float(c.scale), {}, path);
       const std::vector<float>& out_c = out;
-      mmg::cpu::attention_backward<float>(view(q, c.Sq), view(k, c.Sk), view(v, c.Sk), mask, view(out_c, c.Sq),
+      mmg::cpu::attention_backward<float>(view(q, c.Sq), view(k, c.Sk), view(v, c.Sk), mask, qmask, view(out_c, c.Sq),
                                           view(dout, c.Sq), lse.data(), view(dq, c.Sq), view(dk, c.Sk),
                                           view(dv, c.Sk), c.B, c.H, c.Sq, c.Sk, c.D, c.causal, float(c.scale), {},
                                           path);

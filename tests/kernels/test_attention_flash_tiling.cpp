@@ -240,16 +240,16 @@ void check_case(const Case& c, int64_t Br, int64_t Bc, double rtol, double atol,
   const bool dropping = drop.p > 0;
 
   std::vector<T> out_cpu(nq), lse_cpu(z.B * z.H * z.Sq), out(nq, T(NAN)), lse(lse_cpu.size(), T(NAN));
-  mmg::cpu::attention_forward<T>(q.data(), k.data(), v.data(), mp, out_cpu.data(), lse_cpu.data(), z.B, z.H, z.Sq,
-                                 z.Sk, z.D, c.causal, scale, drop);
+  mmg::cpu::attention_forward<T>(q.data(), k.data(), v.data(), mp, nullptr, out_cpu.data(), lse_cpu.data(), z.B, z.H,
+                                 z.Sq, z.Sk, z.D, c.causal, scale, drop);
   flash_forward_emulated<T>(q.data(), k.data(), v.data(), mp, out.data(), lse.data(), z, c.causal, scale, Br, Bc, drop,
                             &fwd_draws);
   check_close(out, out_cpu, rtol, atol, name + " out");
   check_close(lse, lse_cpu, rtol, atol, name + " lse");
 
   std::vector<T> dq_cpu(nq), dk_cpu(nk), dv_cpu(nk), dq(nq, T(NAN)), dk(nk, T(NAN)), dv(nk, T(NAN));
-  mmg::cpu::attention_backward<T>(q.data(), k.data(), v.data(), mp, out_cpu.data(), dout.data(), lse_cpu.data(),
-                                  dq_cpu.data(), dk_cpu.data(), dv_cpu.data(), z.B, z.H, z.Sq, z.Sk, z.D, c.causal,
+  mmg::cpu::attention_backward<T>(q.data(), k.data(), v.data(), mp, nullptr, out_cpu.data(), dout.data(),
+                                  lse_cpu.data(), dq_cpu.data(), dk_cpu.data(), dv_cpu.data(), z.B, z.H, z.Sq, z.Sk, z.D, c.causal,
                                   scale, drop);
   const int64_t pairs = flash_backward_emulated<T>(q.data(), k.data(), v.data(), mp, out_cpu.data(), dout.data(),
                                                    lse_cpu.data(), dq.data(), dk.data(), dv.data(), z, c.causal,
