@@ -11,8 +11,9 @@
 // exactly the sequence of ops of the optimiser's tensor-op update (nn/optim.cpp,
 // AdamW::update, which bf16/f16 parameters still take), each step rounded to T as there
 // (no fused multiply-adds), so all three agree bit for bit. θ is updated in place; the new
-// moments go to separate outputs, so the optimiser's old state tensors (and any
-// state_dict() snapshot holding them) are never written.
+// moments go to the outputs exp_avg_out, exp_avg_sq_out, which may be exp_avg, exp_avg_sq
+// themselves (each element is read before it is written): the optimiser writes its moments in
+// place unless a state_dict() snapshot holds them, and then to new tensors.
 // All pointers: contiguous memory of one device (the CPU, or the current CUDA device), n
 // elements each. T: float, double.
 #pragma once

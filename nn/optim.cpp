@@ -246,9 +246,9 @@ AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options)
   check_rate("AdamW", "eps", options_.eps);
   for (const ParamGroup& g : groups_) {
     for (const auto& [name, p] : g.params) {
-      state_["exp_avg." + name] = zero_state_like(p);
-      state_["exp_avg_sq." + name] = zero_state_like(p);
-      counters_["step." + name] = 0;
+      Tensor& m = state_["exp_avg." + name] = zero_state_like(p);
+      Tensor& v = state_["exp_avg_sq." + name] = zero_state_like(p);
+      slots_.push_back({&m, &v, &(counters_["step." + name] = 0)});
     }
   }
 }
@@ -285,42 +285,57 @@ void AdamW::update(const ParamGroup& group, const std::string& name, Tensor& par
 // updated by cpu::adamw_step or cuda::adamw_step after the loop; the others (bf16, f16,
 // strided) take update(), the same math as tensor ops. Both give the same bits
 // (kernels/adamw.h). The per-parameter bias corrections are host scalars.
+//
+// The moments are written in place when nobody else holds their memory; a state_dict()
+// snapshot does (it views the same storage), and then the step writes new tensors instead, so
+// the snapshot keeps the values it was taken with.
+static bool writable_in_place(const Tensor& t) { return t.is_contiguous() && t.storage().use_count() == 1; }
+
 void AdamW::step() {
   NoGradGuard no_grad;
   struct Pending {
-    Tensor param, grad, m, v, m_out, v_out;
+    Tensor param, grad, m, v, m_out, v_out;  // m, v: the moments read; m_out, v_out: written
+    Slot slot;
     double decay, step_size, sqrt_bc2;
-    std::string name;
   };
   std::map<std::pair<int, DType>, std::vector<Pending>> fused;  // by (CUDA device index or -1 for the CPU, dtype)
+  size_t index = 0;
   for (const ParamGroup& group : groups_) {
     for (const auto& [name, p] : group.params) {
+      const Slot slot = slots_[index++];
       Tensor grad = p.grad();
       if (!grad.defined()) continue;  // frozen or unused this step
-      Tensor data = p.detach();
       const DType dt = p.dtype();
       const bool fusable = (p.device().is_cpu() || (kWithCuda && p.device().is_cuda())) &&
                            (dt == DType::f32 || dt == DType::f64) && p.is_contiguous();
       if (!fusable) {
+        Tensor data = p.detach();
         update(group, name, data, grad.to(compute_dtype(dt)));
         continue;
       }
       check_same_device("AdamW", p, grad);
-      int64_t& t = counters_.at("step." + name);
+      int64_t& t = *slot.step;
       t += 1;
       const double lr = group.lr, wd = group.weight_decay;
       const double bc1 = 1.0 - std::pow(options_.beta1, static_cast<double>(t));
       const double bc2 = 1.0 - std::pow(options_.beta2, static_cast<double>(t));
-      Tensor m = state_for("exp_avg." + name, data), v = state_for("exp_avg_sq." + name, data);
-      Pending job{data, grad.to(dt).contiguous(), m.contiguous(), v.contiguous(), empty_like(m), empty_like(v),
-                  1.0 - lr * wd, lr / bc1, std::sqrt(bc2), name};
-      fused[{p.device().is_cpu() ? -1 : p.device().index, dt}].push_back(std::move(job));
+      for (Tensor* s : {slot.exp_avg, slot.exp_avg_sq})  // the parameter moved since (Module::to)
+        if (s->device() != p.device()) *s = s->to(p.device());
+      // In place where nobody else holds a moment's memory (the kernel reads each element
+      // before it writes it); a new tensor otherwise.
+      const bool m_here = writable_in_place(*slot.exp_avg), v_here = writable_in_place(*slot.exp_avg_sq);
+      Tensor m = slot.exp_avg->contiguous(), v = slot.exp_avg_sq->contiguous();
+      Tensor m_out = m_here ? m : empty_like(m), v_out = v_here ? v : empty_like(v);
+      fused[{p.device().is_cpu() ? -1 : p.device().index, dt}].push_back(
+          {p, grad.to(dt).contiguous(), std::move(m), std::move(v), std::move(m_out), std::move(v_out), slot,
+           1.0 - lr * wd, lr / bc1, std::sqrt(bc2)});
     }
   }
   for (auto& [key, jobs] : fused) {
     const auto& [cuda_index, dtype] = key;
     visit_float(dtype, "AdamW", [&]<class T>() {
       std::vector<AdamWTensor<T>> args;
+      args.reserve(jobs.size());
       for (Pending& j : jobs)
         args.push_back({j.param.data<T>(), j.grad.data<T>(), j.m.data<T>(), j.v.data<T>(), j.m_out.data<T>(),
                         j.v_out.data<T>(), j.param.numel(), static_cast<T>(j.decay), static_cast<T>(j.step_size),
@@ -333,12 +348,13 @@ void AdamW::step() {
         cuda::adamw_step<T>(args.data(), count, options_.beta1, options_.beta2, options_.eps);
       }
     });
-    // The kernel wrote the parameters through raw pointers: say so, as copy_ would have.
-    for (Pending& j : jobs) j.param.storage()->bump_version();
-    // New state tensors, never the old ones written in place (state_dict() snapshots stay valid).
     for (Pending& j : jobs) {
-      state_.at("exp_avg." + j.name) = j.m_out;
-      state_.at("exp_avg_sq." + j.name) = j.v_out;
+      // The kernel wrote through raw pointers: say so, as copy_ would have.
+      j.param.storage()->bump_version();
+      j.m_out.storage()->bump_version();
+      j.v_out.storage()->bump_version();
+      *j.slot.exp_avg = j.m_out;  // the same tensor when written in place
+      *j.slot.exp_avg_sq = j.v_out;
     }
   }
   counters_["step"] += 1;

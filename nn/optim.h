@@ -105,7 +105,7 @@ class Optimizer {
   const std::vector<ParamGroup>& param_groups() const { return groups_; }
 
   // The state (see the top of this file). Tensors are shared with the optimiser, which never
-  // writes them in place.
+  // writes them in place while anyone else holds them.
   StateDict state_dict() const;
   // Replaces the state with copies of `state`'s tensors (converted to each parameter's compute
   // dtype and device). The keys must match state_dict()'s exactly and each tensor must have the
@@ -190,7 +190,16 @@ class AdamW : public Optimizer {
   void update(const ParamGroup& group, const std::string& name, Tensor& param, const Tensor& grad) override;
 
  private:
+  // Each parameter's state, in the order of the groups: the entries of state_ and counters_,
+  // looked up once here rather than by name every step (the maps' nodes never move, and the
+  // optimiser can be neither copied nor moved).
+  struct Slot {
+    Tensor* exp_avg;
+    Tensor* exp_avg_sq;
+    int64_t* step;
+  };
   AdamWOptions options_;
+  std::vector<Slot> slots_;
 };
 
 }  // namespace mmg::nn

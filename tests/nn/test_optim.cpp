@@ -250,6 +250,36 @@ TEST_CASE("optim: the fused CPU AdamW step equals the tensor-op update bit for b
   }
 }
 
+// The fused step writes the moments in place when nobody else holds them; a state_dict()
+// snapshot holds them, and then keeps the values it was taken with while the step writes new
+// tensors. Either way the same numbers.
+TEST_CASE("optim: AdamW's moments are updated in place unless a state_dict snapshot holds them") {
+  manual_seed(9);
+  Tensor base = randn({40, 33});
+  Tensor a = base.clone().requires_grad_(), b = base.clone().requires_grad_();
+  nn::AdamW lone({{.params = {{"w", a}}, .lr = 0.01, .weight_decay = 0.02}}),
+      watched({{.params = {{"w", b}}, .lr = 0.01, .weight_decay = 0.02}});
+  for (int k = 0; k < 4; ++k) {
+    Tensor g = randn({40, 33});
+    a.set_grad(g.clone());
+    b.set_grad(g.clone());
+    const void* lone_before = lone.state_dict().at("exp_avg.w").data_ptr();  // the snapshot is dropped at once
+    nn::StateDict snapshot = watched.state_dict();
+    const std::vector<double> m_then = snapshot.at("exp_avg.w").to_vector<double>(),
+                              v_then = snapshot.at("exp_avg_sq.w").to_vector<double>();
+    lone.step();
+    watched.step();
+    CHECK(lone.state_dict().at("exp_avg.w").data_ptr() == lone_before);  // written in place
+    CHECK(watched.state_dict().at("exp_avg.w").data_ptr() != snapshot.at("exp_avg.w").data_ptr());
+    CHECK(snapshot.at("exp_avg.w").to_vector<double>() == m_then);  // the snapshot is untouched
+    CHECK(snapshot.at("exp_avg_sq.w").to_vector<double>() == v_then);
+    CHECK(a.to_vector<double>() == b.to_vector<double>());
+    CHECK(lone.state_dict().at("exp_avg_sq.w").to_vector<double>() ==
+          watched.state_dict().at("exp_avg_sq.w").to_vector<double>());
+  }
+  CHECK(a.to_vector<double>() != base.to_vector<double>());
+}
+
 TEST_CASE("optim: defaults of AdamW are lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0.01") {
   Tiny m;
   nn::AdamW opt(m);
