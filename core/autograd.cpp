@@ -8,6 +8,7 @@
 
 #include "core/io/atomic_file.h"
 #include "core/ops.h"
+#include "core/ops/elementwise_impl.h"
 #include "core/profile.h"
 
 namespace mmg {
@@ -70,11 +71,39 @@ static std::vector<Node*> nodes_latest_first(Node* root) {
   return order;
 }
 
-// A leaf's .grad is always its own fresh tensor: the first gradient is copied, because
-// backward closures may pass the same tensor to several inputs (add gives gy to both).
-static void accumulate_leaf(TensorImpl* leaf, const Tensor& g) {
-  if (!leaf->grad.defined()) leaf->grad = g.clone();
-  else leaf->grad = add(leaf->grad, g);
+// ---- summing gradients ----
+// Where paths meet, gradients are summed: into a node's pending gradient, or a leaf's .grad. A
+// sum is written in place into a tensor that nobody else holds — neither its handle nor its
+// memory (a view, a user's p.grad(), a closure's saved tensor, another input's gradient: add
+// gives g to both of its inputs) — which saves a tensor per sum; otherwise it is a new tensor,
+// add(a, b). Either way the same bits (IEEE addition is commutative).
+static bool owned_alone(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.storage().use_count() == 1 && t.is_contiguous();
+}
+
+static bool takes_in_place(const Tensor& acc, const Tensor& g) {
+  return owned_alone(acc) && acc.shape() == g.shape() && acc.dtype() == g.dtype() && acc.device() == g.device() &&
+         (acc.dtype() == DType::f32 || acc.dtype() == DType::f64);
+}
+
+static void accumulate(Tensor& sum, Tensor g) {
+  if (!sum.defined()) {
+    sum = std::move(g);
+  } else if (takes_in_place(sum, g)) {
+    accumulate_into(sum, g);
+  } else if (takes_in_place(g, sum)) {
+    accumulate_into(g, sum);
+    sum = std::move(g);
+  } else {
+    sum = add(sum, g);
+  }
+}
+
+// A leaf's .grad is always a tensor of its own: the first gradient is copied unless nobody else
+// holds it, since backward closures may pass the same tensor to several inputs.
+static void accumulate_leaf(TensorImpl* leaf, Tensor g) {
+  if (!leaf->grad.defined()) leaf->grad = owned_alone(g) ? std::move(g) : g.clone();
+  else accumulate(leaf->grad, std::move(g));
 }
 
 static void check_grad(const Node& node, size_t i, const Tensor& g) {
@@ -130,6 +159,7 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
       MMG_PROFILE_OP(node->name.c_str());  // the closure and every op it calls
       input_grads = node->backward(g);
     }
+    g = Tensor();  // let a gradient the closure passed on as it is be owned by its input alone
     MMG_PROFILE_OP("sum gradients");  // where paths meet, into .grad, and freeing the closure
     MMG_CHECK(input_grads.size() == node->inputs.size(), "backward of '{}': returned {} gradients for {} inputs",
               node->name, input_grads.size(), node->inputs.size());
@@ -137,15 +167,11 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
       const Edge& e = node->inputs[i];
       if (!e.active() || !input_grads[i].defined()) continue;
       check_grad(*node, i, input_grads[i]);
+      Tensor gi = std::move(input_grads[i]);
       // An op that mixed dtypes (f32 + f64) sends each input its gradient in its own dtype.
-      Tensor gi = input_grads[i].dtype() == node->input_dtypes[i] ? input_grads[i]
-                                                                  : input_grads[i].to(node->input_dtypes[i]);
-      if (e.fn) {
-        Tensor& slot = pending[e.fn.get()];
-        slot = slot.defined() ? add(slot, gi) : gi;
-      } else {
-        accumulate_leaf(e.leaf.get(), gi);
-      }
+      if (gi.dtype() != node->input_dtypes[i]) gi = gi.to(node->input_dtypes[i]);
+      if (e.fn) accumulate(pending[e.fn.get()], std::move(gi));
+      else accumulate_leaf(e.leaf.get(), std::move(gi));
     }
     if (!retain_graph) {
       node->backward = nullptr;  // frees the saved tensors

@@ -35,6 +35,33 @@ Tensor binary_forward_impl(const char* op, const Tensor& a, const Tensor& b, DTy
   return out.dtype() == result ? out : out.to(result);
 }
 
+void accumulate_into(const Tensor& acc, const Tensor& g) {
+  const char* op = "accumulate_into";
+  MMG_CHECK(acc.defined() && g.defined() && acc.shape() == g.shape() && acc.dtype() == g.dtype() &&
+                (acc.dtype() == DType::f32 || acc.dtype() == DType::f64) && acc.is_contiguous(),
+            "{}: internal error: acc {} {} and g {} {} must be one shape and floating dtype, acc contiguous", op,
+            acc.defined() ? dtype_name(acc.dtype()) : "undefined", acc.defined() ? shape_str(acc.shape()) : "",
+            g.defined() ? dtype_name(g.dtype()) : "undefined", g.defined() ? shape_str(g.shape()) : "");
+  check_same_device(op, acc, g);
+  visit_float(acc.dtype(), op, [&]<class T>() {
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      T* out = acc.data<T>();
+      if (on_cuda(op, acc)) {
+        if constexpr (kWithCuda) {
+          cuda::DeviceGuard guard(acc.device().index);
+          auto* kernel = kernel_version("elementwise") == 2 ? cuda::binary_v2<T, T> : cuda::binary<T, T>;
+          kernel(cuda::BinaryOp::add, out, acc.strides().data(), g.data<T>(), g.strides().data(), out,
+                 static_cast<int>(acc.dim()), acc.shape().data(), acc.numel());
+        }
+        return;
+      }
+      cpu::binary_kernel(static_cast<const T*>(out), acc.strides().data(), g.data<T>(), g.strides().data(), out,
+                         static_cast<int>(acc.dim()), acc.shape().data(), acc.numel(), [](T x, T y) { return x + y; });
+    }
+  });
+  acc.storage()->bump_version();
+}
+
 // ---- add, sub, mul, div ----
 // out = a ∘ b elementwise, in the promoted dtype of a and b.
 template <class F>

@@ -57,6 +57,11 @@ Tensor binary_forward(const char* op, cuda::BinaryOp code, const Tensor& a, cons
   });
 }
 
+// acc ← acc + g in place, for the engine's own sums of gradients (core/autograd.cpp), which
+// calls it only on a tensor nobody else holds. acc and g: one shape, dtype f32 or f64, one device;
+// acc contiguous. Not recorded by autograd. The same bits as add(acc, g).
+void accumulate_into(const Tensor& acc, const Tensor& g);
+
 // ---- unary ----
 
 // out[i] = f(x[i]) for a floating x: bf16/f16 are computed in f32 and the result comes back

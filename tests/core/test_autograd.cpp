@@ -28,6 +28,37 @@ TEST_CASE("gradients accumulate across backward calls until zero_grad") {
   CHECK(x.grad().item() == 4.0);
 }
 
+// Sums of gradients go in place into a tensor nobody else holds (core/autograd.cpp), and never
+// into one that someone does: a .grad the caller kept, a tensor passed to two inputs.
+TEST_CASE("gradient sums go in place only into tensors nobody else holds") {
+  Tensor x = tensor({1.0, -2.0, 0.5}, {.dtype = DType::f64, .requires_grad = true});
+  auto loss = [&] { return sum(x * x * 2.0 + x); };  // d/dx = 4x + 1
+  loss().backward();
+  const void* first = x.grad().data_ptr();  // the handle is dropped at once
+  loss().backward();
+  CHECK(x.grad().data_ptr() == first);  // summed in place
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{10, -14, 6});
+
+  Tensor kept = x.grad();  // a caller holds .grad: the next sum is a new tensor
+  loss().backward();
+  CHECK(kept.to_vector<double>() == std::vector<double>{10, -14, 6});
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{15, -21, 9});
+  CHECK(x.grad().data_ptr() != kept.data_ptr());
+  Tensor view = x.grad().view({3, 1});  // so does a view of it
+  loss().backward();
+  CHECK(view.to_vector<double>() == std::vector<double>{15, -21, 9});
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{20, -28, 12});
+
+  // add passes one gradient tensor to both of its inputs; y then reaches x along three paths,
+  // and a, b's sums must not write through each other.
+  Tensor a = tensor({1.0, 2.0}, {.dtype = DType::f64, .requires_grad = true});
+  Tensor b = tensor({3.0, 5.0}, {.dtype = DType::f64, .requires_grad = true});
+  Tensor s = a + b;
+  sum(s * 3.0 + s + a * 2.0 + b).backward();  // d/da = 3 + 1 + 2, d/db = 3 + 1 + 1
+  CHECK(a.grad().to_vector<double>() == std::vector<double>{6, 6});
+  CHECK(b.grad().to_vector<double>() == std::vector<double>{5, 5});
+}
+
 TEST_CASE("a second backward through a freed graph is a clear error, retain_graph keeps it") {
   Tensor x = tensor({1.0, 2.0}, {.requires_grad = true});
   Tensor y = sum(exp(x));

@@ -420,3 +420,32 @@ TEST_CASE("cuda elementwise: version 2 gives version 1's bits") {
     }
   }
 }
+
+// The engine sums gradients in place into tensors nobody else holds (core/autograd.cpp:
+// accumulate_into, the binary add kernel writing over its first operand), in both versions of
+// the family: a leaf reached along several paths and over several backward calls, against the
+// CPU, with a caller's kept .grad left as it was.
+TEST_CASE("cuda autograd: gradient sums in place, each elementwise version, against the CPU") {
+  require_gpu();
+  for (int version : {1, 2}) {
+    KernelVersionGuard guard("elementwise", version);
+    for (DType dt : {DType::f32, DType::f64}) {
+      Tensor base = uniform({37, 13}, dt, -1, 1), w = uniform({37, 13}, dt, -1, 1);
+      Tensor xc = base.clone().detach().requires_grad_(true), xg = base.to(kGpu).detach().requires_grad_(true);
+      auto loss = [](const Tensor& x, const Tensor& r) { return sum(x * x * r + x * 3.0 + exp(x)); };
+      loss(xc, w).backward();
+      loss(xg, w.to(kGpu)).backward();
+      const void* first = xg.grad().data_ptr();
+      loss(xc, w).backward();
+      loss(xg, w.to(kGpu)).backward();
+      CHECK(xg.grad().data_ptr() == first);  // the second call summed in place
+      Tensor kept = xg.grad();
+      const std::vector<double> kept_values = kept.to_vector<double>();
+      loss(xc, w).backward();
+      loss(xg, w.to(kGpu)).backward();
+      CHECK(kept.to_vector<double>() == kept_values);  // the kept .grad is not written
+      check_parity(xg.grad(), xc.grad(), 1e-6, 1e-6,
+                   "gradient sums v" + std::to_string(version) + " " + dtype_name(dt));
+    }
+  }
+}
