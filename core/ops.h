@@ -6,6 +6,7 @@
 // returned in the input dtype. Every op checks its arguments and throws mmg::Error naming
 // itself and the shapes/dtypes/devices at fault.
 #pragma once
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -102,6 +103,26 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);  // inde
 // the other; nn/packed_tokens.h packs a batch's real tokens with them):
 Tensor take_rows(const Tensor& x, const Tensor& index);               // x [R,...] -> [N,...]: out[i] = x[index[i]]
 Tensor put_rows(const Tensor& y, const Tensor& index, int64_t rows);  // y [N,...] -> [rows,...]: zeros, out[index[i]] = y[i]
+// The same index checked once for many calls (on CUDA also copied to the host once, where each
+// call above copies and waits): N distinct rows in [0, rows), kept on the host and on `device`.
+// nn::PackedTokens packs and unpacks every layer of a batch with one.
+class RowIndex {
+ public:
+  RowIndex() = default;
+  RowIndex(const Tensor& index, int64_t rows);  // index: 1-D i64 or i32, on any device
+  RowIndex(const std::vector<int64_t>& index, int64_t rows, Device device = Device::cpu());
+  const Tensor& index() const;  // [N] i64 on its device
+  int64_t size() const;         // N
+  int64_t rows() const;
+  struct Data;  // core/ops/index.cpp
+
+ private:
+  std::shared_ptr<const Data> data_;
+  friend Tensor take_rows(const Tensor& x, const RowIndex& index);
+  friend Tensor put_rows(const Tensor& y, const RowIndex& index);
+};
+Tensor take_rows(const Tensor& x, const RowIndex& index);  // x [rows,...] -> [N,...]
+Tensor put_rows(const Tensor& y, const RowIndex& index);   // y [N,...] -> [rows,...]
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);        // torch.gather
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);    // mask: bool, broadcasts to x
 Tensor embedding(const Tensor& weight, const Tensor& indices);           // weight [V,D] -> [..., D]

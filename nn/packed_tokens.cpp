@@ -20,7 +20,7 @@ PackedTokens PackedTokens::from_mask(const Tensor& key_mask) {
   for (size_t k = 0; k < real.size(); ++k)
     if (real[k]) rows.push_back(static_cast<int64_t>(k));
   p.count_ = static_cast<int64_t>(rows.size());
-  p.real_rows_ = from_vector(rows, {p.count_}, {.dtype = DType::i64, .device = key_mask.device()});
+  p.real_rows_ = RowIndex(rows, p.batch_ * p.seq_, key_mask.device());
   p.mask_ = key_mask.detach().to(DType::boolean);
   return p;
 }
@@ -36,14 +36,14 @@ Tensor PackedTokens::pack(const Tensor& x) const {
   MMG_CHECK(x.defined() && x.dim() == 3 && x.size(0) == batch_ && x.size(1) == seq_,
             "PackedTokens::pack: x {} must be [B,S,D] with [B,S] = [{},{}], the mask's shape",
             x.defined() ? shape_str(x.shape()) : "undefined", batch_, seq_);
-  return take_rows(reshape(x, {batch_ * seq_, x.size(2)}), real_rows_);
+  return take_rows(reshape(x, {batch_ * seq_, x.size(2)}), real_rows_);  // the RowIndex overload: no re-check
 }
 
 Tensor PackedTokens::unpack(const Tensor& x) const {
   MMG_CHECK(x.defined() && x.dim() == 2 && x.size(0) == count_,
             "PackedTokens::unpack: x {} must be [N,D] with N = {}, the mask's real tokens",
             x.defined() ? shape_str(x.shape()) : "undefined", count_);
-  return reshape(put_rows(x, real_rows_, batch_ * seq_), {batch_, seq_, x.size(1)});
+  return reshape(put_rows(x, real_rows_), {batch_, seq_, x.size(1)});
 }
 
 }  // namespace mmg::nn

@@ -40,7 +40,7 @@ class PackedTokens {
 
  private:
   int64_t batch_ = 0, seq_ = 0, count_ = 0;
-  Tensor real_rows_;  // [N] i64: b·S + s of each real token
+  RowIndex real_rows_;  // b·S + s of each real token, checked once for every pack and unpack
   Tensor mask_;       // [B,S] bool
 };
 

@@ -267,43 +267,88 @@ static std::vector<int64_t> distinct_rows(const char* op, const Tensor& index, i
   return host;
 }
 
-// The two ops once their index is checked: `rows_of` holds it on the host (distinct, in range).
-// Each backward calls the other directly with the same checked index: no second check (on CUDA,
-// no second copy of the index to the host).
-using HostRows = std::shared_ptr<const std::vector<int64_t>>;
-static Tensor put_checked(const Tensor& y, const Tensor& index, const HostRows& rows_of, int64_t rows);
+// A checked index: on the host (distinct, in range), on its device, and, for put_rows, the
+// inverse map source[r] = the row of y placed at output row r, or -1 (a zero row).
+struct RowIndex::Data {
+  Tensor index;               // [n] i64, contiguous, on the index's device
+  std::vector<int64_t> host;  // the same on the host
+  std::vector<int64_t> source;
+  Tensor device_source;  // CUDA: source with n for -1 (put_rows gathers from y with a zero row appended)
+  int64_t rows = 0;
+};
+using CheckedRows = std::shared_ptr<const RowIndex::Data>;
 
-static Tensor take_checked(const Tensor& x, const Tensor& index, const HostRows& rows_of) {
-  const int64_t R = x.size(0), n = index.numel(), inner = prod(x.shape(), 1, x.shape().size());
+static CheckedRows make_rows(std::vector<int64_t> host, int64_t rows, Device device) {
+  auto d = std::make_shared<RowIndex::Data>();
+  const int64_t n = static_cast<int64_t>(host.size());
+  d->rows = rows;
+  d->source.assign(static_cast<size_t>(rows), -1);
+  for (int64_t i = 0; i < n; ++i) d->source[host[i]] = i;
+  const TensorOptions ints{.dtype = DType::i64, .device = device};
+  d->index = from_vector(host, {n}, ints);
+  if (device.is_cuda()) {
+    std::vector<int64_t> src = d->source;
+    for (int64_t& r : src)
+      if (r < 0) r = n;
+    d->device_source = from_vector(src, {rows}, ints);
+  }
+  d->host = std::move(host);
+  return d;
+}
+
+RowIndex::RowIndex(const Tensor& index, int64_t rows) {
+  MMG_CHECK(index.defined(), "RowIndex: undefined index");
+  MMG_CHECK(rows >= 0, "RowIndex: rows must be >= 0, got {}", rows);
+  data_ = make_rows(distinct_rows("RowIndex", index, rows, {rows}), rows, index.device());
+}
+
+RowIndex::RowIndex(const std::vector<int64_t>& index, int64_t rows, Device device) {
+  MMG_CHECK(rows >= 0, "RowIndex: rows must be >= 0, got {}", rows);
+  std::vector<bool> seen(static_cast<size_t>(rows), false);
+  for (int64_t r : index) {
+    MMG_CHECK(r >= 0 && r < rows, "RowIndex: index {} is out of range for {} rows", r, rows);
+    MMG_CHECK(!seen[r], "RowIndex: row {} appears twice in the index", r);
+    seen[r] = true;
+  }
+  data_ = make_rows(index, rows, device);
+}
+
+static const RowIndex::Data& checked(const std::shared_ptr<const RowIndex::Data>& d) {
+  MMG_CHECK(d != nullptr, "RowIndex: used before it was made (a default-constructed RowIndex)");
+  return *d;
+}
+const Tensor& RowIndex::index() const { return checked(data_).index; }
+int64_t RowIndex::size() const { return checked(data_).index.numel(); }
+int64_t RowIndex::rows() const { return checked(data_).rows; }
+
+// The two ops once their index is checked. Each backward calls the other directly with the
+// same checked index: no second check (on CUDA, no second copy of the index to the host).
+static Tensor put_checked(const Tensor& y, const CheckedRows& rows_of);
+
+static Tensor take_checked(const Tensor& x, const CheckedRows& rows_of) {
+  const int64_t R = x.size(0), n = rows_of->index.numel(), inner = prod(x.shape(), 1, x.shape().size());
   Shape out_shape = x.shape();
   out_shape[0] = n;
   Tensor xc = x.detach().contiguous();
   Tensor out = empty(out_shape, {.dtype = x.dtype(), .device = x.device()});
   if (on_cuda("take_rows", out)) {
-    Tensor idx = index.detach().to(DType::i64).contiguous();
     visit_dtype(x.dtype(), [&]<class T>() {
       if constexpr (kWithCuda) {
         cuda::DeviceGuard guard(x.device().index);
-        cuda::index_select_forward<T>(xc.data<T>(), idx.data<int64_t>(), out.data<T>(), 1, R, inner, n);
+        cuda::index_select_forward<T>(xc.data<T>(), rows_of->index.data<int64_t>(), out.data<T>(), 1, R, inner, n);
       }
     });
   } else {
     visit_dtype(x.dtype(),
-                [&]<class T>() { cpu::copy_rows<T>(xc.data<T>(), rows_of->data(), out.data<T>(), n, inner); });
+                [&]<class T>() { cpu::copy_rows<T>(xc.data<T>(), rows_of->host.data(), out.data<T>(), n, inner); });
   }
-  return record_op("take_rows", out, {x}, [index, rows_of, R](const Tensor& g) -> Grads {
-    return {put_checked(g, index, rows_of, R)};
-  });
+  return record_op("take_rows", out, {x}, [rows_of](const Tensor& g) -> Grads { return {put_checked(g, rows_of)}; });
 }
 
-static Tensor put_checked(const Tensor& y, const Tensor& index, const HostRows& rows_of, int64_t rows) {
+static Tensor put_checked(const Tensor& y, const CheckedRows& rows_of) {
+  const int64_t rows = rows_of->rows, n = y.size(0), inner = prod(y.shape(), 1, y.shape().size());
   Shape out_shape = y.shape();
   out_shape[0] = rows;
-  const int64_t n = y.size(0), inner = prod(y.shape(), 1, y.shape().size());
-  // source[r]: the row of y put in output row r, or (none) -1 on the CPU, n on CUDA: there the
-  // gather reads from y with one zero row appended.
-  std::vector<int64_t> source(static_cast<size_t>(rows), -1);
-  for (int64_t i = 0; i < n; ++i) source[(*rows_of)[i]] = i;
   Tensor yc = y.detach().contiguous();
   Tensor out = empty(out_shape, {.dtype = y.dtype(), .device = y.device()});
   if (on_cuda("put_rows", out)) {
@@ -311,22 +356,19 @@ static Tensor put_checked(const Tensor& y, const Tensor& index, const HostRows& 
     Shape zero_row = y.shape();
     zero_row[0] = 1;
     Tensor padded = cat({yc, zeros(zero_row, {.dtype = y.dtype(), .device = y.device()})}, 0);
-    for (int64_t& s : source)
-      if (s < 0) s = n;
-    Tensor src = from_vector(source, {rows}, {.dtype = DType::i64, .device = y.device()});
     visit_dtype(y.dtype(), [&]<class T>() {
       if constexpr (kWithCuda) {
         cuda::DeviceGuard guard(y.device().index);
-        cuda::index_select_forward<T>(padded.data<T>(), src.data<int64_t>(), out.data<T>(), 1, n + 1, inner, rows);
+        cuda::index_select_forward<T>(padded.data<T>(), rows_of->device_source.data<int64_t>(), out.data<T>(), 1,
+                                      n + 1, inner, rows);
       }
     });
   } else {
-    visit_dtype(y.dtype(),
-                [&]<class T>() { cpu::copy_rows<T>(yc.data<T>(), source.data(), out.data<T>(), rows, inner); });
+    visit_dtype(y.dtype(), [&]<class T>() {
+      cpu::copy_rows<T>(yc.data<T>(), rows_of->source.data(), out.data<T>(), rows, inner);
+    });
   }
-  return record_op("put_rows", out, {y}, [index, rows_of](const Tensor& g) -> Grads {
-    return {take_checked(g, index, rows_of)};
-  });
+  return record_op("put_rows", out, {y}, [rows_of](const Tensor& g) -> Grads { return {take_checked(g, rows_of)}; });
 }
 
 Tensor take_rows(const Tensor& x, const Tensor& index) {
@@ -334,8 +376,7 @@ Tensor take_rows(const Tensor& x, const Tensor& index) {
   MMG_CHECK(x.defined() && index.defined(), "take_rows: undefined tensor argument");
   check_same_device("take_rows", x, index);
   MMG_CHECK(x.dim() > 0, "take_rows: cannot take rows of a 0-d tensor");
-  auto rows_of = std::make_shared<const std::vector<int64_t>>(distinct_rows("take_rows", index, x.size(0), x.shape()));
-  return take_checked(x, index, rows_of);
+  return take_checked(x, make_rows(distinct_rows("take_rows", index, x.size(0), x.shape()), x.size(0), x.device()));
 }
 
 Tensor put_rows(const Tensor& y, const Tensor& index, int64_t rows) {
@@ -349,8 +390,28 @@ Tensor put_rows(const Tensor& y, const Tensor& index, int64_t rows) {
             y.size(0), shape_str(y.shape()));
   Shape out_shape = y.shape();
   out_shape[0] = rows;
-  auto rows_of = std::make_shared<const std::vector<int64_t>>(distinct_rows("put_rows", index, rows, out_shape));
-  return put_checked(y, index, rows_of, rows);
+  return put_checked(y, make_rows(distinct_rows("put_rows", index, rows, out_shape), rows, y.device()));
+}
+
+Tensor take_rows(const Tensor& x, const RowIndex& index) {
+  MMG_PROFILE_OP("take_rows");
+  const CheckedRows& d = index.data_;
+  MMG_CHECK(x.defined() && d, "take_rows: undefined tensor or RowIndex argument");
+  MMG_CHECK(x.dim() > 0 && x.size(0) == d->rows, "take_rows: x {} must have the index's {} rows", shape_str(x.shape()),
+            d->rows);
+  check_same_device("take_rows", x, d->index);
+  return take_checked(x, d);
+}
+
+Tensor put_rows(const Tensor& y, const RowIndex& index) {
+  MMG_PROFILE_OP("put_rows");
+  const CheckedRows& d = index.data_;
+  MMG_CHECK(y.defined() && d, "put_rows: undefined tensor or RowIndex argument");
+  MMG_CHECK(y.dim() > 0 && y.size(0) == d->index.numel(),
+            "put_rows: y {} must have one row for each of the index's {} entries", shape_str(y.shape()),
+            d->index.numel());
+  check_same_device("put_rows", y, d->index);
+  return put_checked(y, d);
 }
 
 // ---- gather ----

@@ -314,6 +314,51 @@ TEST_CASE("take_rows and put_rows: values against loops, each the other's backwa
         std::vector<double>(12, 0.0));
 }
 
+// A RowIndex is the index checked once: the same values and gradients as the tensor index,
+// from a tensor or a host vector, and its own errors.
+TEST_CASE("take_rows and put_rows with a RowIndex: the tensor index's values and gradients, errors named") {
+  Tensor x = randn({7, 2, 3}, {.dtype = DType::f64});
+  const std::vector<int64_t> rows{5, 0, 3, 6};
+  Tensor index = from_vector(rows);
+  for (const RowIndex& ri : {RowIndex(index, 7), RowIndex(rows, 7), RowIndex(from_vector<int32_t>({5, 0, 3, 6}), 7)}) {
+    CHECK(ri.size() == 4);
+    CHECK(ri.rows() == 7);
+    CHECK(ri.index().to_vector<int64_t>() == rows);
+    CHECK(take_rows(x, ri).to_vector<double>() == take_rows(x, index).to_vector<double>());
+    Tensor y = randn({4, 2, 3}, {.dtype = DType::f64});
+    CHECK(put_rows(y, ri).to_vector<double>() == put_rows(y, index, 7).to_vector<double>());
+    // The gradients through a chain of both, against the tensor-index ops.
+    Tensor a = x.clone().requires_grad_(), b = x.clone().requires_grad_();
+    Tensor w = randn({7, 2, 3}, {.dtype = DType::f64});
+    sum(put_rows(take_rows(a, ri) * 3.0, ri) * w).backward();
+    sum(put_rows(take_rows(b, index) * 3.0, index, 7) * w).backward();
+    CHECK(a.grad().to_vector<double>() == b.grad().to_vector<double>());
+  }
+  GradcheckResult res = gradcheck([](const std::vector<Tensor>& in) {
+    const RowIndex ri(std::vector<int64_t>{2, 0, 4}, 5);
+    return put_rows(take_rows(in[0], ri).exp(), ri);
+  }, {randn({5, 3}, {.dtype = DType::f64})});
+  CHECK_MESSAGE(res.ok, res.message);
+
+  CHECK_THROWS_WITH_AS(RowIndex(std::vector<int64_t>{1, 3, 1}, 5), doctest::Contains("RowIndex: row 1 appears twice"),
+                       Error);
+  CHECK_THROWS_WITH_AS(RowIndex(std::vector<int64_t>{5}, 5),
+                       doctest::Contains("RowIndex: index 5 is out of range for 5 rows"), Error);
+  CHECK_THROWS_WITH_AS(RowIndex(from_vector<int64_t>({0, 0}), 3), doctest::Contains("RowIndex: row 0 appears twice"),
+                       Error);
+  CHECK_THROWS_WITH_AS(RowIndex(from_vector<int64_t>({1}), -2),
+                       doctest::Contains("RowIndex: rows must be >= 0, got -2"), Error);
+  const RowIndex ri(rows, 7);
+  CHECK_THROWS_WITH_AS(take_rows(randn({6, 3}), ri),
+                       doctest::Contains("take_rows: x [6,3] must have the index's 7 rows"), Error);
+  CHECK_THROWS_WITH_AS(put_rows(randn({3, 3}), ri),
+                       doctest::Contains("put_rows: y [3,3] must have one row for each of the index's 4 entries"),
+                       Error);
+  CHECK_THROWS_WITH_AS(take_rows(x, RowIndex()), doctest::Contains("take_rows: undefined tensor or RowIndex argument"),
+                       Error);
+  CHECK_THROWS_WITH_AS(RowIndex().size(), doctest::Contains("RowIndex: used before it was made"), Error);
+}
+
 TEST_CASE("take_rows and put_rows: a repeated or out-of-range row, or a count that does not fit, is named") {
   Tensor x = randn({5, 3});
   CHECK_THROWS_WITH_AS(take_rows(x, from_vector<int64_t>({1, 3, 1})),

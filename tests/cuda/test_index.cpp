@@ -68,6 +68,32 @@ TEST_CASE("cuda take_rows and put_rows: rows in any order, rows left empty, grad
                        doctest::Contains("take_rows: row 2 appears twice"), Error);
 }
 
+// The RowIndex overloads (index checked once, kept on the host and the device; put_rows's inverse
+// map made once): against the CPU, forward and backward, from a host vector and a device tensor.
+TEST_CASE("cuda take_rows and put_rows with a RowIndex: against the CPU, forward and backward") {
+  require_gpu();
+  std::vector<int64_t> rows;
+  for (int64_t r = 40; r >= 0; r -= 4) rows.push_back(r);  // 11 of 41 rows, reversed
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor x = uniform({41, 5, 3}, dt, -1, 1), r = uniform({41, 5, 3}, dt, -1, 1);
+    const RowIndex on_cpu(rows, 41);
+    Tensor xc = x.clone().detach().requires_grad_(true);
+    Tensor want = put_rows(take_rows(xc, on_cpu) * 2.0, on_cpu);
+    (want * r).sum().backward();
+    for (const RowIndex& on_gpu : {RowIndex(rows, 41, kGpu), RowIndex(from_vector(rows).to(kGpu), 41)}) {
+      REQUIRE(on_gpu.index().device() == kGpu);
+      Tensor xg = x.to(kGpu).detach().requires_grad_(true);
+      poison_like(want.shape(), dt);
+      Tensor got = put_rows(take_rows(xg, on_gpu) * 2.0, on_gpu);
+      check_parity(got, want, 0, 0, "RowIndex take/put " + dtype_name(dt) + " forward");
+      poison_like(x.shape(), dt);
+      (got * r.to(kGpu)).sum().backward();
+      check_parity(xg.grad(), xc.grad(), rtol_for(dt), rtol_for(dt),
+                   "RowIndex take/put " + dtype_name(dt) + " gradient");
+    }
+  }
+}
+
 TEST_CASE("cuda embedding: token ids of any shape, frequent tokens, gradients, bf16") {
   require_gpu();
   for (DType dt : {DType::f32, DType::f64, DType::bf16}) {
