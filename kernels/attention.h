@@ -68,6 +68,15 @@ MMG_HOST_DEVICE bool attention_dropout_keep(const AttentionDropout& drop, int64_
 
 namespace mmg::cpu {
 
+// One past the last entry of a key or query mask row (n bytes, or nullptr for none) that lets its
+// key or query through. The kernels stop there: the keys after it have weight 0 (no sum changes),
+// the queries after it see no key (their zeros are written, not computed).
+inline int64_t mask_limit(const uint8_t* mask, int64_t n) {
+  if (!mask) return n;
+  while (n > 0 && !mask[n - 1]) --n;
+  return n;
+}
+
 // One operand of the CPU kernels: a [B, H, S, D] tensor whose (b, h, s) row of D values is
 // contiguous and starts at data + b·b_stride + h·h_stride + s·s_stride. Packed [B,H,S,D] has
 // strides {H·S·D, S·D, D}; a projection's output [B, S, H·D] seen as heads (view + permute,

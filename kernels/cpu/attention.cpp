@@ -104,15 +104,6 @@ static void masked_scores(HeadRows<const T> q, HeadRows<const T> k, int64_t b, i
   }
 }
 
-// One past the last query that `qmask` (Sq entries, or nullptr for none) lets through: the
-// queries after it see no key, and the kernels write their zeros without computing them.
-static int64_t visible_query_limit(const uint8_t* qmask, int64_t Sq) {
-  if (!qmask) return Sq;
-  int64_t limit = Sq;
-  while (limit > 0 && !qmask[limit - 1]) --limit;
-  return limit;
-}
-
 // In place, row by row: S ← softmax(S), and lse_r = log Σ_j exp(S_rj). A row of all −∞
 // (every key masked) becomes zeros with lse = −∞, so P V gives it a zero output.
 template <class T>
@@ -167,7 +158,7 @@ static void forward_blocks(HeadRows<const T> q, HeadRows<const T> k, HeadRows<co
       const uint8_t* qmask = query_mask ? query_mask + b * Sq : nullptr;
       // Queries past the last one the query mask lets through: zeros, lse = −∞, not computed.
       const int64_t i0 = blk * kQueryBlock, i1 = std::min(i0 + kQueryBlock, Sq);
-      const int64_t n = std::max<int64_t>(0, std::min(i1, visible_query_limit(qmask, Sq)) - i0);
+      const int64_t n = std::max<int64_t>(0, std::min(i1, mask_limit(qmask, Sq)) - i0);
       for (int64_t i = i0 + n; i < i1; ++i) {
         std::fill(out.row(b, h, i), out.row(b, h, i) + D, T(0));
         lse[bh * Sq + i] = -std::numeric_limits<T>::infinity();
@@ -201,7 +192,7 @@ static void backward_blocks(HeadRows<const T> q, HeadRows<const T> k, HeadRows<c
       const int64_t b = bh / H, h = bh % H;
       const uint8_t* mask = key_mask ? key_mask + b * Sk : nullptr;
       const uint8_t* qmask = query_mask ? query_mask + b * Sq : nullptr;
-      const int64_t query_limit = visible_query_limit(qmask, Sq);  // the queries after it: dq = 0
+      const int64_t query_limit = mask_limit(qmask, Sq);  // the queries after it: dq = 0
       RowsMap<T> dK = head_block(dk, b, h, 0, Sk, D), dV = head_block(dv, b, h, 0, Sk, D);
       dK.setZero();
       dV.setZero();

@@ -303,23 +303,6 @@ inline int64_t group_keys(int64_t i0, int64_t n, int64_t Sk, bool causal, int64_
   return std::min(causal ? std::min(i0 + n, Sk) : Sk, key_limit);
 }
 
-// One past the last key that `mask` (Sk entries, or nullptr for none) lets through.
-inline int64_t visible_key_limit(const uint8_t* mask, int64_t Sk) {
-  if (!mask) return Sk;
-  int64_t limit = Sk;
-  while (limit > 0 && !mask[limit - 1]) --limit;
-  return limit;
-}
-
-// One past the last query that `qmask` (Sq entries, or nullptr for none) lets through: the
-// queries after it see no key, and the kernels write their zeros without computing them.
-inline int64_t visible_query_limit(const uint8_t* qmask, int64_t Sq) {
-  if (!qmask) return Sq;
-  int64_t limit = Sq;
-  while (limit > 0 && !qmask[limit - 1]) --limit;
-  return limit;
-}
-
 // Per-thread scratch: the group's transposed operands and its [Sk, kLanes] tiles.
 template <class T>
 struct GroupScratch {
@@ -425,7 +408,7 @@ int64_t attention_lanes_saved_weights(int64_t B, int64_t H, int64_t Sq, int64_t 
 // The first query of the groups a pair computes: the groups from it on hold masked queries
 // only (a batch of texts padded to its longest text has its pad queries there).
 inline int64_t computed_queries(const uint8_t* qmask, int64_t Sq) {
-  const int64_t limit = visible_query_limit(qmask, Sq);
+  const int64_t limit = mask_limit(qmask, Sq);
   return std::min(Sq, (limit + kLanes - 1) / kLanes * kLanes);
 }
 
@@ -442,7 +425,7 @@ void attention_forward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows<
       const int64_t b = bh / H, h = bh % H;
       const uint8_t* mask = key_mask ? key_mask + b * Sk : nullptr;
       const uint8_t* qmask = query_mask ? query_mask + b * Sq : nullptr;
-      const int64_t key_limit = visible_key_limit(mask, Sk), computed = computed_queries(qmask, Sq);
+      const int64_t key_limit = mask_limit(mask, Sk), computed = computed_queries(qmask, Sq);
       for (int64_t i0 = 0; i0 < computed; i0 += kLanes)
         forward_group(q, k, v, mask, qmask ? qmask + i0 : nullptr, key_limit, out, lse, b, h, bh, i0,
                       std::min(kLanes, Sq - i0), Sq, Sk, D, causal, scale, drop, g,
@@ -468,7 +451,7 @@ void attention_backward_lanes(HeadRows<const T> q, HeadRows<const T> k, HeadRows
       const int64_t b = bh / H, h = bh % H;
       const uint8_t* mask = key_mask ? key_mask + b * Sk : nullptr;
       const uint8_t* qmask = query_mask ? query_mask + b * Sq : nullptr;
-      const int64_t key_limit = visible_key_limit(mask, Sk), computed = computed_queries(qmask, Sq);
+      const int64_t key_limit = mask_limit(mask, Sk), computed = computed_queries(qmask, Sq);
       for (int64_t j = 0; j < Sk; ++j) {  // keys no query sees keep zero gradients
         std::fill(dk.row(b, h, j), dk.row(b, h, j) + D, T(0));
         std::fill(dv.row(b, h, j), dv.row(b, h, j) + D, T(0));
