@@ -43,22 +43,8 @@ void accumulate_into(const Tensor& acc, const Tensor& g) {
             acc.defined() ? dtype_name(acc.dtype()) : "undefined", acc.defined() ? shape_str(acc.shape()) : "",
             g.defined() ? dtype_name(g.dtype()) : "undefined", g.defined() ? shape_str(g.shape()) : "");
   check_same_device(op, acc, g);
-  visit_float(acc.dtype(), op, [&]<class T>() {
-    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-      T* out = acc.data<T>();
-      if (on_cuda(op, acc)) {
-        if constexpr (kWithCuda) {
-          cuda::DeviceGuard guard(acc.device().index);
-          auto* kernel = kernel_version("elementwise") == 2 ? cuda::binary_v2<T, T> : cuda::binary<T, T>;
-          kernel(cuda::BinaryOp::add, out, acc.strides().data(), g.data<T>(), g.strides().data(), out,
-                 static_cast<int>(acc.dim()), acc.shape().data(), acc.numel());
-        }
-        return;
-      }
-      cpu::binary_kernel(static_cast<const T*>(out), acc.strides().data(), g.data<T>(), g.strides().data(), out,
-                         static_cast<int>(acc.dim()), acc.shape().data(), acc.numel(), [](T x, T y) { return x + y; });
-    }
-  });
+  binary_into</*Compare=*/false>(op, cuda::BinaryOp::add, acc.dtype(), acc, g, acc,
+                                 [](auto x, auto y) { return x + y; });  // add's own lambda and kernel
   acc.storage()->bump_version();
 }
 

@@ -25,36 +25,45 @@ namespace mmg {
 Tensor binary_forward_impl(const char* op, const Tensor& a, const Tensor& b, DType result, bool compare,
                            const std::function<void(DType compute, const Tensor& a, const Tensor& b, Tensor& out)>& run);
 
-// out[i] = f(a[i], b[i]) with broadcasting; f is a generic lambda on scalars, returning
-// bool when Compare (comparisons) and the compute type otherwise. On CUDA, `code` names the
-// same op for the device kernel.
+// out[i] = f(a[i], b[i]) on operands already broadcast to out's shape and converted to
+// `compute` (out may be a itself: each element is read before it is written). f is a generic
+// lambda on scalars, returning bool when Compare (comparisons) and the compute type otherwise.
+// On CUDA, `code` names the same op for the device kernel.
+template <bool Compare, class F>
+void binary_into(const char* op, cuda::BinaryOp code, DType compute, const Tensor& ac, const Tensor& bc,
+                 const Tensor& out, F f) {
+  visit_dtype(compute, [&]<class T>() {
+    if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>) {
+      MMG_FAIL("{}: internal error: half types are computed in f32", op);
+    } else {
+      using R = std::conditional_t<Compare, bool, T>;
+      if (on_cuda(op, out)) {
+        if constexpr (kWithCuda && !std::is_same_v<T, bool>) {
+          cuda::DeviceGuard guard(out.device().index);
+          auto* kernel = kernel_version("elementwise") == 2 ? cuda::binary_v2<T, R> : cuda::binary<T, R>;
+          kernel(code, static_cast<const T*>(ac.data_ptr()), ac.strides().data(), static_cast<const T*>(bc.data_ptr()),
+                 bc.strides().data(), static_cast<R*>(out.data_ptr()), static_cast<int>(out.dim()),
+                 out.shape().data(), out.numel());
+        } else {
+          MMG_FAIL("{}: internal error: bool operands are compared as u8 on CUDA", op);
+        }
+        return;
+      }
+      cpu::binary_kernel(static_cast<const T*>(ac.data_ptr()), ac.strides().data(),
+                         static_cast<const T*>(bc.data_ptr()), bc.strides().data(), static_cast<R*>(out.data_ptr()),
+                         static_cast<int>(out.dim()), out.shape().data(), out.numel(),
+                         [&](T x, T y) { return static_cast<R>(f(x, y)); });
+    }
+  });
+}
+
+// binary_into on a and b broadcast, in their promoted compute dtype, into a new tensor.
 template <bool Compare, class F>
 Tensor binary_forward(const char* op, cuda::BinaryOp code, const Tensor& a, const Tensor& b, DType result, F f) {
-  return binary_forward_impl(op, a, b, result, Compare, [&](DType compute, const Tensor& ac, const Tensor& bc, Tensor& out) {
-    visit_dtype(compute, [&]<class T>() {
-      if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>) {
-        MMG_FAIL("{}: internal error: half types are computed in f32", op);
-      } else {
-        using R = std::conditional_t<Compare, bool, T>;
-        if (on_cuda(op, out)) {
-          if constexpr (kWithCuda && !std::is_same_v<T, bool>) {
-            cuda::DeviceGuard guard(out.device().index);
-            auto* kernel = kernel_version("elementwise") == 2 ? cuda::binary_v2<T, R> : cuda::binary<T, R>;
-            kernel(code, static_cast<const T*>(ac.data_ptr()), ac.strides().data(), static_cast<const T*>(bc.data_ptr()),
-                   bc.strides().data(), static_cast<R*>(out.data_ptr()), static_cast<int>(out.dim()),
-                   out.shape().data(), out.numel());
-          } else {
-            MMG_FAIL("{}: internal error: bool operands are compared as u8 on CUDA", op);
-          }
-          return;
-        }
-        cpu::binary_kernel(static_cast<const T*>(ac.data_ptr()), ac.strides().data(),
-                           static_cast<const T*>(bc.data_ptr()), bc.strides().data(), static_cast<R*>(out.data_ptr()),
-                           static_cast<int>(out.dim()), out.shape().data(), out.numel(),
-                           [&](T x, T y) { return static_cast<R>(f(x, y)); });
-      }
-    });
-  });
+  return binary_forward_impl(op, a, b, result, Compare,
+                             [&](DType compute, const Tensor& ac, const Tensor& bc, Tensor& out) {
+                               binary_into<Compare>(op, code, compute, ac, bc, out, f);
+                             });
 }
 
 // acc ← acc + g in place, for the engine's own sums of gradients (core/autograd.cpp), which
