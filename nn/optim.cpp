@@ -116,10 +116,13 @@ Tensor Optimizer::zero_state_like(const Tensor& param) {
   return zeros(param.shape(), {.dtype = compute_dtype(param.dtype()), .device = param.device()});
 }
 
+Tensor& Optimizer::on_param_device(Tensor& state, const Tensor& param) {
+  if (state.device() != param.device()) state = state.to(param.device());
+  return state;
+}
+
 Tensor& Optimizer::state_for(const std::string& key, const Tensor& param) {
-  Tensor& t = state_.at(key);
-  if (t.device() != param.device()) t = t.to(param.device());
-  return t;
+  return on_param_device(state_.at(key), param);
 }
 
 void Optimizer::step() {
@@ -319,8 +322,8 @@ void AdamW::step() {
       const double lr = group.lr, wd = group.weight_decay;
       const double bc1 = 1.0 - std::pow(options_.beta1, static_cast<double>(t));
       const double bc2 = 1.0 - std::pow(options_.beta2, static_cast<double>(t));
-      for (Tensor* s : {slot.exp_avg, slot.exp_avg_sq})  // the parameter moved since (Module::to)
-        if (s->device() != p.device()) *s = s->to(p.device());
+      on_param_device(*slot.exp_avg, p);
+      on_param_device(*slot.exp_avg_sq, p);
       // In place where nobody else holds a moment's memory (the kernel reads each element
       // before it writes it); a new tensor otherwise.
       const bool m_here = writable_in_place(*slot.exp_avg), v_here = writable_in_place(*slot.exp_avg_sq);

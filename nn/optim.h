@@ -129,6 +129,8 @@ class Optimizer {
   // The state tensor `key` of `param`, first moved to param's device when the parameter has
   // moved since (Module::to(Device) after the optimiser was built).
   Tensor& state_for(const std::string& key, const Tensor& param);
+  // The same for a state tensor already in hand: moved to param's device if it is elsewhere.
+  static Tensor& on_param_device(Tensor& state, const Tensor& param);
 
   std::string type_;
   std::vector<ParamGroup> groups_;
