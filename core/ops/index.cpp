@@ -251,6 +251,16 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 //   put_rows:   out[index[i]] = y[i], other rows zero    ∂L/∂y = take_rows(∂L/∂out, index)
 // so neither backward needs index_select's scatter-add (which must sum repeats), only copies.
 
+// Rows in [0, rows), each to appear once in `host`.
+static void check_no_repeats(const char* op, const std::vector<int64_t>& host, int64_t rows, const Shape& shape) {
+  std::vector<bool> seen(static_cast<size_t>(rows), false);
+  for (int64_t r : host) {
+    MMG_CHECK(!seen[r], "{}: row {} appears twice in the index (rows of {}); index_select allows repeats", op, r,
+              shape_str(shape));
+    seen[r] = true;
+  }
+}
+
 // The index on the host, each entry checked to lie in [0, rows) and to appear once.
 static std::vector<int64_t> distinct_rows(const char* op, const Tensor& index, int64_t rows, const Shape& shape) {
   check_index_dtype(op, index);
@@ -258,12 +268,7 @@ static std::vector<int64_t> distinct_rows(const char* op, const Tensor& index, i
             shape_str(shape));
   std::vector<int64_t> host;
   checked_index(op, index, rows, fmt::format("the {} rows of {}", rows, shape_str(shape)), &host);
-  std::vector<bool> seen(static_cast<size_t>(rows), false);
-  for (int64_t r : host) {
-    MMG_CHECK(!seen[r], "{}: row {} appears twice in the index (rows of {}); index_select allows repeats", op, r,
-              shape_str(shape));
-    seen[r] = true;
-  }
+  check_no_repeats(op, host, rows, shape);
   return host;
 }
 
@@ -278,14 +283,16 @@ struct RowIndex::Data {
 };
 using CheckedRows = std::shared_ptr<const RowIndex::Data>;
 
-static CheckedRows make_rows(std::vector<int64_t> host, int64_t rows, Device device) {
+// `index`: the same entries already on `device` (a tensor index the caller checked), or
+// undefined, and then they are copied there from the host.
+static CheckedRows make_rows(std::vector<int64_t> host, int64_t rows, Device device, const Tensor& index = Tensor()) {
   auto d = std::make_shared<RowIndex::Data>();
   const int64_t n = static_cast<int64_t>(host.size());
   d->rows = rows;
   d->source.assign(static_cast<size_t>(rows), -1);
   for (int64_t i = 0; i < n; ++i) d->source[host[i]] = i;
   const TensorOptions ints{.dtype = DType::i64, .device = device};
-  d->index = from_vector(host, {n}, ints);
+  d->index = index.defined() ? index.detach().to(DType::i64).contiguous() : from_vector(host, {n}, ints);
   if (device.is_cuda()) {
     std::vector<int64_t> src = d->source;
     for (int64_t& r : src)
@@ -299,17 +306,13 @@ static CheckedRows make_rows(std::vector<int64_t> host, int64_t rows, Device dev
 RowIndex::RowIndex(const Tensor& index, int64_t rows) {
   MMG_CHECK(index.defined(), "RowIndex: undefined index");
   MMG_CHECK(rows >= 0, "RowIndex: rows must be >= 0, got {}", rows);
-  data_ = make_rows(distinct_rows("RowIndex", index, rows, {rows}), rows, index.device());
+  data_ = make_rows(distinct_rows("RowIndex", index, rows, {rows}), rows, index.device(), index);
 }
 
 RowIndex::RowIndex(const std::vector<int64_t>& index, int64_t rows, Device device) {
   MMG_CHECK(rows >= 0, "RowIndex: rows must be >= 0, got {}", rows);
-  std::vector<bool> seen(static_cast<size_t>(rows), false);
-  for (int64_t r : index) {
-    MMG_CHECK(r >= 0 && r < rows, "RowIndex: index {} is out of range for {} rows", r, rows);
-    MMG_CHECK(!seen[r], "RowIndex: row {} appears twice in the index", r);
-    seen[r] = true;
-  }
+  for (int64_t r : index) MMG_CHECK(r >= 0 && r < rows, "RowIndex: index {} is out of range for {} rows", r, rows);
+  check_no_repeats("RowIndex", index, rows, {rows});
   data_ = make_rows(index, rows, device);
 }
 
@@ -376,7 +379,8 @@ Tensor take_rows(const Tensor& x, const Tensor& index) {
   MMG_CHECK(x.defined() && index.defined(), "take_rows: undefined tensor argument");
   check_same_device("take_rows", x, index);
   MMG_CHECK(x.dim() > 0, "take_rows: cannot take rows of a 0-d tensor");
-  return take_checked(x, make_rows(distinct_rows("take_rows", index, x.size(0), x.shape()), x.size(0), x.device()));
+  return take_checked(x,
+                      make_rows(distinct_rows("take_rows", index, x.size(0), x.shape()), x.size(0), x.device(), index));
 }
 
 Tensor put_rows(const Tensor& y, const Tensor& index, int64_t rows) {
@@ -390,7 +394,7 @@ Tensor put_rows(const Tensor& y, const Tensor& index, int64_t rows) {
             y.size(0), shape_str(y.shape()));
   Shape out_shape = y.shape();
   out_shape[0] = rows;
-  return put_checked(y, make_rows(distinct_rows("put_rows", index, rows, out_shape), rows, y.device()));
+  return put_checked(y, make_rows(distinct_rows("put_rows", index, rows, out_shape), rows, y.device(), index));
 }
 
 Tensor take_rows(const Tensor& x, const RowIndex& index) {
