@@ -210,15 +210,17 @@ ITMResult itm_loss(const FusePairs& fuse, const ITMHead& head, const Tensor& sim
   return r;
 }
 
-ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch) {
-  const int64_t B = batch;
+ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch, int64_t samples) {
+  const int64_t B = batch, n = samples == 0 ? batch : samples;
   MMG_CHECK(B >= 1, "itm_loss_edits: a batch of {} pairs", B);
+  MMG_CHECK(n >= 1 && n <= B, "itm_loss_edits: samples {} must be in [1,{}] (the batch), or 0 for all of it",
+            samples, B);
   const TensorOptions ints{.dtype = DType::i64, .device = head.device()};
-  Tensor ar = arange(static_cast<double>(B), ints);
+  Tensor ar = arange(static_cast<double>(n), ints);
   ITMResult r;
   r.image_index = cat({ar, ar});
-  r.text_index = cat({ar, arange(static_cast<double>(B), static_cast<double>(2 * B), 1.0, ints)});
-  r.labels = cat({ones({B}, ints), zeros({B}, ints)});
+  r.text_index = cat({ar, arange(static_cast<double>(B), static_cast<double>(B + n), 1.0, ints)});
+  r.labels = cat({ones({n}, ints), zeros({n}, ints)});
   score_pairs("itm_loss_edits", fuse, head, r);
   return r;
 }

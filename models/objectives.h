@@ -130,8 +130,11 @@ ITMResult itm_loss(const FusePairs& fuse, const ITMHead& head, const Tensor& sim
 // contradict each other and the head learns nothing but the prior. Here text index B+i names
 // the minimal edit of text i (a negative by construction): the B pairs (i, i) are labelled 1
 // and the B pairs (i, B+i) 0, fused in one call of `fuse`. The indices and labels are made on
-// the head's device, where the model and its batch are.
-ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch);
+// the head's device, where the model and its batch are. `samples` (1..batch, 0 = batch): only
+// the first `samples` images are scored, with their caption and its edit (texts 0..samples−1
+// and B..B+samples−1): the fusion, the matching objective's largest cost, runs on 2·samples
+// pairs instead of 2B. The batch is shuffled, so the first ones are a random subset.
+ITMResult itm_loss_edits(const FusePairs& fuse, const ITMHead& head, int64_t batch, int64_t samples = 0);
 
 // ---------------------------------------------------------------------------------------------
 // Masked language modelling (mlm)

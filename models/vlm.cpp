@@ -78,6 +78,7 @@ void VLMConfig::validate() const {
     MMG_CHECK(mlm_prob > 0 && mlm_prob <= 1, "VLMConfig: mlm_prob must be in (0,1], got {}", mlm_prob);
   check_choice("VLMConfig", "contrastive", contrastive, {"clip", "hinge"});
   MMG_CHECK(std::isfinite(margin) && margin >= 0, "VLMConfig: margin must be finite and >= 0, got {}", margin);
+  MMG_CHECK(itm_samples >= 0, "VLMConfig: itm_samples must be >= 0 (0: the whole batch), got {}", itm_samples);
   if (objectives.enabled("cap")) {
     decoder.validate();
     MMG_CHECK(decoder.vocab_size == V && decoder.memory_dim == image_dim() && decoder.bos_id == tokens.cls_id &&
@@ -293,9 +294,12 @@ ITMResult VLM::itm(const VLMBatch& batch, const FusionOutput& out, const FusionO
                                     model->dual->text_proj->forward(index_select(pooled, 0, ti)));
     };
   }
-  if (edits) return itm_loss_edits(fuse, *itm_head, B);
+  // Only the first n samples are scored (config.itm_samples); a smaller batch is scored whole.
+  const int64_t n = config.itm_samples == 0 ? B : std::min(config.itm_samples, B);
+  if (edits) return itm_loss_edits(fuse, *itm_head, B, n);
   // Without contrastive similarities (single, pooled) every other pair is equally likely.
-  if (!sim.defined()) sim = zeros({B, B}, {.device = batch.images.device()});
+  if (!sim.defined()) sim = zeros({n, n}, {.device = batch.images.device()});
+  if (sim.size(0) != n) sim = narrow(narrow(sim, 0, 0, n), 1, 0, n);  // hard negatives among the n
   return itm_loss(fuse, *itm_head, sim, gen);
 }
 

@@ -77,6 +77,9 @@ struct VLMConfig {
   double mlm_prob = 0.15;
   std::string contrastive = "clip";  // "clip" | "hinge"
   double margin = 0.2;               // hinge
+  // itm: how many of the batch's samples the matching loss scores (the first ones; the batch is
+  // shuffled); 0 = all. The fusion of its pairs is the largest cost of a step with itm.
+  int64_t itm_samples = 0;
 
   // The plain fields (fusion, objectives, decoder and tokens are written and read by hand,
   // models/config.h).
@@ -84,6 +87,7 @@ struct VLMConfig {
   static void fields(Self& c, F&& f) {
     f("num_classes", c.num_classes), f("num_answers", c.num_answers);
     f("mlm_prob", c.mlm_prob), f("contrastive", c.contrastive), f("margin", c.margin);
+    f("itm_samples", c.itm_samples);
   }
 
   // Facts of the fusion family, for the heads.
@@ -97,7 +101,7 @@ struct VLMConfig {
   void validate() const;  // objectives the family cannot train, inconsistent sizes: Error
   // {"family": "vlm", "fusion": {...}, "objectives": {"itc": 1, ...}, "num_classes", "num_answers",
   //  "decoder": {...}, "tokens": {"pad_id", "unk_id", "cls_id", "sep_id", "mask_id"},
-  //  "mlm_prob", "contrastive", "margin"}
+  //  "mlm_prob", "contrastive", "margin", "itm_samples"}
   nlohmann::json to_json() const;
   static VLMConfig from_json(const nlohmann::json& j);
   static VLMConfig preset(const std::string& name);

@@ -469,6 +469,19 @@ TEST_CASE("itm_loss_edits: B positives then each image with its edit (text B+i),
   FusePairs wrong = [&](const Tensor& a, const Tensor&) { return randn({a.size(0) + 1, D}); };
   CHECK_THROWS_WITH_AS(itm_loss_edits(wrong, head, B),
                        doctest::Contains("the fusion returned [11,6] for 10 pairs; expected [10,6]"), Error);
+  // The first 3 samples only: images 0..2 with their captions 0..2, then with their edits B..B+2.
+  ITMResult some = itm_loss_edits(fuse, head, B, 3);
+  CHECK(some.image_index.to_vector<int64_t>() == std::vector<int64_t>{0, 1, 2, 0, 1, 2});
+  CHECK(some.text_index.to_vector<int64_t>() == std::vector<int64_t>{0, 1, 2, 5, 6, 7});
+  CHECK(some.labels.to_vector<int64_t>() == std::vector<int64_t>{1, 1, 1, 0, 0, 0});
+  CHECK(some.logits.shape() == Shape{6, 2});
+  CHECK(some.loss.item() ==
+        doctest::Approx(reference_cross_entropy(some.logits, some.labels.to_vector<int64_t>())).epsilon(1e-6));
+  CHECK(itm_loss_edits(fuse, head, B, B).loss.item() == r.loss.item());
+  CHECK_THROWS_WITH_AS(itm_loss_edits(fuse, head, B, B + 1),
+                       doctest::Contains("itm_loss_edits: samples 6 must be in [1,5]"), Error);
+  CHECK_THROWS_WITH_AS(itm_loss_edits(fuse, head, B, -1),
+                       doctest::Contains("itm_loss_edits: samples -1 must be in [1,5]"), Error);
 }
 
 TEST_CASE("itm_loss falls over 20 AdamW steps on a fixed batch") {

@@ -239,6 +239,42 @@ TEST_CASE("VLM with edited captions: itc adds them as candidates, itm pairs each
       CHECK(losses.back() < 0.5 * losses.front());
     }
   }
+  SUBCASE("itm_samples: the loss over the first n samples is the loss of a batch of those n, every family") {
+    const int64_t n = 4;
+    auto first = [&](const VLMBatch& all) {
+      VLMBatch b = all;
+      for (Tensor* t : {&b.images, &b.text_ids, &b.text_mask, &b.class_ids, &b.answer_ids, &b.negative_ids,
+                        &b.negative_mask})
+        if (t->defined()) *t = slice(*t, 0, 0, n);
+      return b;
+    };
+    for (const char* fusion : {"albef-micro", "vilt-micro", "pooled-micro"})
+      for (bool edits : {true, false}) {
+        CAPTURE(fusion);
+        CAPTURE(edits);
+        manual_seed(24);
+        VLMConfig c = micro_config(fusion, {{"itm", 1}});
+        VLM whole(c);
+        c.itm_samples = n;
+        VLM subset(c);
+        subset.load_state_dict(whole.state_dict());
+        subset.eval(), whole.eval();
+        const VLMBatch all = edits ? batch : micro_batch(6, 8);
+        Generator a(3), b(3);  // without edits: the same hard-negative draws among the n
+        const double expected = whole.compute_losses(first(all), &a).get("itm").item();
+        CHECK(subset.compute_losses(all, &b).get("itm").item() == doctest::Approx(expected).epsilon(1e-5));
+        // More samples than the batch holds: the whole batch.
+        c.itm_samples = 50;
+        VLM more(c);
+        more.load_state_dict(whole.state_dict());
+        more.eval();
+        Generator d(3), e(3);
+        CHECK(more.compute_losses(all, &d).get("itm").item() == whole.compute_losses(all, &e).get("itm").item());
+      }
+    VLMConfig bad = micro_config("albef-micro", {{"itm", 1}});
+    bad.itm_samples = -1;
+    CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("itm_samples must be >= 0"), Error);
+  }
   SUBCASE("edits shaped unlike the captions are an error") {
     VLM vlm(micro_config("albef-micro", {{"itc", 1}, {"itm", 1}}));
     VLMBatch b = batch;
