@@ -671,9 +671,11 @@ TEST_CASE("configs: every field of every config differs from its default and sur
   c.fusion.dual.text.pad_id = 5;
   c.tokens = {.pad_id = 5, .unk_id = 9, .cls_id = 6, .sep_id = 7, .mask_id = 8};
   c.num_classes = 5, c.num_answers = 7, c.mlm_prob = 0.3, c.contrastive = "hinge", c.margin = 0.4;
+  c.itm_samples = 3;
   c.derive_decoder_fields();
   check_json(c, "VLMConfig",
-             "family, fusion, objectives, tokens, decoder, num_classes, num_answers, mlm_prob, contrastive, margin");
+             "family, fusion, objectives, tokens, decoder, num_classes, num_answers, mlm_prob, contrastive, margin, "
+             "itm_samples");
   json bad_tokens = c.to_json();
   bad_tokens["tokens"]["zzz"] = 1;
   CHECK_THROWS_WITH_AS(

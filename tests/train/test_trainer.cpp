@@ -53,13 +53,15 @@ std::vector<double> losses_of(const std::vector<StepRecord>& history) {
 
 }  // namespace
 
-TEST_CASE("demo preset: all four losses, then matching at weight 2, then contrastive and VQA to the last step") {
+TEST_CASE("demo preset: all four losses, then matching and VQA, matching at weight 2 in both, then contrastive and VQA") {
   TrainConfig c = TrainConfig::preset("demo");
   c.validate();
   REQUIRE(c.phases.size() == 3);
   CHECK(c.phases.back().until == c.steps);
   const auto& first = c.objectives_at(0);
   for (const char* name : {"itc", "itm", "mlm", "vqa"}) CHECK_MESSAGE(first.enabled(name), name);
+  CHECK(first.weight("itm") == 2.0);
+  CHECK(c.phases[0].until < c.phases[1].until);
   const auto& matching = c.objectives_at(c.phases[0].until);
   for (const char* name : {"itc", "itm", "vqa"}) CHECK_MESSAGE(matching.enabled(name), name);
   CHECK_FALSE(matching.enabled("mlm"));
