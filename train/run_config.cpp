@@ -375,11 +375,11 @@ TrainConfig TrainConfig::preset(const std::string& name) {
       // learns to compare two positions; relation questions follow. Batches of 64, not 128: a
       // step of 64 costs 0.44 of one of 128, so the 5 minutes hold 2.4× the updates
       // (README, 2026-11-24). Matching at weight 2 from the first step and the masked LM for 200
-      // steps only (it costs another text and fusion pass a step) let relations come sooner: in
-      // 2400 steps the matching head on relation edits passed 0.95 by step 1800 where the
-      // previous 3800-step schedule (400 steps of all four at matching weight 0.5) had 0.77 at
-      // step 1900; the whole run fits 5 minutes on this project's 2-core machine (README,
-      // 2026-12-07).
+      // steps only (it costs another text and fusion pass a step) let relations come sooner: for
+      // seed 0 the matching head on relation edits was at 0.95 by step 1800, where the previous
+      // 3800-step schedule (400 steps of all four at matching weight 0.5) had 0.77 at step 1900;
+      // relation questions 0.82–0.90 over seeds 0–4, every goal met, the whole run 286–296 s on
+      // this project's 2-core machine when its host is quiet (README, 2026-12-07).
       using models::ObjectiveWeights;
       c.batch_size = 64;
       c.steps = 2400;
