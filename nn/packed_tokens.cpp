@@ -19,7 +19,6 @@ PackedTokens PackedTokens::from_mask(const Tensor& key_mask) {
   std::vector<int64_t> rows;
   for (size_t k = 0; k < real.size(); ++k)
     if (real[k]) rows.push_back(static_cast<int64_t>(k));
-  p.count_ = static_cast<int64_t>(rows.size());
   p.real_rows_ = RowIndex(rows, p.batch_ * p.seq_, key_mask.device());
   p.mask_ = key_mask.detach().to(DType::boolean);
   return p;
@@ -40,9 +39,9 @@ Tensor PackedTokens::pack(const Tensor& x) const {
 }
 
 Tensor PackedTokens::unpack(const Tensor& x) const {
-  MMG_CHECK(x.defined() && x.dim() == 2 && x.size(0) == count_,
+  MMG_CHECK(x.defined() && x.dim() == 2 && x.size(0) == count(),
             "PackedTokens::unpack: x {} must be [N,D] with N = {}, the mask's real tokens",
-            x.defined() ? shape_str(x.shape()) : "undefined", count_);
+            x.defined() ? shape_str(x.shape()) : "undefined", count());
   return reshape(put_rows(x, real_rows_), {batch_, seq_, x.size(1)});
 }
 

@@ -35,11 +35,11 @@ class PackedTokens {
   const Tensor& mask() const { return mask_; }
   int64_t batch() const { return batch_; }
   int64_t seq() const { return seq_; }
-  int64_t count() const { return count_; }  // N, the real tokens
-  bool has_padding() const { return count_ < batch_ * seq_; }
+  int64_t count() const { return real_rows_.size(); }  // N, the real tokens
+  bool has_padding() const { return count() < batch_ * seq_; }
 
  private:
-  int64_t batch_ = 0, seq_ = 0, count_ = 0;
+  int64_t batch_ = 0, seq_ = 0;
   RowIndex real_rows_;  // b·S + s of each real token, checked once for every pack and unpack
   Tensor mask_;       // [B,S] bool
 };
